@@ -1,0 +1,58 @@
+"""The ``hostside`` command: a thin shell that parses arguments and calls the library.
+
+Each area registers its own sub-commands (``register(subparsers)``) and keeps heavy imports
+(torch, onnx) inside the handlers, so ``hostside --help`` and light commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from typing import Optional, Sequence
+
+from hostside.errors import UserError
+
+COMMAND_MODULES = (
+    "hostside.arch.commands",
+    "hostside.train.commands",
+    "hostside.boards.commands",
+    "hostside.calibration.commands",
+    "hostside.search.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hostside",
+        description="Hardware-aware architecture search for Raspberry Pi and ARM boards.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line, not only before the sub-command.
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"hostside: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hostside: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
