@@ -1,0 +1,52 @@
+"""``hostside arch ...``: inspect architectures (ArchSpec JSON or any ONNX file)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hostside.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    arch = subparsers.add_parser("arch", help="inspect architectures")
+    sub = arch.add_subparsers(dest="arch_command", metavar="ARCH_COMMAND")
+    sub.required = True
+    stats = sub.add_parser(
+        "stats", help="params, MACs and activation memory of an ArchSpec JSON or an ONNX file",
+    )
+    stats.add_argument("file", type=Path, help="ArchSpec .json or model .onnx")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.add_argument("--per-layer", action="store_true", help="include the per-layer breakdown")
+    stats.set_defaults(handler=_stats)
+
+
+def arch_stats(path: Path, per_layer: bool = False) -> dict:
+    """Cost of an ArchSpec JSON (analytic) or an ONNX file (read back from the graph)."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.suffix.lower() == ".onnx":
+        from hostside.arch.onnx_stats import onnx_stats
+
+        stats = onnx_stats(path)
+        if not per_layer:
+            stats.pop("per_layer", None)
+        return {"source": "onnx", **stats}
+    from hostside.arch.spec import ArchSpec
+
+    spec = ArchSpec.load(path)
+    return {"source": "archspec", "input_shape": list(spec.input_shape), **spec.cost.to_dict(per_layer=per_layer)}
+
+
+def _stats(args: argparse.Namespace) -> int:
+    stats = arch_stats(args.file, per_layer=args.per_layer)
+    if args.json:
+        print(json.dumps(stats, indent=1))
+        return 0
+    print(f"{args.file}: {stats['params']:,} params, {stats['macs']:,} MACs, "
+          f"{stats['activation_bytes']:,} bytes peak activations")
+    if "deployed_params" in stats:
+        print(f"  deployed params (batchnorm folded): {stats['deployed_params']:,}")
+    print("  layers: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats["layers"].items())))
+    return 0
