@@ -1,0 +1,120 @@
+"""``hostside train``: train one ArchSpec, export it to ONNX and write its metrics.
+
+Heavy imports (torch, sklearn, onnx) happen inside the handler so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+from hostside.errors import UserError
+
+AUGMENTATIONS = ("none", "crop", "flip", "crop+flip")
+CURVES_FILE = "training.png"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train an architecture and export it to ONNX",
+        description="Train ARCH.json on a dataset, export DIR/model.onnx (normalisation inside) and write "
+                    "DIR/metrics.json, DIR/split.json and DIR/training.png (learning curves).",
+    )
+    parser.add_argument("arch", metavar="ARCH.json", help="ArchSpec JSON file")
+    parser.add_argument("--dataset", default="digits",
+                        help="'digits' (default) or a path: IDX folder/file, CIFAR batch folder, .npz with x/y, "
+                             "image folder; a prefix idx:/cifar:/npz:/images: forces the format")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the split, initialisation and shuffling")
+    parser.add_argument("--lr", type=float, default=0.003, help="initial learning rate")
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (Nesterov)")
+    parser.add_argument("--no-cosine", action="store_true", help="keep the learning rate constant")
+    parser.add_argument("--augment", choices=AUGMENTATIONS, default="none",
+                        help="random crop with padding and/or horizontal flip (default none)")
+    parser.add_argument("--crop-padding", type=int, default=None,
+                        help="padding for --augment crop (default: an eighth of the image side, at least 1)")
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    # One thread by default: the small nets of this project gain little from more, and on a
+    # busy machine torch's spinning thread pool made 2 threads 10x slower than 1 (benchmark).
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--split", metavar="SPLIT.json", default=None,
+                        help="reuse a recorded split instead of drawing one from --seed")
+    parser.add_argument("--val-fraction", type=float, default=0.15)
+    parser.add_argument("--test-fraction", type=float, default=0.15)
+    parser.set_defaults(handler=run_train)
+
+
+def _config(args: argparse.Namespace, image_side: int) -> Dict[str, Any]:
+    crop = "crop" in args.augment
+    padding = args.crop_padding if args.crop_padding is not None else max(1, image_side // 8)
+    return {
+        "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
+        "weight_decay": args.weight_decay, "momentum": args.momentum, "cosine": not args.no_cosine,
+        "crop_padding": padding if crop else 0, "hflip": "flip" in args.augment, "device": args.device,
+        "seed": args.seed, "threads": args.threads,
+    }
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from hostside.arch.spec import ArchSpec
+    from hostside.train.datasets import load_dataset
+    from hostside.train.loop import TrainConfig, check_compatible, resolve_device, train_model
+    from hostside.train.plots import plot_history
+    from hostside.train.splits import Split, make_split
+    from hostside.train.worker import export_and_measure
+
+    spec = ArchSpec.load(args.arch)
+    dataset = load_dataset(args.dataset)
+    check_compatible(spec, dataset, args.arch)
+    config = TrainConfig.from_dict(_config(args, min(dataset.input_shape[1:])))
+    resolve_device(config.device)
+    if args.split:
+        split = Split.load(args.split)
+        split.check(dataset, args.split)
+    else:
+        split = make_split(dataset, args.seed, args.val_fraction, args.test_fraction)
+    out_dir = _output_folder(args.out)
+    print(f"training on {dataset.name}: {len(split.train)} train / {len(split.val)} val / {len(split.test)} test, "
+          f"{config.epochs} epochs", file=sys.stderr)
+
+    def show(row: Dict[str, float]) -> None:
+        print(f"epoch {row['epoch']}/{config.epochs}  loss {row['train_loss']:.4f}  "
+              f"train acc {row['train_accuracy']:.3f}  val acc {row['val_accuracy']:.3f}  "
+              f"{row['seconds']:.2f} s", file=sys.stderr)
+
+    result = train_model(spec, dataset, split, config, progress=show)
+    metrics = export_and_measure(spec, dataset, split, config, result, out_dir)
+    title = f"{spec.name or Path(args.arch).stem} on {dataset.name}"
+    curves = plot_history(result.history, out_dir / CURVES_FILE, title)
+    _print_summary(metrics)
+    print(f"wrote {curves}")
+    if result.diverged:
+        print("hostside: warning: the loss became NaN/infinite and training stopped early; "
+              "lower --lr", file=sys.stderr)
+    return 0
+
+
+def _output_folder(path: str) -> Path:
+    """Create ``--out`` before training, so a bad path fails in a second, not after the training."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {path}: cannot create the folder ({exc.strerror}); choose a writable folder") from None
+    return out
+
+
+def _print_summary(m: Dict[str, Any]) -> None:
+    def pct(v: Any) -> str:
+        return "n/a" if v is None else f"{100 * v:.2f}%"
+
+    print(f"params {m['params']:,}  macs {m['macs']:,}  activation {m['activation_bytes']:,} bytes")
+    print(f"test accuracy {pct(m['accuracy'])} (onnxruntime {pct(m['onnx_accuracy'])}), "
+          f"val accuracy {pct(m['val_accuracy'])}, trained in {m['train_seconds']:.1f} s")
+    print(f"wrote {m['onnx']} ({m['onnx_size_bytes']:,} bytes, sha256 {m['onnx_sha256'][:12]}...)")

@@ -1,0 +1,45 @@
+"""Accuracy of an exported ONNX model with onnxruntime on *raw* inputs.
+
+This is the check that matters for deployment: the board feeds raw values, so the file's
+built-in normalisation must reproduce the accuracy torch measured on normalised tensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from hostside.errors import UserError
+from hostside.train.datasets import Dataset
+
+EVAL_BATCH = 512
+
+
+def evaluate_onnx(onnx_path: Union[str, Path], dataset: Dataset, indices: Sequence[int], threads: int = 1) -> float:
+    """Top-1 accuracy of the model at ``onnx_path`` on ``dataset`` examples ``indices``."""
+    import onnxruntime as ort
+
+    indices = np.asarray(indices, dtype=np.int64)
+    if len(indices) == 0:
+        return float("nan")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable models
+        raise UserError(f"{onnx_path}: onnxruntime cannot load it ({exc}); export the model again") from None
+    dims = session.get_inputs()[0].shape
+    fits = len(dims) == 4 and all(not isinstance(d, int) or d == s for d, s in zip(dims[1:], dataset.input_shape))
+    if not fits:
+        raise UserError(
+            f"{onnx_path}: model input {dims} does not fit dataset {dataset.name!r} {list(dataset.input_shape)}"
+        )
+    name = session.get_inputs()[0].name
+    correct = 0
+    for start in range(0, len(indices), EVAL_BATCH):
+        batch = indices[start:start + EVAL_BATCH]
+        logits = session.run(None, {name: np.ascontiguousarray(dataset.x[batch])})[0]
+        correct += int((logits.argmax(1) == dataset.y[batch]).sum())
+    return correct / len(indices)

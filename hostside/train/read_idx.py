@@ -1,0 +1,88 @@
+"""MNIST / Fashion-MNIST IDX files, gzipped or raw.
+
+The format (http://yann.lecun.com/exdb/mnist/): two zero bytes, a type code, the number of
+dimensions, then one big-endian int32 per dimension and the values. numpy reads it
+directly; no library for it is both maintained and lighter than these few lines.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+
+from hostside.errors import UserError
+from hostside.train.datasets import Dataset, make_dataset
+
+_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """One IDX file as an array; errors name the file and the problem."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise UserError(f"{path}: cannot read as {'gzip' if path.name.endswith('.gz') else 'IDX'} ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _TYPES:
+        raise UserError(
+            f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'}); "
+            f"expected MNIST-style *-idx3-ubyte / *-idx1-ubyte files"
+        )
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise UserError(f"{path}: truncated IDX header; the file is damaged, download it again")
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    dtype = np.dtype(_TYPES[raw[2]])
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise UserError(
+            f"{path}: size {len(raw)} bytes does not match its header shape {list(shape)} "
+            f"({expected} bytes); the file is truncated or damaged"
+        )
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape)
+
+
+def find_idx_pairs(path: Path) -> List[Tuple[Path, Path]]:
+    """(images, labels) file pairs: the one an images file names, or all in a directory."""
+    if path.is_file():
+        images = [path]
+    else:
+        images = sorted(p for p in path.iterdir() if "images" in p.name and "idx" in p.name)
+    pairs = []
+    for image_path in images:
+        if "images" not in image_path.name:
+            raise UserError(f"{image_path}: expected an images file (*-images-idx3-ubyte[.gz]) to pair with its labels")
+        label_path = image_path.with_name(image_path.name.replace("images", "labels").replace("idx3", "idx1"))
+        if not label_path.exists():
+            raise UserError(f"{image_path}: no labels file {label_path.name} beside it; put the pair in one folder")
+        pairs.append((image_path, label_path))
+    if not pairs:
+        raise UserError(f"{path}: no *-images-idx3-ubyte[.gz] files; expected MNIST-style IDX pairs")
+    return pairs
+
+
+def read_idx_dataset(path: Path, source: str) -> Dataset:
+    """All IDX pairs under ``path`` (e.g. train and t10k) as one dataset; our own seeded
+    split decides train/validation/test."""
+    xs, ys = [], []
+    for image_path, label_path in find_idx_pairs(path):
+        images, labels = read_idx(image_path), read_idx(label_path)
+        if images.ndim not in (3, 4):
+            raise UserError(f"{image_path}: images must have 3 dimensions (N, H, W), got shape {list(images.shape)}")
+        if labels.ndim != 1:
+            raise UserError(f"{label_path}: labels must have 1 dimension, got shape {list(labels.shape)}")
+        if len(images) != len(labels):
+            raise UserError(
+                f"{label_path}: {len(labels)} labels for {len(images)} images in {image_path.name}; "
+                f"the pair must come from the same release"
+            )
+        images = images[:, None] if images.ndim == 3 else images
+        if xs and images.shape[1:] != xs[0].shape[1:]:
+            raise UserError(f"{image_path}: image shape {list(images.shape[1:])} differs from {list(xs[0].shape[1:])}")
+        xs.append(images.astype(np.float32))
+        ys.append(labels.astype(np.int64))
+    name = path.stem if path.is_file() else path.name
+    return make_dataset(name or "idx", np.concatenate(xs), np.concatenate(ys), None, str(path), source)

@@ -1,0 +1,85 @@
+"""The unit of work a search hands to a process pool or Dask worker: plain data in (spec
+dict, dataset source, split dict, config dict), files and a plain metrics dict out.
+
+The dataset is cached per process (``cached_dataset``), so a worker that trains dozens of
+candidates decodes its files once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Union
+
+from hostside.arch.cost import analyze
+from hostside.arch.spec import ArchSpec
+from hostside.train.datasets import Dataset, cached_dataset
+from hostside.train.loop import TrainConfig, TrainResult, train_model
+from hostside.train.onnx_eval import evaluate_onnx
+from hostside.train.splits import Split, make_split
+
+MODEL_FILE = "model.onnx"
+METRICS_FILE = "metrics.json"
+SPLIT_FILE = "split.json"
+
+
+def _finite(value: float) -> Optional[float]:
+    """JSON has no NaN: a value that is not finite (empty val set, diverged net) becomes null."""
+    return value if math.isfinite(value) else None
+
+
+def export_and_measure(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig,
+                       result: TrainResult, out_dir: Union[str, Path]) -> Dict[str, Any]:
+    """Write ``model.onnx``, ``split.json`` and ``metrics.json`` for a finished training and
+    return the metrics; the ONNX accuracy is measured on the same test indices."""
+    from hostside.arch.export import export_onnx
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    split.save(out / SPLIT_FILE)
+    report = export_onnx(result.module, out / MODEL_FILE, mean=result.mean, std=result.std)
+    cost = analyze(spec)
+    metrics: Dict[str, Any] = {
+        "accuracy": _finite(result.test_accuracy),
+        "val_accuracy": _finite(result.val_accuracy),
+        "onnx_accuracy": _finite(evaluate_onnx(report.path, dataset, split.test, threads=config.threads)),
+        "params": cost.params,
+        "deployed_params": cost.deployed_params,
+        "macs": cost.macs,
+        "activation_bytes": cost.activation_bytes,
+        "train_seconds": result.train_seconds,
+        "epochs_run": len(result.history),
+        "diverged": result.diverged,
+        "onnx": report.path,
+        "onnx_sha256": report.sha256,
+        "onnx_size_bytes": report.size_bytes,
+        "max_abs_diff": _finite(report.max_abs_diff),
+        "dataset": dataset.name,
+        "dataset_source": dataset.source,
+        "split_sizes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+        "mean": result.mean,
+        "std": result.std,
+        "config": config.to_dict(),
+        "spec_sha256": spec.content_hash(),
+        "history": [{k: _finite(v) if isinstance(v, float) else v for k, v in row.items()} for row in result.history],
+    }
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n")
+    return metrics
+
+
+def train_and_export(spec_dict: Mapping[str, Any], dataset_source: str, split_dict: Optional[Mapping[str, Any]],
+                     config_dict: Optional[Mapping[str, Any]], out_dir: Union[str, Path]) -> Dict[str, Any]:
+    """Train ``spec_dict`` on ``dataset_source`` and export it to ``out_dir``.
+
+    ``split_dict`` is a :meth:`Split.to_dict` (None draws one from the config's seed);
+    returns the metrics dict also written to ``metrics.json``: ``accuracy`` (test),
+    ``val_accuracy``, ``onnx_accuracy``, ``params``, ``macs``, ``train_seconds``, ``onnx``,
+    ``onnx_sha256``, ``max_abs_diff`` and more.
+    """
+    spec = ArchSpec.from_dict(spec_dict)
+    dataset = cached_dataset(dataset_source)
+    config = TrainConfig.from_dict(config_dict)
+    split = Split.from_dict(split_dict) if split_dict is not None else make_split(dataset, config.seed)
+    result = train_model(spec, dataset, split, config)
+    return export_and_measure(spec, dataset, split, config, result, out_dir)
