@@ -1,0 +1,153 @@
+"""Versioned JSON-lines protocol between the host and the device agent.
+
+Shared by both sides (the host imports this module; it must stay stdlib-only). One request
+per line, one response per line, UTF-8 JSON objects. A response always carries ``"error"``:
+``None`` on success or ``{"code": <one of ERROR_CODES>, "message": str}``, so a caller can
+branch on a code instead of parsing exception text (TVM's mistake of calling every failure a
+timeout is what the codes avoid).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from typing import Any, BinaryIO, Dict, Optional
+
+PROTOCOL_VERSION = 1
+
+#: Documented error codes. Results never carry a code outside this set.
+ERROR_CODES = (
+    "bad_request",       # malformed or refused request (unknown op, path outside the cache, ...)
+    "upload_error",      # the model could not be transferred or its checksum did not match
+    "invalid_model",     # the file is not a loadable ONNX model
+    "runtime_error",     # onnxruntime failed while running, or the measuring process crashed
+    "timeout",           # the measurement exceeded its time limit and was killed
+    "out_of_memory",     # the model did not fit in the memory limit (or the kernel killed it)
+    "power_error",       # the requested power source is missing or unreadable
+    "agent_missing",     # the board lacks Python, numpy, onnxruntime or the agent itself
+    "connection_error",  # the link to the board failed and retries were exhausted (host only)
+)
+
+#: Measurement defaults, shared by the agent and the host's command line.
+DEFAULT_WARMUP = 10
+DEFAULT_RUNS = 100
+DEFAULT_SEED = 0
+
+#: Options of one measurement, as keys of a measure request.
+MEASURE_OPTIONS = ("threads", "warmup", "runs", "min_time_s", "power", "idle_s", "spinning", "seed", "keep_samples")
+
+OPS = ("hello", "info", "has_model", "upload", "measure")
+
+#: Upper bound on one protocol line; a model travels base64-encoded inside an upload line.
+MAX_LINE_BYTES = 512 * 1024 * 1024
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ProtocolError(Exception):
+    """A line that is not a valid message of this protocol version."""
+
+
+def is_sha256(text: Any) -> bool:
+    """True for a lowercase hex sha256 digest: the only way a request may name a model."""
+    return isinstance(text, str) and bool(_SHA256_RE.match(text))
+
+
+def error(code: str, message: str) -> Dict[str, str]:
+    """The ``error`` member of a result; rejects codes outside the documented set."""
+    if code not in ERROR_CODES:
+        raise ValueError(f"unknown error code {code!r}")
+    return {"code": code, "message": message}
+
+
+def error_result(code: str, message: str, **extra: Any) -> Dict[str, Any]:
+    """A complete failed result: keeps the shape of a success so callers need no special case."""
+    result: Dict[str, Any] = {"protocol_version": PROTOCOL_VERSION, "error": error(code, message)}
+    result.update(extra)
+    return result
+
+
+def encode(message: Dict[str, Any]) -> bytes:
+    """One message as one line; the version is stamped so either side can refuse a mismatch."""
+    body = dict(message)
+    body.setdefault("v", PROTOCOL_VERSION)
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
+
+
+def decode(line: bytes) -> Dict[str, Any]:
+    """Parse one line; raises ProtocolError for anything but a JSON object of our version."""
+    try:
+        message = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"not a JSON line: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("a message must be a JSON object")
+    if message.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {message.get('v')!r} does not match the agent's {PROTOCOL_VERSION}; "
+            "install the same device_agent version on host and board (hostside boards install)"
+        )
+    return message
+
+
+def read_message(stream: BinaryIO) -> Optional[Dict[str, Any]]:
+    """Read one message from a binary stream; None at a clean end of stream."""
+    line = stream.readline(MAX_LINE_BYTES + 1)
+    if not line:
+        return None
+    if len(line) > MAX_LINE_BYTES:
+        raise ProtocolError(f"message longer than {MAX_LINE_BYTES} bytes")
+    return decode(line)
+
+
+def validate_request(message: Dict[str, Any]) -> Optional[str]:
+    """Why a request is refused, or None when it is acceptable.
+
+    Models are named only by sha256 digest, so no request can make the agent open a path of
+    its choosing outside the model cache.
+    """
+    op = message.get("op")
+    if op not in OPS:
+        return f"unknown op {op!r}; expected one of {', '.join(OPS)}"
+    if op in ("has_model", "upload", "measure") and not is_sha256(message.get("sha256")):
+        return "models are named by their sha256 (64 lowercase hex digits), never by a path"
+    for forbidden in ("path", "model_path", "model"):
+        if forbidden in message:
+            return f"field {forbidden!r} is not accepted: name the model by its sha256 in the cache"
+    if op == "upload" and not isinstance(message.get("data_b64"), str):
+        return "upload needs 'data_b64' (the model file, base64-encoded)"
+    if op == "measure":
+        for key in ("threads", "warmup", "runs"):
+            value = message.get(key)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                return f"{key!r} must be a non-negative integer"
+    return None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def classify_exit(returncode: int, killed_for_time: bool) -> Dict[str, str]:
+    """Error for a measuring process that died without printing its JSON result.
+
+    ``returncode`` is negative for a signal (subprocess) or 128+N (a shell over SSH).
+    """
+    signum = -returncode if returncode < 0 else (returncode - 128 if returncode > 128 else 0)
+    if killed_for_time or signum == signal.SIGALRM:
+        return error("timeout", "the measurement exceeded its time limit and was stopped; raise --timeout-s or use fewer --runs")
+    if signum == signal.SIGKILL:
+        return error("out_of_memory", "the measuring process was killed (SIGKILL), most likely by the kernel's OOM killer")
+    if signum == signal.SIGILL:
+        return error(
+            "runtime_error",
+            "onnxruntime died with 'Illegal instruction' (SIGILL): this wheel does not match the CPU; "
+            "install another onnxruntime release (hostside boards install tells which)",
+        )
+    if signum:
+        return error("runtime_error", f"the measuring process crashed with {_signal_name(signum)}")
+    return error("runtime_error", f"the measuring process exited {returncode} without a result")

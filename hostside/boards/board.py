@@ -1,0 +1,325 @@
+"""A board as the rest of the host sees it: ``info()`` and ``measure()``, never raising for a
+failed measurement.
+
+Like TVM's runner, a measurement returns a result with an error code rather than raising:
+only a board that cannot be reached or configured at all raises :class:`UserError`. A link
+that drops mid-measurement is reconnected and the measurement retried; the daemon answers a
+retried request id with the result it already has, so a result is reported exactly once.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import signal
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from device_agent.protocol import DEFAULT_SEED, DEFAULT_WARMUP, classify_exit, error_result
+from device_agent.store import file_sha256
+from device_agent.system import device_key
+from hostside.boards.daemon_client import DaemonClient
+from hostside.boards.inventory import LOCAL, BoardConfig
+from hostside.boards.transport import CommandTimeout, ExecResult, LinkDown, LocalTransport, Transport
+from hostside.errors import UserError
+from hostside.paths import hostside_home
+
+DEFAULT_TIMEOUT_S = 600.0
+#: Seconds granted beyond the agent's own time limit before the host gives up on a command.
+HOST_GRACE_S = 30.0
+RETRY_BACKOFF_S = (1.0, 2.0, 4.0)
+#: Models above this size go over SFTP rather than inline in a protocol line.
+INLINE_UPLOAD_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _last_json(text: str) -> Optional[Dict[str, Any]]:
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+class Board:
+    """One board (or this machine, ``local``) reached through one transport."""
+
+    def __init__(self, name: str, config: Optional[BoardConfig]) -> None:
+        self.name = name
+        self.config = config
+        self._transport: Optional[Transport] = None
+        self._info: Optional[Dict[str, Any]] = None
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connect(self) -> Transport:
+        if self._transport is not None and self._transport.is_alive():
+            return self._transport
+        self._drop()
+        if self.config is None:
+            self._transport = LocalTransport(hostside_home() / "local-agent")
+        else:
+            from hostside.boards.ssh import SSHTransport  # paramiko only when a remote board is used
+
+            self._transport = SSHTransport(self.config)
+        return self._transport
+
+    def _drop(self) -> None:
+        if self._transport is not None:
+            try:
+                self._transport.close()
+            except Exception:  # closing a broken connection may fail in many ways; it is gone anyway
+                pass
+            self._transport = None
+
+    def close(self) -> None:
+        self._drop()
+
+    def __enter__(self) -> "Board":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Board({self.name!r})"
+
+    # -- facts ------------------------------------------------------------------------------
+
+    def _agent_missing(self, result: ExecResult) -> Optional[UserError]:
+        """A UserError when the board lacks Python or the agent, None otherwise."""
+        text = result.stderr + result.stdout
+        python = self.config.python if self.config else "python"
+        if result.returncode == 127 or "not found" in text and python in text:
+            return UserError(
+                f"board {self.name!r} has no Python at {python!r}; install python3 (sudo apt install python3) "
+                f"or set python = \"/path/to/python3\" for this board in boards.toml"
+            )
+        if "No module named device_agent" in text or "No module named 'device_agent'" in text:
+            return UserError(f"board {self.name!r} has no device agent; run `hostside boards install {self.name}`")
+        if "No module named" in text and ("numpy" in text or "onnxruntime" in text):
+            return UserError(
+                f"board {self.name!r} lacks numpy or onnxruntime ({text.strip().splitlines()[-1]}); "
+                f"`hostside boards install {self.name}` says how to install them"
+            )
+        return None
+
+    def info(self) -> Dict[str, Any]:
+        """The board's ``device-agent info`` JSON (cached for this object's lifetime)."""
+        if self._info is None:
+            self._info = self._with_retries(self._info_once)
+        return self._info
+
+    def _info_once(self) -> Dict[str, Any]:
+        result = self._connect().run_agent(["info", "--json"], timeout_s=60.0)
+        facts = _last_json(result.stdout)
+        if result.returncode != 0 or facts is None:
+            raise self._agent_missing(result) or UserError(
+                f"board {self.name!r}: `device-agent info` failed ({result.stderr.strip()[-300:]}); "
+                f"reinstall the agent with `hostside boards install {self.name}`"
+            )
+        return facts
+
+    def daemon(self) -> Optional[Dict[str, Any]]:
+        """The daemon's hello (version, pid) when one listens on the board, else None."""
+        if self.config is None:
+            return None
+        transport = self._connect()
+        stream = transport.open_daemon(self.config.daemon_port)
+        if stream is None:
+            return None
+        client = DaemonClient(stream, transport.is_alive, self.name)
+        try:
+            return client.request({"op": "hello"}, 30.0)
+        finally:
+            client.close()
+
+    @property
+    def key(self) -> str:
+        """Device kind (architecture, CPU model, cores): boards with one key can share a pool."""
+        if self.config is not None and self.config.device_key:
+            return self.config.device_key
+        return device_key(self.info())
+
+    def _with_retries(self, operation: Any) -> Any:
+        retries = self.config.retries if self.config is not None else 0
+        for attempt in range(retries + 1):
+            try:
+                return operation()
+            except LinkDown as exc:
+                self._drop()
+                if attempt == retries:
+                    raise UserError(f"board {self.name!r}: connection lost ({exc}); check the board and network") from None
+                time.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
+        raise AssertionError("unreachable")
+
+    # -- measuring --------------------------------------------------------------------------
+
+    def measure(
+        self,
+        model_path: Any,
+        *,
+        threads: int = 1,
+        warmup: int = DEFAULT_WARMUP,
+        runs: Optional[int] = None,
+        min_time_s: Optional[float] = None,
+        power: Optional[str] = None,
+        idle_s: float = 1.0,
+        spinning: bool = False,
+        seed: int = DEFAULT_SEED,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        memory_limit_mb: Optional[int] = None,
+        keep_samples: bool = False,
+    ) -> Dict[str, Any]:
+        """Measure one ONNX model on this board: the agent's JSON plus ``host`` timings.
+
+        A failed measurement comes back with ``error = {"code", "message"}``; the codes are
+        ``device_agent.protocol.ERROR_CODES``. A dropped link is retried (``host.attempts``).
+        """
+        path = Path(model_path)
+        if not path.is_file():
+            raise UserError(f"model file {path} does not exist; give the path of an .onnx file")
+        options = {
+            "threads": threads, "warmup": warmup, "runs": runs, "min_time_s": min_time_s, "power": power,
+            "idle_s": idle_s, "spinning": spinning, "seed": seed, "timeout_s": timeout_s,
+            "memory_limit_mb": memory_limit_mb, "keep_samples": keep_samples,
+        }
+        sha256 = file_sha256(path)
+        request_id = uuid.uuid4().hex
+        started = time.perf_counter()
+        retries = self.config.retries if self.config is not None else 0
+        attempts = 0
+        last_link_error = ""
+        result: Optional[Dict[str, Any]] = None
+        for attempt in range(retries + 1):
+            attempts += 1
+            try:
+                result = self._measure_once(path, sha256, request_id, options)
+                break
+            except CommandTimeout as exc:  # the board is up but did not answer in time
+                result = error_result("timeout", str(exc))
+                break
+            except LinkDown as exc:
+                last_link_error = str(exc)
+                self._drop()
+            except UserError:
+                if attempt == 0:
+                    raise  # the board cannot be reached or configured at all
+                self._drop()  # it was reachable a moment ago: count the failed reconnect as a link error
+                last_link_error = f"reconnecting to {self.name} failed"
+            if attempt < retries:
+                time.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
+        if result is None:
+            result = error_result(
+                "connection_error",
+                f"lost the connection to board {self.name!r} {attempts} times ({last_link_error}); check the board and network",
+            )
+            result["host"] = {}
+        if result.get("error"):
+            # Name the user's file, not its cache name on the board.
+            message = re.sub(r"\S*" + sha256 + r"\.onnx", str(path), result["error"]["message"])
+            result["error"] = {**result["error"], "message": message}
+        host = result.setdefault("host", {})
+        host.update(board=self.name, attempts=attempts, total_s=time.perf_counter() - started)
+        host.setdefault("upload_s", 0.0)
+        host["queue_wait_s"] = float(result.get("queue_wait_s") or 0.0)
+        return result
+
+    def _measure_once(self, path: Path, sha256: str, request_id: str, options: Dict[str, Any]) -> Dict[str, Any]:
+        transport = self._connect()
+        port = self.config.daemon_port if self.config is not None else None
+        stream = transport.open_daemon(port) if port else None
+        if stream is not None:
+            client = DaemonClient(stream, transport.is_alive, self.name)
+            try:
+                return self._measure_with_daemon(client, path, sha256, request_id, options)
+            finally:
+                client.close()
+        return self._measure_one_shot(transport, path, sha256, options)
+
+    def _measure_with_daemon(
+        self, client: DaemonClient, path: Path, sha256: str, request_id: str, options: Dict[str, Any]
+    ) -> Dict[str, Any]:
+        upload_s = 0.0
+        if not client.request({"op": "has_model", "sha256": sha256}, 30.0).get("cached"):
+            size = path.stat().st_size
+            if size > INLINE_UPLOAD_MAX_BYTES:
+                return error_result("upload_error", f"{path.name} is {size} bytes; the daemon accepts models up to {INLINE_UPLOAD_MAX_BYTES}")
+            started = time.perf_counter()
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            reply = client.request({"op": "upload", "sha256": sha256, "data_b64": data}, 300.0)
+            upload_s = time.perf_counter() - started
+            if reply.get("error"):
+                return {**reply, "host": {"path": "daemon", "upload_s": upload_s}}
+        request = {"op": "measure", "sha256": sha256, "id": request_id}
+        request.update({k: v for k, v in options.items() if v not in (None, False) and k != "memory_limit_mb"})
+        timeout_s = float(options["timeout_s"])
+        result = client.request(request, 2 * timeout_s + HOST_GRACE_S)
+        result.pop("id", None)
+        result["host"] = {"path": "daemon", "upload_s": upload_s}
+        return result
+
+    def _measure_one_shot(self, transport: Transport, path: Path, sha256: str, options: Dict[str, Any]) -> Dict[str, Any]:
+        remote_model = f"{transport.agent_dir.rstrip('/')}/models/{sha256}.onnx"
+        upload_s = 0.0
+        if not transport.has_file(remote_model):
+            started = time.perf_counter()
+            transport.put_file(path, remote_model)
+            upload_s = time.perf_counter() - started
+        args = ["measure", remote_model, "--json", *one_shot_flags(options)]
+        timeout_s = float(options["timeout_s"])
+        try:
+            run = transport.run_agent(args, timeout_s + HOST_GRACE_S)
+        except CommandTimeout as exc:
+            result = error_result("timeout", str(exc))
+        else:
+            result = _last_json(run.stdout)
+            if result is None and run.returncode == 128 + signal.SIGHUP:
+                raise LinkDown(f"the SSH session on {self.name} hung up during the measurement")
+            if result is None:
+                missing = self._agent_missing(run)
+                if missing is not None:
+                    raise missing
+                result = error_result("runtime_error", "no result")
+                result["error"] = classify_exit(run.returncode, killed_for_time=False)
+                result["stderr_tail"] = run.stderr.strip().splitlines()[-3:]
+        result["host"] = {"path": "local" if self.config is None else "one-shot", "upload_s": upload_s}
+        return result
+
+
+def one_shot_flags(options: Dict[str, Any]) -> List[str]:
+    """``device-agent measure`` flags for a measurement request."""
+    flags = ["--threads", str(options["threads"]), "--warmup", str(options["warmup"]), "--seed", str(options["seed"])]
+    if options.get("runs") is not None:
+        flags += ["--runs", str(options["runs"])]
+    elif options.get("min_time_s") is not None:
+        flags += ["--min-time", str(options["min_time_s"])]
+    if options.get("power"):
+        flags += ["--power", str(options["power"]), "--idle-s", str(options["idle_s"])]
+    if options.get("spinning"):
+        flags.append("--spinning")
+    if options.get("keep_samples"):
+        flags.append("--keep-samples")
+    flags += ["--timeout-s", str(options["timeout_s"])]
+    if options.get("memory_limit_mb") is not None:
+        flags += ["--memory-limit-mb", str(options["memory_limit_mb"])]
+    return flags
+
+
+def open_board(name: str) -> Board:
+    """``local`` (this machine, no SSH) or a board from ``$HOSTSIDE_HOME/boards.toml``.
+
+    Connects lazily: the first ``info``/``measure`` raises UserError if the board is unreachable.
+    """
+    from hostside.boards import inventory
+
+    if name == LOCAL:
+        return Board(LOCAL, None)
+    return Board(name, inventory.get(name))
+

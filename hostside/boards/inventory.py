@@ -1,0 +1,135 @@
+"""The board inventory: ``$HOSTSIDE_HOME/boards.toml``, one ``[boards.NAME]`` table per board.
+
+Read with the standard ``tomllib``. Written by a few lines here rather than a TOML library:
+the file holds only flat tables of strings and integers, and ``tomli_w`` is not a dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.9/3.10 hosts
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from hostside.errors import UserError
+from hostside.paths import hostside_home
+
+LOCAL = "local"
+DEFAULT_AGENT_DIR = ".device-agent"
+DEFAULT_DAEMON_PORT = 47800
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass
+class BoardConfig:
+    """How to reach one board and where its agent lives.
+
+    ``agent_dir`` is relative to the SSH user's home unless absolute; it holds the copied
+    package (``lib/device_agent``) and the agent's model cache.
+    """
+
+    name: str
+    host: str
+    user: str
+    port: int = 22
+    key: Optional[str] = None
+    python: str = "python3"
+    agent_dir: str = DEFAULT_AGENT_DIR
+    daemon_port: int = DEFAULT_DAEMON_PORT
+    device_key: Optional[str] = None
+    connect_timeout_s: float = 10.0
+    retries: int = 2
+    extra: Dict[str, str] = field(default_factory=dict)
+
+
+def inventory_path() -> Path:
+    return hostside_home() / "boards.toml"
+
+
+def check_name(name: str) -> str:
+    if name == LOCAL:
+        raise UserError("'local' is reserved for this machine and always exists; choose another board name")
+    if not _NAME_RE.match(name):
+        raise UserError(f"board name {name!r} is not valid; use letters, digits, '-', '_' or '.' (e.g. pi4-lab)")
+    return name
+
+
+def load() -> Dict[str, BoardConfig]:
+    """All boards in the inventory; a malformed file is a UserError naming the file and the fix."""
+    path = inventory_path()
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not valid TOML ({exc}); fix or delete it (see deploy/boards.example.toml)") from None
+    boards: Dict[str, BoardConfig] = {}
+    known = set(BoardConfig.__dataclass_fields__) - {"name", "extra"}
+    for name, table in (data.get("boards") or {}).items():
+        if not isinstance(table, dict) or "host" not in table or "user" not in table:
+            raise UserError(f"{path}: board {name!r} needs at least host and user (see deploy/boards.example.toml)")
+        settings = {k: v for k, v in table.items() if k in known}
+        extra = {k: str(v) for k, v in table.items() if k not in known}
+        try:
+            boards[name] = BoardConfig(name=name, extra=extra, **settings)
+        except TypeError as exc:
+            raise UserError(f"{path}: board {name!r}: {exc}") from None
+    return boards
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def save(boards: Dict[str, BoardConfig]) -> Path:
+    """Rewrite the inventory atomically (write then rename), so a crash never leaves half a file."""
+    lines: List[str] = ["# Board inventory written by `hostside boards add`; see deploy/boards.example.toml", ""]
+    for name in sorted(boards):
+        config = asdict(boards[name])
+        extra = config.pop("extra")
+        config.pop("name")
+        lines.append(f"[boards.{json.dumps(name)}]")
+        for key, value in {**config, **extra}.items():
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    path = inventory_path()
+    partial = path.with_suffix(".toml.part")
+    partial.write_text("\n".join(lines))
+    partial.replace(path)
+    return path
+
+
+def get(name: str) -> BoardConfig:
+    boards = load()
+    if name not in boards:
+        known = ", ".join([LOCAL] + sorted(boards))
+        raise UserError(f"unknown board {name!r}; known boards: {known}; add one with `hostside boards add {name} --host H --user U`")
+    return boards[name]
+
+
+def add(config: BoardConfig) -> Path:
+    check_name(config.name)
+    boards = load()
+    if config.name in boards:
+        raise UserError(f"board {config.name!r} already exists; remove it first with `hostside boards remove {config.name}`")
+    boards[config.name] = config
+    return save(boards)
+
+
+def remove(name: str) -> Path:
+    boards = load()
+    if name not in boards:
+        raise UserError(f"unknown board {name!r}; known boards: {', '.join(sorted(boards)) or 'none'}")
+    del boards[name]
+    return save(boards)

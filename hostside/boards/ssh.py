@@ -1,0 +1,327 @@
+"""SSH to a board with paramiko, guarded against its known traps.
+
+* ``recv_exit_status()`` waits forever and ignores channel timeouts: commands here are polled
+  with ``select`` against our own deadline instead.
+* stdout and stderr are drained together, so a chatty command cannot fill one window and
+  deadlock while we block on the other.
+* a peer that vanishes without closing TCP would block a read forever: the socket has TCP
+  keepalives, the transport sends SSH keepalives, and every wait has a deadline.
+* on a deadline the agent's own process group on the board is killed (it reports its id).
+* host keys are verified against ``$HOSTSIDE_HOME/known_hosts`` (and ``~/.ssh/known_hosts``);
+  an unknown key is refused with its fingerprint and the command that trusts it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import select
+import shlex
+import socket
+import stat
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import paramiko
+
+from hostside.boards.inventory import BoardConfig
+from hostside.boards.transport import CommandTimeout, ExecResult, LinkDown, Transport, agent_env, split_pgid
+from hostside.errors import UserError
+from hostside.paths import hostside_home
+
+KEEPALIVE_S = 5
+CONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
+SELECT_SLICE_S = 0.2
+
+
+def known_hosts_path() -> Path:
+    return hostside_home() / "known_hosts"
+
+
+def host_entry(host: str, port: int) -> str:
+    """known_hosts spelling: ``host`` on port 22, ``[host]:port`` otherwise (as OpenSSH writes it)."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style ``SHA256:...`` fingerprint, the form ``ssh-keygen -lf`` prints."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class UnknownHostKey(paramiko.SSHException):
+    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
+        super().__init__(hostname)
+        self.hostname = hostname
+        self.key = key
+
+
+class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
+    """Refuse like RejectPolicy, but keep the key so the message can show its fingerprint."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        raise UnknownHostKey(hostname, key)
+
+
+def _keepalive_socket(host: str, port: int, timeout_s: float) -> socket.socket:
+    """TCP connection with kernel keepalives, so a dead peer is noticed within ~30 s."""
+    sock = socket.create_connection((host, port), timeout=timeout_s)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    return sock
+
+
+def _connect_error(config: BoardConfig, exc: BaseException) -> UserError:
+    where = f"{config.host}:{config.port}"
+    if isinstance(exc, UnknownHostKey):
+        return UserError(
+            f"board {config.name!r} ({where}) presented an unknown host key {exc.key.get_name()} {fingerprint(exc.key)}; "
+            f"if that is the board's key, trust it with `hostside boards trust {config.name}`"
+        )
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return UserError(
+            f"board {config.name!r} ({where}) presented a host key {fingerprint(exc.key)} that differs from the trusted one: "
+            f"possibly an attack; if the board was reinstalled, trust the new key with `hostside boards trust {config.name}`"
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        key = config.key or "your default SSH keys"
+        return UserError(
+            f"board {config.name!r} refused {key} for user {config.user!r}; install the public key on the board "
+            f"(ssh-copy-id -p {config.port} {config.user}@{config.host}) or fix --key/--user with "
+            f"`hostside boards remove {config.name}` and `hostside boards add`"
+        )
+    if isinstance(exc, socket.gaierror):
+        return UserError(f"board {config.name!r}: host name {config.host!r} does not resolve; check --host")
+    if isinstance(exc, (ConnectionRefusedError, paramiko.ssh_exception.NoValidConnectionsError)):
+        return UserError(
+            f"board {config.name!r}: nothing accepts SSH at {where} (connection refused); "
+            "check that the board is on and sshd runs, and that --port is right"
+        )
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return UserError(f"board {config.name!r}: no answer from {where} within {config.connect_timeout_s:.0f} s; check the address and network")
+    if isinstance(exc, OSError):
+        return UserError(f"board {config.name!r}: cannot reach {where} ({exc.strerror or exc}); check the address and network")
+    return UserError(f"board {config.name!r}: SSH to {where} failed ({exc}); check the address, user and key")
+
+
+_RETRYABLE = (ConnectionRefusedError, socket.timeout, TimeoutError, paramiko.ssh_exception.NoValidConnectionsError, EOFError)
+
+
+def connect(config: BoardConfig) -> paramiko.SSHClient:
+    """An authenticated client with host keys verified; retries transient failures with backoff."""
+    attempts = max(1, config.retries + 1)
+    for attempt in range(attempts):
+        client = paramiko.SSHClient()
+        client.load_system_host_keys()
+        if known_hosts_path().exists():
+            client.load_host_keys(str(known_hosts_path()))
+        client.set_missing_host_key_policy(_RefuseUnknownHost())
+        try:
+            sock = _keepalive_socket(config.host, config.port, config.connect_timeout_s)
+            client.connect(
+                config.host,
+                port=config.port,
+                username=config.user,
+                key_filename=str(Path(config.key).expanduser()) if config.key else None,
+                look_for_keys=config.key is None,
+                allow_agent=config.key is None,
+                timeout=config.connect_timeout_s,
+                banner_timeout=config.connect_timeout_s,
+                auth_timeout=config.connect_timeout_s,
+                sock=sock,
+            )
+        except _RETRYABLE as exc:
+            client.close()
+            if attempt + 1 == attempts:
+                raise _connect_error(config, exc) from None
+            time.sleep(CONNECT_BACKOFF_S[min(attempt, len(CONNECT_BACKOFF_S) - 1)])
+            continue
+        except (paramiko.SSHException, OSError) as exc:
+            client.close()
+            raise _connect_error(config, exc) from None
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(KEEPALIVE_S)
+        return client
+    raise AssertionError("unreachable")
+
+
+def fetch_host_key(config: BoardConfig) -> paramiko.PKey:
+    """The key the board presents, without authenticating (for ``boards trust``)."""
+    try:
+        sock = _keepalive_socket(config.host, config.port, config.connect_timeout_s)
+        transport = paramiko.Transport(sock)
+        try:
+            transport.start_client(timeout=config.connect_timeout_s)
+            return transport.get_remote_server_key()
+        finally:
+            transport.close()
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise _connect_error(config, exc) from None
+
+
+def trusted_key(config: BoardConfig) -> Optional[paramiko.PKey]:
+    keys = paramiko.HostKeys()
+    if known_hosts_path().exists():
+        keys.load(str(known_hosts_path()))
+    found = keys.lookup(host_entry(config.host, config.port)) or {}
+    return next(iter(found.values()), None)
+
+
+def trust(config: BoardConfig, key: paramiko.PKey) -> Path:
+    """Record ``key`` as the board's host key in ``$HOSTSIDE_HOME/known_hosts`` (replacing any old one)."""
+    path = known_hosts_path()
+    keys = paramiko.HostKeys()
+    if path.exists():
+        keys.load(str(path))
+    entry = host_entry(config.host, config.port)
+    if entry in keys:
+        del keys[entry]
+    keys.add(entry, key.get_name(), key)
+    keys.save(str(path))
+    return path
+
+
+class SSHTransport(Transport):
+    """One SSH connection to one board: commands with deadlines, SFTP upload, daemon channel."""
+
+    def __init__(self, config: BoardConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.python = config.python
+        self.client = connect(config)
+        self._sftp: Optional[paramiko.SFTPClient] = None
+        self.agent_dir = self._absolute(config.agent_dir)
+
+    def _transport(self) -> paramiko.Transport:
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise LinkDown(f"SSH connection to {self.name} is closed")
+        return transport
+
+    def is_alive(self) -> bool:
+        transport = self.client.get_transport()
+        return transport is not None and transport.is_active()
+
+    def sftp(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            try:
+                self._sftp = self.client.open_sftp()
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise LinkDown(f"cannot open SFTP on {self.name}: {exc}") from None
+            self._sftp.get_channel().settimeout(self.config.connect_timeout_s * 3)
+        return self._sftp
+
+    def _absolute(self, path: str) -> str:
+        """Relative and ``~/`` paths are taken from the SSH user's home, as SFTP does."""
+        if path.startswith("~/"):
+            path = path[2:]
+        if path.startswith("/"):
+            return path
+        try:
+            home = self.sftp().normalize(".")
+        except (OSError, paramiko.SSHException) as exc:
+            raise LinkDown(f"cannot find the home directory on {self.name}: {exc}") from None
+        return f"{home.rstrip('/')}/{path}"
+
+    def run(self, argv: List[str], timeout_s: float, env: Optional[Dict[str, str]] = None) -> ExecResult:
+        """Run a command (a list, quoted here, never a shell string from callers) with a deadline."""
+        assignments = [f"{k}={shlex.quote(v)}" for k, v in (env or {}).items()]
+        # `sh -c '"$@"; exit $?'` keeps a shell waiting on the command, so a death by signal comes
+        # back as exit status 128+N (paramiko ignores the SSH "exit-signal" message).
+        command = " ".join(["env", *assignments, "sh", "-c", shlex.quote('"$@"; exit $?'), "sh", *map(shlex.quote, argv)])
+        return self._exec(command, timeout_s)
+
+    def _exec(self, command: str, timeout_s: float) -> ExecResult:
+        try:
+            channel = self._transport().open_session(timeout=self.config.connect_timeout_s)
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise LinkDown(f"cannot start a command on {self.name}: {exc}") from None
+        out, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                while channel.recv_ready():
+                    out += channel.recv(65536)
+                while channel.recv_stderr_ready():
+                    err += channel.recv_stderr(65536)
+                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                    break
+                if not self.is_alive() or (channel.closed and not channel.exit_status_ready()):
+                    raise LinkDown(f"the SSH connection to {self.name} dropped during a command")
+                if time.monotonic() > deadline:
+                    self._kill_group(split_pgid(err.decode("utf-8", "replace"))[0])
+                    raise CommandTimeout(f"command on {self.name} ran longer than {timeout_s:.0f} s; its process group was killed")
+                select.select([channel], [], [], SELECT_SLICE_S)
+            status = channel.recv_exit_status()  # already known: exit_status_ready() was true
+            if status == -1:  # paramiko's value for a channel closed without an exit status
+                raise LinkDown(f"the SSH channel to {self.name} closed before the command finished")
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise LinkDown(f"the SSH connection to {self.name} dropped: {exc}") from None
+        finally:
+            channel.close()
+        return ExecResult(status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+    def _kill_group(self, pgid: Optional[int]) -> None:
+        """Best effort: stop the overrunning measurement so it does not hold the board's lock."""
+        if pgid is None or pgid <= 1:
+            return
+        try:
+            self._exec(f"kill -KILL -- -{int(pgid)} 2>/dev/null; true", self.config.connect_timeout_s)
+        except (LinkDown, CommandTimeout):
+            pass
+
+    def run_agent(self, args: List[str], timeout_s: float) -> ExecResult:
+        result = self.run([self.python, "-m", "device_agent", *args], timeout_s, agent_env(self.agent_dir))
+        result.stderr = split_pgid(result.stderr)[1]
+        return result
+
+    def has_file(self, remote_path: str) -> bool:
+        try:
+            return stat.S_ISREG(self.sftp().stat(remote_path).st_mode or 0)
+        except FileNotFoundError:
+            return False
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise LinkDown(f"SFTP stat on {self.name} failed: {exc}") from None
+
+    def makedirs(self, remote_dir: str) -> None:
+        sftp = self.sftp()
+        current = ""
+        for part in remote_dir.strip("/").split("/"):
+            current += "/" + part
+            try:
+                sftp.stat(current)
+            except FileNotFoundError:
+                sftp.mkdir(current)
+
+    def put_file(self, local_path: Path, remote_path: str) -> None:
+        """Upload to a temporary name and rename, so a dropped link never leaves a truncated model."""
+        partial = remote_path + ".part"
+        try:
+            self.makedirs(remote_path.rsplit("/", 1)[0])
+            self.sftp().put(str(local_path), partial)
+            self.sftp().posix_rename(partial, remote_path)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            if isinstance(exc, PermissionError):
+                raise UserError(f"board {self.name!r}: cannot write {remote_path} ({exc}); check agent_dir in boards.toml") from None
+            raise LinkDown(f"upload to {self.name} failed: {exc}") from None
+
+    def open_daemon(self, port: int) -> Optional[paramiko.Channel]:
+        """A direct-tcpip channel to the daemon on the board's loopback, or None if none listens."""
+        try:
+            return self._transport().open_channel(
+                "direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=self.config.connect_timeout_s
+            )
+        except paramiko.ChannelException:
+            return None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise LinkDown(f"cannot open a channel to {self.name}: {exc}") from None
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+        self.client.close()
