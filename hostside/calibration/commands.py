@@ -1,7 +1,117 @@
-"""Sub-commands of this area (filled in by its issue)."""
+"""``hostside calibrate`` (measure a board) and ``hostside predict`` (use a calibration offline)."""
+
+from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+from hostside.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """No sub-commands yet."""
+    cal = subparsers.add_parser(
+        "calibrate", help="measure the calibration suite on a board and fit its latency model",
+        description="Export and measure the calibration suite on a board (resumable), then fit and write "
+                    "DIR/calibration.json, the measurements CSV, provenance, fit report and plot.",
+    )
+    cal.add_argument("--board", action="append", required=True, metavar="NAME",
+                     help="board name ('local' = this machine); repeat or comma-separate to pool boards of one kind")
+    cal.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    cal.add_argument("--quick", action="store_true", help="the quick suite (~60 models) instead of ~200")
+    cal.add_argument("--input-shape", metavar="C,H,W", help="only this input shape (default: mixed 1x8x8..3x96x96)")
+    cal.add_argument("--seed", type=int, help="suite seed (default: the standard suite)")
+    cal.add_argument("--power", metavar="SOURCE", help="also record energy per inference from this power source "
+                                                       "(rapl, hwmon, cmd:...; see `device-agent info`)")
+    cal.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory (reused to resume)")
+    cal.set_defaults(handler=_calibrate)
+
+    pred = subparsers.add_parser(
+        "predict", help="predict batch-1 latency of ArchSpec JSON or ONNX files from a calibration",
+    )
+    pred.add_argument("--calibration", type=Path, required=True, metavar="FILE", help="a calibration.json")
+    pred.add_argument("files", nargs="+", type=Path, metavar="ARCH.json|MODEL.onnx")
+    pred.add_argument("--json", action="store_true", help="print a JSON list")
+    pred.set_defaults(handler=_predict)
+
+
+def parse_input_shape(text: str) -> Tuple[int, int, int]:
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise UserError(f"--input-shape {text!r} is not C,H,W with three positive integers; e.g. --input-shape 1,28,28")
+    return shape  # type: ignore[return-value]
+
+
+def _board_names(values: List[str]) -> List[str]:
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    if not names:
+        raise UserError("--board needs a board name; use 'local' for this machine or see `hostside boards list`")
+    return names
+
+
+def _progress_bar(description: str) -> Tuple[Callable[[int, int], None], Callable[[], None]]:
+    from tqdm import tqdm
+
+    bar: List[Optional[tqdm]] = [None]
+
+    def update(done: int, total: int) -> None:
+        if bar[0] is None:
+            bar[0] = tqdm(total=total, desc=description, unit="model")
+        bar[0].n = done
+        bar[0].refresh()
+
+    def close() -> None:
+        if bar[0] is not None:
+            bar[0].close()
+
+    return update, close
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from hostside.boards.board import open_board
+    from hostside.calibration.calibrate import CALIBRATION_JSON, FIT_REPORT_JSON, PLOT_PNG, calibrate
+    from hostside.calibration.suite import DEFAULT_SEED
+
+    shape = parse_input_shape(args.input_shape) if args.input_shape else None
+    boards = [open_board(name) for name in _board_names(args.board)]
+    progress, close = _progress_bar("measuring")
+    try:
+        calibration = calibrate(boards, args.out, threads=args.threads, quick=args.quick, input_shape=shape,
+                                seed=DEFAULT_SEED if args.seed is None else args.seed, power=args.power,
+                                progress=progress)
+    finally:
+        close()
+    report = calibration.fit_report
+    print(f"{'model':24s} {'R2(log)':>8s} {'MAPE':>7s} {'±10%':>6s} {'±20%':>6s} {'Spearman':>9s}  (cross-validated)")
+    for kind, entry in report["models"].items():
+        cv = entry["cross_validated"]
+        mark = "*" if kind == calibration.chosen else " "
+        print(f"{kind:23s}{mark} {cv['r2_log']:8.3f} {cv['mape']:7.1%} {cv['within_10pct']:6.0%} "
+              f"{cv['within_20pct']:6.0%} {cv['spearman']:9.3f}")
+    print(f"chosen: {calibration.chosen} (nchwc block {calibration.nchwc_block}); wrote {args.out / CALIBRATION_JSON}, "
+          f"{args.out / FIT_REPORT_JSON}, {args.out / PLOT_PNG}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from hostside.calibration.artifact import load_calibration
+
+    calibration = load_calibration(args.calibration)
+    for path in args.files:
+        if not path.is_file():
+            raise UserError(f"{path}: no such file; give ArchSpec .json or model .onnx paths")
+    predictions = [calibration.predict(path).to_dict() for path in args.files]
+    if args.json:
+        print(json.dumps(predictions, indent=1))
+        return 0
+    board = calibration.board
+    print(f"calibration: {board.get('cpu_model') or board.get('key')} ({board.get('name')}), "
+          f"threads={calibration.threads}, model {calibration.chosen}")
+    for p in predictions:
+        lo, hi = p["interval_ms"]
+        print(f"{p['path']}: {p['latency_ms']:.3f} ms (90% interval {lo:.3f}..{hi:.3f} ms)")
+    return 0

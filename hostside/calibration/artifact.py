@@ -1,0 +1,180 @@
+"""The calibration file: one versioned, checksummed JSON artifact, and predictions from it.
+
+Why so strict on load: a calibration is used on machines that never saw the board, long
+after it was made. A file from another format version, fitted on another feature set, or
+altered after it was written would give silently wrong latencies, so each of those is one
+clear error instead. No pickle: the models are coefficients (see ``models``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from hostside.arch.spec import ArchSpec
+from hostside.calibration.features import FEATURE_NAMES, FEATURE_SET, FEATURES, onnx_features, spec_features
+from hostside.calibration.models import LatencyModel, model_from_json
+from hostside.errors import UserError
+
+FORMAT = "hostside.calibration"
+VERSION = 1
+TARGET = {"name": "latency_ms", "statistic": "fastest of the timed runs at batch 1 (see calibrate.TARGET_COLUMN)",
+          "unit": "ms"}
+
+SpecLike = Union[ArchSpec, Mapping[str, Any], str, Path]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted batch-1 latency and its 90% prediction interval, in milliseconds."""
+
+    latency_ms: float
+    interval_ms: Tuple[float, float]
+    path: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"path": self.path, "latency_ms": self.latency_ms, "interval_ms": list(self.interval_ms)}
+
+
+def checksum(body: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of everything but the checksum itself."""
+    canonical = json.dumps({k: v for k, v in body.items() if k != "sha256"}, sort_keys=True,
+                           separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Calibration:
+    """A loaded calibration: the chosen latency model (and the alternatives it was chosen over)."""
+
+    def __init__(self, body: Dict[str, Any], path: Optional[Path] = None):
+        self.body = body
+        self.path = path
+        self.chosen: str = body["chosen_model"]
+        self.nchwc_block = int(body["feature_params"]["nchwc_block"])
+        self.models: Dict[str, LatencyModel] = {k: model_from_json(v) for k, v in body["models"].items()}
+
+    @property
+    def model_kinds(self) -> List[str]:
+        return list(self.models)
+
+    @property
+    def provenance(self) -> Dict[str, Any]:
+        return self.body["provenance"]
+
+    @property
+    def board(self) -> Dict[str, Any]:
+        """Board facts: ``name``, ``key`` (device kind), ``cpu_model`` and the agent's ``info``."""
+        return self.provenance["board"]
+
+    @property
+    def threads(self) -> int:
+        return int(self.provenance["threads"])
+
+    @property
+    def fit_report(self) -> Dict[str, Any]:
+        return self.body["fit_report"]
+
+    def predict_features(self, features: np.ndarray, model: Optional[str] = None
+                         ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        latency = self.models[model or self.chosen]
+        predicted = np.maximum(latency.predict(features), 1e-6)
+        lo, hi = latency.interval(predicted)
+        return predicted, lo, hi
+
+    def predict_many(self, specs: Sequence[SpecLike], model: Optional[str] = None
+                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(latency_ms, lo, hi) arrays for many specs (or ONNX / ArchSpec JSON paths) at once."""
+        block = self.nchwc_block
+        rows = [spec_features(s, block) if isinstance(s, ArchSpec) else _features(s, block) for s in specs]
+        features = np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
+        return self.predict_features(features, model)
+
+    def predict(self, spec_or_path: SpecLike, model: Optional[str] = None) -> Prediction:
+        """Latency of one ArchSpec (object, dict, ``.json`` path) or ONNX file (``.onnx`` path)."""
+        latency, lo, hi = self.predict_many([spec_or_path], model)
+        path = str(spec_or_path) if isinstance(spec_or_path, (str, Path)) else None
+        return Prediction(float(latency[0]), (float(lo[0]), float(hi[0])), path)
+
+    def save(self, path: Union[str, Path]) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = {**self.body, "sha256": checksum(self.body)}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(body, indent=1, sort_keys=True, allow_nan=False) + "\n")
+        tmp.replace(path)
+        self.path = path
+        return path
+
+
+def _features(item: SpecLike, nchwc_block: int) -> List[float]:
+    if isinstance(item, Mapping):
+        return spec_features(ArchSpec.from_dict(item), nchwc_block)
+    path = Path(item)
+    if path.suffix.lower() == ".onnx":
+        if not path.is_file():
+            raise UserError(f"{path}: no such ONNX file; give the path of an exported model")
+        return onnx_features(path, nchwc_block)
+    if path.suffix.lower() == ".json":
+        return spec_features(ArchSpec.load(path), nchwc_block)
+    raise UserError(f"{path}: expected an ArchSpec .json or a model .onnx file")
+
+
+def build_body(models: Dict[str, LatencyModel], chosen: str, nchwc_block: int, fit_report: Dict[str, Any],
+               provenance: Dict[str, Any]) -> Dict[str, Any]:
+    """The JSON body of a calibration file (without its checksum)."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "feature_set": FEATURE_SET,
+        "features": [{"name": n, "unit": u, "meaning": m} for n, u, m in FEATURES],
+        "feature_params": {"nchwc_block": nchwc_block},
+        "target": TARGET,
+        "chosen_model": chosen,
+        "models": {kind: model.data for kind, model in models.items()},
+        "fit_report": fit_report,
+        "provenance": provenance,
+    }
+
+
+def load_calibration(path: Union[str, Path]) -> Calibration:
+    """Read and verify a calibration file; every kind of bad file is one UserError line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the calibration file ({exc.strerror}); check the path") from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: corrupted calibration file (not valid JSON: {exc}); "
+                        f"recreate it with `hostside calibrate`") from None
+    if not isinstance(body, dict) or body.get("format") != FORMAT:
+        found = body.get("format") if isinstance(body, dict) else None
+        raise UserError(f"{path}: not a hostside calibration file (format {found!r}); "
+                        f"give a calibration.json written by `hostside calibrate`")
+    if body.get("version") != VERSION:
+        raise UserError(f"{path}: calibration format version {body.get('version')!r} is not supported "
+                        f"(this hostside reads version {VERSION}); recalibrate with `hostside calibrate` "
+                        f"or use a matching hostside release")
+    if body.get("sha256") != checksum(body):
+        raise UserError(f"{path}: corrupted calibration file (checksum mismatch: it was changed after it was "
+                        f"written); restore it or recreate it with `hostside calibrate`")
+    names = [f.get("name") for f in body.get("features", []) if isinstance(f, dict)]
+    if body.get("feature_set") != FEATURE_SET or names != list(FEATURE_NAMES):
+        raise UserError(f"{path}: fitted on feature set {body.get('feature_set')!r}, but this hostside computes "
+                        f"{FEATURE_SET!r}; refit it from its measurements with "
+                        f"`hostside calibrate --board NAME --out DIR` (existing measurements are reused)")
+    try:
+        calibration = Calibration(body, path)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise UserError(f"{path}: corrupted calibration file ({type(exc).__name__}: {exc}); "
+                        f"recreate it with `hostside calibrate`") from None
+    if calibration.chosen not in calibration.models:
+        raise UserError(f"{path}: corrupted calibration file (chosen model {calibration.chosen!r} is missing); "
+                        f"recreate it with `hostside calibrate`")
+    return calibration

@@ -1,0 +1,167 @@
+"""Calibrate a board: measure the suite, fit the models, write ``DIR/calibration.json``.
+
+The directory is the unit of work and of resumption: ``measurements.csv`` (one row per model),
+``specs/`` (the measured ArchSpecs), ``provenance.json``, ``fit_report.json``,
+``predicted_vs_measured.png`` and ``calibration.json``. Running again with the same settings
+measures only what is missing and refits.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from hostside.calibration.artifact import Calibration, build_body
+from hostside.calibration.measure import (MIN_TIME_S, PROVENANCE_JSON, WARMUP, load_measured_specs, measure_suite,
+                                          refresh_feature_columns, write_provenance)
+from hostside.calibration.suite import DEFAULT_SEED, DEFAULT_SIZE, QUICK_SIZE, calibration_suite
+from hostside.errors import UserError
+
+CALIBRATION_JSON = "calibration.json"
+#: The latency the models predict: the fastest timed run. On a board that runs nothing else it
+#: is within a few percent of the median, and unlike the median it is not inflated when other
+#: processes share the CPU (a development machine, a busy board), which would otherwise
+#: corrupt the slowest models' figures. The CSV keeps every statistic.
+TARGET_COLUMN = "latency_min_ms"
+FIT_REPORT_JSON = "fit_report.json"
+PLOT_PNG = "predicted_vs_measured.png"
+#: Settings that must match for measurements in one directory to belong to one calibration.
+_SETTINGS = ("board_key", "threads", "suite_seed", "input_shapes", "warmup", "min_time_s", "power_source")
+
+Progress = Callable[[int, int], None]
+
+
+def protocol_kwargs(threads: int, power: Optional[str] = None) -> Dict[str, Any]:
+    """The measurement protocol of every calibration (passed to ``Board.measure``)."""
+    return {"threads": threads, "warmup": WARMUP, "min_time_s": MIN_TIME_S, "power": power}
+
+
+def calibrate(boards: Sequence[Any], out_dir: Path, threads: int = 1, quick: bool = False,
+              input_shape: Optional[Tuple[int, int, int]] = None, seed: int = DEFAULT_SEED,
+              size: Optional[int] = None, power: Optional[str] = None,
+              progress: Optional[Progress] = None) -> Calibration:
+    """Measure the suite on ``boards`` (one kind, pooled), fit, and write the calibration.
+
+    ``power`` names the boards' power source (``device-agent info`` lists them) to record
+    energy per inference next to latency.
+
+    Raises UserError when ``out_dir`` holds measurements taken with other settings (another
+    board kind, thread count, seed or input shapes), since mixing them would be meaningless.
+    """
+    from hostside.boards.pool import BoardPool
+
+    if threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
+    pool = BoardPool(list(boards))
+    key = pool.check_same_kind()
+    size = size or (QUICK_SIZE if quick else DEFAULT_SIZE)
+    shapes = [tuple(input_shape)] if input_shape else None
+    specs = calibration_suite(size, seed, shapes)
+    info = pool.boards[0].info()
+    provenance = _provenance(pool, key, info, threads, seed, size, shapes)
+    provenance["power_source"] = power
+    out_dir.mkdir(parents=True, exist_ok=True)
+    session = {"date": provenance["date"], "load_average_before": list(os.getloadavg())}
+    provenance["sessions"] = _check_settings(out_dir, provenance) + [session]
+    write_provenance(out_dir, provenance)
+    kwargs = protocol_kwargs(threads, power)
+    rows = measure_suite(specs, out_dir, lambda paths: pool.measure_many(paths, **kwargs),
+                         ",".join(b.name for b in pool.boards), progress)
+    wanted = {s.content_hash() for s in specs}
+    rows = [r for r in rows if r["spec_sha256"] in wanted]
+    failed = len(specs) - len(rows)
+    if failed:
+        print(f"hostside: {failed} of {len(specs)} suite models failed to measure (see error column of "
+              f"{out_dir / 'measurements.csv'}); fitting on the rest", flush=True)
+    session["load_average_after"] = list(os.getloadavg())
+    provenance["measured_models"] = len(rows)
+    write_provenance(out_dir, provenance)
+    return fit_directory(out_dir, provenance)
+
+
+def fit_directory(out_dir: Path, provenance: Optional[Dict[str, Any]] = None) -> Calibration:
+    """Fit the models on the measurements in ``out_dir`` and write the calibration file,
+    the fit report and the predicted-vs-measured plot."""
+    from hostside.calibration.features import NCHWC_BLOCKS, features_matrix
+    from hostside.calibration.measure import MEASUREMENTS_CSV, read_measurements
+    from hostside.calibration.models import fit_all
+    from hostside.calibration.plot import plot_predicted_vs_measured
+
+    if provenance is None:
+        provenance = json.loads((out_dir / PROVENANCE_JSON).read_text())
+    rows = [r for r in read_measurements(out_dir / MEASUREMENTS_CSV) if not r["error"]]
+    if len(rows) < 10:
+        raise UserError(f"{out_dir}: only {len(rows)} successful measurements; a calibration needs at least 10 "
+                        f"(see the error column of {MEASUREMENTS_CSV})")
+    specs = load_measured_specs(out_dir, rows)
+    latency = np.array([float(r[TARGET_COLUMN]) for r in rows])
+    # The blocked-layout rules in the features fit x86 onnxruntime (block 8 or 16) or no
+    # board at all (0): the block whose best model cross-validates best is the board's.
+    fits = {block: fit_all(features_matrix(specs, block), latency) for block in NCHWC_BLOCKS}
+    block_mape = {block: fit[2]["models"][fit[0]]["cross_validated"]["mape"] for block, fit in fits.items()}
+    block = min(NCHWC_BLOCKS, key=lambda b: block_mape[b])
+    chosen, models, report = fits[block]
+    features = features_matrix(specs, block)
+    report["nchwc_block"] = block
+    report["nchwc_block_selection"] = {str(b): {"chosen_model": fits[b][0], "cv_mape": m}
+                                       for b, m in block_mape.items()}
+    report["target"] = TARGET_COLUMN
+    oof = {kind: entry.pop("oof_predicted_ms") for kind, entry in report["models"].items()}
+    report["measured_ms_range"] = [float(latency.min()), float(latency.max())]
+    report["macs_range"] = [int(features[:, 0].min()), int(features[:, 0].max())]
+    report["params_range"] = [int(features[:, 1].min()), int(features[:, 1].max())]
+    refresh_feature_columns(out_dir, block)
+    (out_dir / FIT_REPORT_JSON).write_text(json.dumps(report, indent=1) + "\n")
+    plot_predicted_vs_measured(latency, oof, report, out_dir / PLOT_PNG, title=_plot_title(provenance))
+    calibration = Calibration(build_body(models, chosen, block, report, provenance))
+    calibration.save(out_dir / CALIBRATION_JSON)
+    return calibration
+
+
+def _plot_title(provenance: Dict[str, Any]) -> str:
+    board = provenance.get("board", {})
+    return f"{board.get('cpu_model') or board.get('key')} ({board.get('name')}), threads={provenance.get('threads')}"
+
+
+def _provenance(pool: Any, key: str, info: Dict[str, Any], threads: int, seed: int, size: int,
+                shapes: Optional[list]) -> Dict[str, Any]:
+    ort = info.get("onnxruntime") or {}
+    return {
+        "board": {"name": pool.boards[0].name, "names": [b.name for b in pool.boards], "key": key,
+                  "cpu_model": info.get("cpu_model"), "cores": info.get("cores"),
+                  "architecture": info.get("architecture"), "info": info},
+        "board_key": key,
+        "onnxruntime_version": ort.get("version"),
+        "threads": threads,
+        "warmup": WARMUP,
+        "min_time_s": MIN_TIME_S,
+        "suite_seed": seed,
+        "suite_size": size,
+        "input_shapes": [list(s) for s in shapes] if shapes else "mixed 1x8x8..3x96x96",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": {"hostname": platform.node(), "python": platform.python_version()},
+    }
+
+
+def _check_settings(out_dir: Path, provenance: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The measuring sessions recorded so far in ``out_dir`` (resumed runs keep their history);
+    UserError when they used other settings."""
+    path = out_dir / PROVENANCE_JSON
+    if not path.exists():
+        return []
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: corrupted provenance file; remove {out_dir} or use another --out directory") from None
+    differ = [k for k in _SETTINGS if old.get(k) != provenance.get(k)]
+    if differ:
+        listing = ", ".join(f"{k}={old.get(k)!r} (now {provenance.get(k)!r})" for k in differ)
+        raise UserError(f"{out_dir} holds measurements taken with other settings: {listing}; "
+                        f"use another --out directory or the same settings")
+    return list(old.get("sessions", []))

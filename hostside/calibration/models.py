@@ -1,0 +1,192 @@
+"""Latency regressions fitted with scikit-learn and kept as plain JSON coefficients.
+
+Why JSON coefficients rather than pickled estimators: a calibration file is read on machines
+that never saw the board, possibly with another scikit-learn; pickles are neither safe nor
+portable. Every model here is linear in some transform of the features, so a handful of
+numbers describes it completely and numpy evaluates it for thousands of specs at once.
+
+The models:
+
+- ``loglinear_macs_params`` (the published baseline): log latency linear in log MACs and
+  log params.
+- ``additive_kernels``: latency as a non-negative sum of per-kernel costs (a fixed cost per
+  operator, a cost per MAC for each conv kind and for linear layers, a cost per byte moved),
+  fitted to minimise relative error. The physics of a sequential CPU runtime, so it
+  extrapolates to networks larger or deeper than those it saw.
+- ``hybrid_kernels``: the additive model corrected by a ridge fit of its log residual on
+  log(1 + feature), for efficiencies that change with size (small GEMMs run slower per MAC);
+  the correction is clipped to the range seen in training.
+
+Each comes with a prediction interval from the 5% and 95% quantiles of its cross-validated
+log residuals.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Sequence, Tuple
+
+import numpy as np
+
+from hostside.calibration.features import FEATURE_NAMES
+
+BASELINE = "loglinear_macs_params"
+MODEL_KINDS = ("loglinear_macs_params", "additive_kernels", "hybrid_kernels")
+KERNEL_FEATURES: Tuple[str, ...] = tuple(n for n in FEATURE_NAMES if n not in ("macs", "params"))
+INTERVAL_QUANTILES = (0.05, 0.95)
+_RIDGE_ALPHA = 1.0
+
+
+class LatencyModel:
+    """One fitted model: a JSON-ready description and a vectorised ``predict``."""
+
+    def __init__(self, data: Dict[str, Any]):
+        self.data = data
+        self.kind = data["kind"]
+        self._columns = np.array([FEATURE_NAMES.index(f) for f in data["features"]], dtype=np.intp)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Latency in ms for an (N, len(FEATURE_NAMES)) matrix."""
+        x = features[:, self._columns]
+        d = self.data
+        if self.kind == "loglinear_macs_params":
+            return np.exp(d["intercept"] + np.log(np.maximum(x, 1.0)) @ np.array(d["coef"]))
+        if self.kind == "additive_kernels":
+            return _additive(d, x)
+        if self.kind == "hybrid_kernels":
+            correction = np.clip(_ridge_log(d["correction"], x), *d["correction"]["clip"])
+            return _additive(d["additive"], x) * np.exp(correction)
+        raise ValueError(f"unknown model kind {self.kind!r}")
+
+    def interval(self, latency_ms: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.data["log_residual_quantiles"]
+        return latency_ms * np.exp(lo), latency_ms * np.exp(hi)
+
+
+def _additive(d: Dict[str, Any], x: np.ndarray) -> np.ndarray:
+    return d["intercept_ms"] + x @ np.array(d["ms_per_unit"])
+
+
+def _ridge_log(d: Dict[str, Any], x: np.ndarray) -> np.ndarray:
+    z = (np.log1p(x) - np.array(d["mean"])) / np.array(d["scale"])
+    return d["intercept"] + z @ np.array(d["coef"])
+
+
+def _fit_loglinear_macs_params(x: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
+    from sklearn.linear_model import LinearRegression
+
+    reg = LinearRegression().fit(np.log(np.maximum(x, 1.0)), np.log(y))
+    return {"intercept": float(reg.intercept_), "coef": [float(c) for c in reg.coef_]}
+
+
+def _fit_additive(x: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
+    """Non-negative least squares on relative error: weights 1/y^2 make each model count
+    by its relative residual, so fast models are not drowned by slow ones."""
+    from sklearn.linear_model import LinearRegression
+
+    scale = np.maximum(x.max(axis=0), 1.0)  # conditioning only: MACs and counts differ by 1e8
+    reg = LinearRegression(positive=True).fit(x / scale, y, sample_weight=1.0 / y**2)
+    return {"intercept_ms": float(reg.intercept_), "ms_per_unit": [float(c) for c in reg.coef_ / scale]}
+
+
+def _fit_ridge_log(x: np.ndarray, target: np.ndarray) -> Dict[str, Any]:
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    logs = np.log1p(x)
+    scaler = StandardScaler().fit(logs)
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    reg = Ridge(alpha=_RIDGE_ALPHA).fit((logs - scaler.mean_) / scale, target)
+    return {"mean": [float(v) for v in scaler.mean_], "scale": [float(v) for v in scale],
+            "intercept": float(reg.intercept_), "coef": [float(c) for c in reg.coef_]}
+
+
+def _fit_hybrid(x: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
+    additive = _fit_additive(x, y)
+    residual = np.log(y) - np.log(np.maximum(_additive(additive, x), 1e-6))
+    correction = _fit_ridge_log(x, residual)
+    correction["clip"] = [float(residual.min()), float(residual.max())]
+    return {"additive": additive, "correction": correction}
+
+
+_FITTERS = {
+    "loglinear_macs_params": (("macs", "params"), _fit_loglinear_macs_params),
+    "additive_kernels": (KERNEL_FEATURES, _fit_additive),
+    "hybrid_kernels": (KERNEL_FEATURES, _fit_hybrid),
+}
+
+
+def fit_model(kind: str, features: np.ndarray, latency_ms: np.ndarray) -> LatencyModel:
+    """Fit one model kind on an (N, F) feature matrix and measured latencies (ms)."""
+    names, fitter = _FITTERS[kind]
+    columns = [FEATURE_NAMES.index(n) for n in names]
+    data = {"kind": kind, "features": list(names), **fitter(features[:, columns], latency_ms)}
+    data["log_residual_quantiles"] = [0.0, 0.0]
+    return LatencyModel(data)
+
+
+def score(measured_ms: np.ndarray, predicted_ms: np.ndarray) -> Dict[str, float]:
+    """R² (of log latency), MAPE, shares within ±10%/±20% and Spearman rank correlation."""
+    from scipy.stats import spearmanr
+
+    rel = predicted_ms / measured_ms - 1.0
+    log_m, log_p = np.log(measured_ms), np.log(predicted_ms)
+    total = float(np.sum((log_m - log_m.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((log_m - log_p) ** 2)) / total if total > 0 else float("nan")
+    return {
+        "count": int(len(measured_ms)),
+        "r2_log": r2,
+        "mape": float(np.mean(np.abs(rel))),
+        "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
+        "within_20pct": float(np.mean(np.abs(rel) <= 0.20)),
+        "spearman": float(spearmanr(measured_ms, predicted_ms).statistic) if len(measured_ms) > 2 else float("nan"),
+    }
+
+
+def cross_validate(kind: str, features: np.ndarray, latency_ms: np.ndarray, folds: int = 5,
+                   seed: int = 0) -> np.ndarray:
+    """Out-of-fold predictions: each model predicted by a fit that did not see it."""
+    from sklearn.model_selection import KFold
+
+    predicted = np.empty_like(latency_ms)
+    for train, test in KFold(n_splits=folds, shuffle=True, random_state=seed).split(features):
+        predicted[test] = fit_model(kind, features[train], latency_ms[train]).predict(features[test])
+    return np.maximum(predicted, 1e-6)
+
+
+def fit_all(features: np.ndarray, latency_ms: np.ndarray, kinds: Sequence[str] = MODEL_KINDS,
+            folds: int = 5, seed: int = 0) -> Tuple[str, Dict[str, LatencyModel], Dict[str, Any]]:
+    """Fit every kind, score each by cross-validation and choose the lowest held-out MAPE.
+
+    Returns (chosen kind, fitted models, report). Each model is refitted on all data and
+    carries the interval from its out-of-fold residuals; the report holds each model's
+    cross-validated scores and its out-of-fold predictions (for the plot).
+    """
+    if len(latency_ms) < 2 * folds:
+        raise ValueError(f"{len(latency_ms)} measurements are too few to cross-validate with {folds} folds")
+    models: Dict[str, LatencyModel] = {}
+    report: Dict[str, Any] = {"folds": folds, "cv_seed": seed, "models": {}}
+    for kind in kinds:
+        oof = cross_validate(kind, features, latency_ms, folds, seed)
+        residual = np.log(latency_ms) - np.log(oof)
+        model = fit_model(kind, features, latency_ms)
+        model.data["log_residual_quantiles"] = [float(q) for q in np.quantile(residual, INTERVAL_QUANTILES)]
+        lo, hi = model.interval(oof)
+        cv = score(latency_ms, oof)
+        cv["interval_coverage"] = float(np.mean((latency_ms >= lo) & (latency_ms <= hi)))
+        models[kind] = model
+        report["models"][kind] = {"cross_validated": cv, "training": score(latency_ms, model.predict(features)),
+                                  "oof_predicted_ms": [float(v) for v in oof]}
+    chosen = min(kinds, key=lambda k: report["models"][k]["cross_validated"]["mape"])
+    report["chosen"] = chosen
+    report["selection"] = "lowest cross-validated MAPE"
+    return chosen, models, report
+
+
+def model_from_json(data: Dict[str, Any]) -> LatencyModel:
+    if data.get("kind") not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {data.get('kind')!r}")
+    return LatencyModel(data)
+
+
+def models_to_json(models: Dict[str, LatencyModel]) -> Dict[str, Any]:
+    return {kind: model.data for kind, model in models.items()}

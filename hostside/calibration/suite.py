@@ -1,0 +1,252 @@
+"""The calibration suite: a seeded set of architectures to measure once per board.
+
+Why stratified: a regression is only trusted where it has seen data. The suite therefore
+draws many candidates from six families that cover what the search spaces build (plain conv
+stacks with pooling, depthwise-separable blocks, residual adds, inception-style concat
+blocks, FC-heavy heads, and ``random_spec``'s generic mix), each with log-uniform widths and
+depths, and then picks from that pool so that log10(MACs) and log10(params) are each spread
+evenly over at least four decades (greedy filling of the emptiest bins). Input shapes are
+mixed from 1x8x8 to 3x96x96 unless the caller narrows them to one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from hostside.arch.random_specs import random_spec
+from hostside.arch.spec import INPUT, ArchSpec, SpecError
+
+DEFAULT_SIZE = 200
+QUICK_SIZE = 60
+DEFAULT_SEED = 2024
+DEFAULT_INPUT_SHAPES: Tuple[Tuple[int, int, int], ...] = (
+    (1, 8, 8), (1, 16, 16), (1, 28, 28), (3, 32, 32), (3, 48, 48), (3, 64, 64), (3, 96, 96),
+)
+#: log10 ranges the suite spreads over: MACs 10^3.7..10^8.2, params 10^2.3..10^6.7. The top of
+#: the MAC range keeps the slowest model near 20 ms single-threaded on a desktop core, so a
+#: quick calibration stays short; a Pi 3B+ runs it in ~0.5 s.
+LOG_MACS_RANGE = (3.7, 8.2)
+LOG_PARAMS_RANGE = (2.3, 6.7)
+_BINS = 9
+_POOL_FACTOR = 12
+_ACTIVATIONS = ("relu", "relu", "relu", "relu6", "hardswish", "silu", "sigmoid", "tanh", "elu")
+
+
+class _Net:
+    """Appends nodes and tracks the current tensor's shape (C, H, W) or (F,)."""
+
+    def __init__(self, rng: np.random.Generator, input_shape: Tuple[int, int, int]):
+        self.rng = rng
+        self.input_shape = input_shape
+        self.nodes: List[Dict[str, Any]] = []
+        self.act = str(rng.choice(_ACTIVATIONS))
+        self.use_bn = bool(rng.random() < 0.6)
+
+    def add(self, op: str, src: str, **attrs: Any) -> str:
+        node_id = f"n{len(self.nodes)}_{op}"
+        self.nodes.append({"id": node_id, "op": op, "inputs": [src], **attrs})
+        return node_id
+
+    def merge(self, op: str, srcs: Sequence[str]) -> str:
+        node_id = f"n{len(self.nodes)}_{op}"
+        self.nodes.append({"id": node_id, "op": op, "inputs": list(srcs)})
+        return node_id
+
+    def conv(self, src: str, out_channels: int, kernel: int, stride: int = 1, groups: int = 1,
+             activate: bool = True) -> str:
+        x = self.add("conv2d", src, out_channels=int(out_channels), kernel=kernel, stride=stride,
+                     padding=kernel // 2, groups=groups, bias=not self.use_bn)
+        if self.use_bn:
+            x = self.add("batchnorm", x)
+        if activate:
+            x = self.add(self.act, x)
+        return x
+
+    def pool(self, src: str) -> str:
+        op = "maxpool" if self.rng.random() < 0.6 else "avgpool"
+        return self.add(op, src, kernel=2, stride=2)
+
+    def head(self, src: str, num_classes: int, global_pool: bool) -> Dict[str, Any]:
+        if global_pool:
+            src = self.add("global_avgpool", src)
+        src = self.add("flatten", src)
+        self.add("linear", src, out_features=num_classes)
+        return {"input_shape": list(self.input_shape), "num_classes": num_classes, "nodes": self.nodes}
+
+
+def _width(rng: np.random.Generator, low: float = 4, high: float = 192) -> int:
+    """A log-uniform channel count; most are rounded to a multiple of 4, 8 or 16 as search
+    spaces choose them, because runtimes take other kernels for aligned channel counts
+    (onnxruntime's blocked layout on x86) and the suite must cover both paths."""
+    width = max(2, int(round(np.exp(rng.uniform(np.log(low), np.log(high))))))
+    if rng.random() < 0.6:
+        step = int(rng.choice([4, 8, 16]))
+        width = max(step, int(round(width / step)) * step)
+    return width
+
+
+def _plain(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
+    net = _Net(rng, shape)
+    x, size, width = INPUT, shape[1], _width(rng)
+    for stage in range(int(rng.integers(1, 5))):
+        for _ in range(int(rng.integers(1, 4))):
+            x = net.conv(x, width, int(rng.choice([1, 3, 3, 5])))
+        if size >= 4 and rng.random() < 0.8:
+            x = net.pool(x) if rng.random() < 0.6 else net.conv(x, width, 3, stride=2)
+            size //= 2
+        width = min(int(width * rng.choice([1, 1.5, 2])), 512)
+    return net.head(x, num_classes, global_pool=bool(rng.random() < 0.6))
+
+
+def _depthwise(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
+    net = _Net(rng, shape)
+    net.act = str(rng.choice(["relu6", "relu", "hardswish"]))
+    width = _width(rng, 4, 96)
+    x = net.conv(INPUT, width, 3, stride=2 if shape[1] >= 32 else 1)
+    size = shape[1] // 2 if shape[1] >= 32 else shape[1]
+    for _ in range(int(rng.integers(1, 7))):
+        expand = int(rng.choice([1, 1, 3, 6]))
+        stride = 2 if size >= 4 and rng.random() < 0.4 else 1
+        out = min(int(width * rng.choice([1, 1, 1.5, 2])), 512)
+        y = net.conv(x, width * expand, 1) if expand > 1 else x
+        y = net.conv(y, width * expand, int(rng.choice([3, 3, 5])), stride=stride, groups=width * expand)
+        y = net.conv(y, out, 1, activate=False)
+        x = net.merge("add", [y, x]) if stride == 1 and out == width and rng.random() < 0.7 else y
+        width, size = out, (size + 1) // 2 if stride == 2 else size
+    if rng.random() < 0.5:
+        x = net.conv(x, min(width * 4, 1024), 1)
+    return net.head(x, num_classes, global_pool=True)
+
+
+def _residual(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
+    net = _Net(rng, shape)
+    net.use_bn = True
+    width = _width(rng, 4, 128)
+    x = net.conv(INPUT, width, int(rng.choice([3, 5, 7])), stride=2 if shape[1] >= 48 else 1)
+    size = shape[1] // 2 if shape[1] >= 48 else shape[1]
+    for _ in range(int(rng.integers(1, 6))):
+        down = size >= 4 and rng.random() < 0.4
+        out = min(width * 2, 512) if down else width
+        y = net.conv(x, out, 3, stride=2 if down else 1)
+        y = net.conv(y, out, 3, activate=False)
+        shortcut = net.conv(x, out, 1, stride=2, activate=False) if down else x
+        x = net.add(net.act, net.merge("add", [y, shortcut]))
+        width, size = out, (size + 1) // 2 if down else size
+    return net.head(x, num_classes, global_pool=True)
+
+
+def _inception(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
+    net = _Net(rng, shape)
+    width = _width(rng, 4, 96)
+    x = net.conv(INPUT, width, 3)
+    size = shape[1]
+    for _ in range(int(rng.integers(1, 4))):
+        b = _width(rng, 4, 96)
+        branches = [net.conv(x, b, 1), net.conv(net.conv(x, b, 1), b, 3)]
+        if rng.random() < 0.6:
+            branches.append(net.conv(net.conv(x, max(b // 2, 2), 1), b, 5))
+        if rng.random() < 0.6:
+            branches.append(net.conv(net.add("maxpool", x, kernel=3, stride=1, padding=1), b, 1))
+        x = net.merge("concat", branches)
+        if size >= 4 and rng.random() < 0.6:
+            x, size = net.pool(x), size // 2
+    return net.head(x, num_classes, global_pool=bool(rng.random() < 0.7))
+
+
+def _fc_heavy(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
+    net = _Net(rng, shape)
+    x = INPUT
+    if rng.random() < 0.6:
+        x = net.conv(x, _width(rng, 2, 32), 3)
+        if shape[1] >= 16:
+            x = net.pool(x)
+        if shape[1] >= 48:
+            x = net.pool(x)
+    x = net.add("flatten", x)
+    for _ in range(int(rng.integers(1, 4))):
+        x = net.add("linear", x, out_features=_width(rng, 16, 2048), bias=True)
+        x = net.add(net.act, x)
+        if rng.random() < 0.3:
+            x = net.add("dropout", x, p=0.25)
+    net.add("linear", x, out_features=num_classes)
+    return {"input_shape": list(shape), "num_classes": num_classes, "nodes": net.nodes}
+
+
+def _generic(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
+    return random_spec(int(rng.integers(2**31)), 3, 12, shape, num_classes).to_dict()
+
+
+FAMILIES: Dict[str, Callable[[np.random.Generator, Tuple[int, int, int], int], Dict[str, Any]]] = {
+    "plain": _plain,
+    "depthwise": _depthwise,
+    "residual": _residual,
+    "inception": _inception,
+    "fc_heavy": _fc_heavy,
+    "generic": _generic,
+}
+
+
+def _candidates(rng: np.random.Generator, count: int, input_shapes: Sequence[Tuple[int, int, int]],
+                num_classes: int) -> List[ArchSpec]:
+    """Valid specs inside the suite's MAC and parameter ranges, families taken in turn."""
+    names = list(FAMILIES)
+    found: List[ArchSpec] = []
+    attempts = 0
+    while len(found) < count:
+        attempts += 1
+        if attempts > 50 * count:
+            raise RuntimeError("the calibration suite sampler found too few specs in range")
+        family = names[attempts % len(names)]
+        shape = tuple(input_shapes[int(rng.integers(len(input_shapes)))])
+        try:
+            data = FAMILIES[family](rng, shape, num_classes)
+            data["name"] = f"{family}-{len(found)}"
+            spec = ArchSpec.from_dict(data)
+        except SpecError:
+            continue
+        macs, params = spec.cost.macs, spec.cost.deployed_params
+        if LOG_MACS_RANGE[0] <= np.log10(macs) <= LOG_MACS_RANGE[1] and \
+                LOG_PARAMS_RANGE[0] <= np.log10(params) <= LOG_PARAMS_RANGE[1]:
+            found.append(spec)
+    return found
+
+
+def _bin(value: float, bounds: Tuple[float, float]) -> int:
+    position = (value - bounds[0]) / (bounds[1] - bounds[0])
+    return min(int(position * _BINS), _BINS - 1)
+
+
+def calibration_suite(size: int = DEFAULT_SIZE, seed: int = DEFAULT_SEED,
+                      input_shapes: Optional[Sequence[Tuple[int, int, int]]] = None,
+                      num_classes: int = 10) -> List[ArchSpec]:
+    """``size`` specs, the same for the same arguments, spread evenly over log MACs and log params.
+
+    Each pick takes a candidate from the emptiest MAC bin, preferring within it the emptiest
+    parameter bin, so both marginals fill evenly as far as the candidates allow.
+    """
+    shapes = [tuple(s) for s in (input_shapes or DEFAULT_INPUT_SHAPES)]
+    rng = np.random.default_rng(seed)
+    pool = _candidates(rng, _POOL_FACTOR * size, shapes, num_classes)
+    by_macs: Dict[int, List[ArchSpec]] = {}
+    for spec in pool:
+        by_macs.setdefault(_bin(np.log10(spec.cost.macs), LOG_MACS_RANGE), []).append(spec)
+    mac_fill = {b: 0 for b in by_macs}
+    param_fill = [0] * _BINS
+    chosen: List[ArchSpec] = []
+    seen = set()
+    while len(chosen) < size and any(by_macs.values()):
+        mac_bin = min((b for b in by_macs if by_macs[b]), key=lambda b: (mac_fill[b], b))
+        options = by_macs[mac_bin]
+        pick = min(range(len(options)),
+                   key=lambda i: (param_fill[_bin(np.log10(options[i].cost.deployed_params), LOG_PARAMS_RANGE)], i))
+        spec = options.pop(pick)
+        digest = spec.content_hash()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        mac_fill[mac_bin] += 1
+        param_fill[_bin(np.log10(spec.cost.deployed_params), LOG_PARAMS_RANGE)] += 1
+        chosen.append(spec)
+    return chosen
