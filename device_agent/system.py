@@ -216,7 +216,19 @@ def info(root: Optional[Path] = None) -> Dict[str, Any]:
         "temperature_c": temperature_c(root),
         "throttled": throttled(),
         "power_sources": available_sources(root),
+        "emulated": emulated(root),
     }
+
+
+EMULATION_MARKER = "etc/hostside/emulated-board.json"
+
+
+def emulated(root: Path) -> bool:
+    """Whether this is one of our qemu-user board rigs (deploy/emulated writes this marker).
+
+    Timings taken under emulation are hundreds of times too slow, so the host refuses to
+    calibrate such a board."""
+    return (root / EMULATION_MARKER).is_file()
 
 
 def device_key(facts: Dict[str, Any]) -> str:

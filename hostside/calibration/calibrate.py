@@ -64,6 +64,11 @@ def calibrate(boards: Sequence[Any], out_dir: Path, threads: int = 1, quick: boo
     shapes = [tuple(input_shape)] if input_shape else None
     specs = calibration_suite(size, seed, shapes)
     info = pool.boards[0].info()
+    if info.get("emulated"):
+        raise UserError(
+            f"board {pool.boards[0].name!r} is an emulated ARM rig (qemu-user): its timings are hundreds of times "
+            f"too slow to mean anything, so it cannot be calibrated; calibrate a real board"
+        )
     provenance = _provenance(pool, key, info, threads, seed, size, shapes)
     provenance["power_source"] = power
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,15 @@ def test_info_with_nothing_available_is_all_nulls_not_a_crash(tmp_path, monkeypa
     assert facts["frequency"]["governor"] is None
     assert facts["power_sources"] == []
     assert facts["python"] and facts["onnxruntime"]["version"]
+    assert facts["emulated"] is False
+
+
+def test_info_flags_an_emulated_rig_by_its_marker_file(tmp_path, monkeypatch):
+    marker = tmp_path / system.EMULATION_MARKER
+    marker.parent.mkdir(parents=True)
+    marker.write_text("{}")
+    monkeypatch.setenv(system.ROOT_ENV, str(tmp_path))
+    assert system.info()["emulated"] is True
 
 
 def test_decode_throttled_bits():

@@ -138,6 +138,16 @@ def test_check_reports_architecture_python_and_onnxruntime(installed_board: Dict
     info = json.loads(result.stdout)["info"]
     reported = (info["architecture"], info["python"], info["onnxruntime"]["version"])
     assert reported == (board.manifest["machine"], board.manifest["python"], board.manifest["onnxruntime"])
+    assert info["emulated"] is True
+
+
+def test_calibrating_an_emulated_board_is_refused(installed_board: Dict[str, object], tmp_path: Path,
+                                                  hostside_cli) -> None:
+    result = hostside_cli(installed_board["home"], "calibrate", "--board", installed_board["name"], "--quick",
+                          "--out", str(tmp_path / "cal"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "emulated ARM rig" in last_line(result.stderr), result.stderr
+    assert not (tmp_path / "cal" / "measurements.csv").exists()
 
 
 def test_measure_through_daemon_matches_host_outputs(installed_board: Dict[str, object], tmp_path: Path,
