@@ -1,7 +1,132 @@
-"""Sub-commands of this area (filled in by its issue)."""
+"""``hostside search`` and ``hostside runs list|show``.
+
+``hostside search`` with no arguments runs the embedded default (digits, this machine as the
+board, accuracy and measured latency, a small budget; a few minutes on two cores). Heavy
+imports stay inside the handlers so the CLI starts fast.
+"""
+
+from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+from hostside.errors import UserError
+from hostside.search.config import OBJECTIVES, STRATEGIES, build_config, load_toml, split_list
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """No sub-commands yet."""
+    search = subparsers.add_parser(
+        "search", help="hardware-aware architecture search (no arguments: the embedded digits demo)",
+        description="Search for CNNs that trade accuracy against latency/energy/size on a board. "
+                    "Flags override the --config file, which overrides the defaults.")
+    search.add_argument("--config", type=Path, help="TOML file with search settings (keys as the flags, "
+                                                     "plus [budgets], [train], [space_options] tables)")
+    search.add_argument("--dataset", help="dataset source (default digits)")
+    search.add_argument("--board", help="board name, or several of one kind comma-separated (default local)")
+    search.add_argument("--budget", type=int, help="number of candidates to train (default 40)")
+    search.add_argument("--population", type=int, help="candidates trained per generation (default 8)")
+    search.add_argument("--out", type=Path, help="run directory (default ./runs/<UTC timestamp>)")
+    search.add_argument("--strategy", help=f"search strategy: {', '.join(STRATEGIES)} (default nsga2)")
+    search.add_argument("--objectives", help=f"comma-separated, at least two of: {', '.join(OBJECTIVES)} "
+                                             f"(default accuracy,measured_latency)")
+    search.add_argument("--latency-budget-ms", type=float, help="hard limit on batch-1 latency on the board")
+    search.add_argument("--epochs", type=int, help="training epochs per candidate (default 5)")
+    search.add_argument("--final-epochs", type=int, help="training epochs for the re-trained Pareto front (default 30)")
+    search.add_argument("--seed", type=int, help="random seed of the search and the data split")
+    search.add_argument("--workers", type=int, help="local training processes (default 2)")
+    search.add_argument("--cluster", help="Dask scheduler address (tcp://HOST:PORT) to train on instead")
+    search.add_argument("--calibration", help="calibration.json of the board (default: the board's stored one, "
+                                              "or a quick calibration made now)")
+    search.add_argument("--no-filter", action="store_true", help="train every candidate (the baseline)")
+    search.add_argument("--resume", metavar="RUN", help="continue a stopped or killed run (path or name under ./runs)")
+    search.set_defaults(handler=run_search)
+
+    runs = subparsers.add_parser("runs", help="list and inspect search runs")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION")
+    runs_sub.required = True
+    listing = runs_sub.add_parser("list", help="search runs under ./runs")
+    listing.set_defaults(handler=list_runs)
+    show = runs_sub.add_parser("show", help="one run's report and candidates")
+    show.add_argument("run", help="run directory or name under ./runs")
+    show.add_argument("--json", action="store_true", help="print the report and every candidate as JSON")
+    show.set_defaults(handler=show_run)
+
+
+def _progress(message: str) -> None:
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
+
+
+def flag_values(args: argparse.Namespace) -> Dict[str, Any]:
+    values: Dict[str, Any] = {
+        "dataset": args.dataset, "board": args.board, "budget": args.budget, "population": args.population,
+        "strategy": args.strategy, "epochs": args.epochs, "final_epochs": args.final_epochs, "seed": args.seed,
+        "workers": args.workers, "cluster": args.cluster, "calibration": args.calibration, "budgets.latency_ms": args.latency_budget_ms,
+        "objectives": split_list(args.objectives) if args.objectives is not None else None,
+        "use_filter": False if args.no_filter else None,
+    }
+    return values
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from hostside.search.run import resume_run, start_run
+
+    if args.resume:
+        given = [name for name, value in flag_values(args).items() if value is not None]
+        if given or args.config or args.out:
+            raise UserError("--resume continues a run with the settings it started with; drop the other flags "
+                            f"({', '.join(given + (['--config'] if args.config else []) + (['--out'] if args.out else []))})")
+        report = resume_run(args.resume, _progress)
+    else:
+        file_values = load_toml(args.config) if args.config else None
+        config = build_config(file_values, flag_values(args), str(args.config) if args.config else None)
+        report = start_run(config, args.out, _progress)
+    return 0 if report["models"] or report["nothing_meets_budgets"] else 1
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    from hostside.journal import JOURNAL_FILE, Journal
+    from hostside.journal import run_status
+    from hostside.search.run import runs_root
+
+    root = runs_root()
+    runs = sorted(p.parent for p in root.glob(f"*/{JOURNAL_FILE}")) if root.is_dir() else []
+    if not runs:
+        print(f"no search runs under {root}; start one with `hostside search`")
+        return 0
+    print(f"{'run':<24} {'status':<11} {'strategy':<8} {'dataset':<10} {'board':<10} candidates")
+    for run in runs:
+        journal = Journal.open(run)
+        try:
+            config = journal.meta("config") or {}
+            counts = journal.counts()
+            print(f"{run.name:<24} {run_status(journal):<11} {config.get('strategy', '?'):<8} "
+                  f"{config.get('dataset', '?'):<10} {config.get('board', '?'):<10} "
+                  + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+        finally:
+            journal.close()
+    return 0
+
+
+def show_run(args: argparse.Namespace) -> int:
+    from hostside.journal import Journal
+    from hostside.report import build_report, candidate_summaries, markdown
+    from hostside.search.run import find_run
+
+    run_dir = find_run(args.run)
+    journal = Journal.open(run_dir)
+    try:
+        report = build_report(run_dir, journal)
+        if args.json:
+            report["candidates"] = candidate_summaries(journal)
+            print(json.dumps(report, indent=1))
+        else:
+            print(markdown(report))
+    finally:
+        journal.close()
+    return 0
+

@@ -1,0 +1,269 @@
+"""The run report: ``pareto.json``, ``report.json``, ``report.md`` and Pareto plots (PNG).
+
+Everything is computed from the journal, so ``hostside runs show`` and a notebook can
+rebuild the report of any run, finished or not. Plots show every measured candidate in grey,
+the front highlighted, the re-trained front models as stars, and the candidates the filter
+rejected before training as crosses on a strip under the axis (they have no accuracy).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from hostside.journal import Journal, run_status
+from hostside.search.config import BUDGETS, OBJECTIVES, SearchConfig
+from hostside.search.pareto import best_tradeoff, missed_budgets, pareto_front, violation
+
+PARETO_FILE = "pareto.json"
+REPORT_FILE = "report.json"
+REPORT_MD = "report.md"
+NEAREST_MISSES = 5
+
+_LABELS = {
+    "accuracy": "test accuracy", "params": "parameters", "macs": "MACs",
+    "predicted_latency": "predicted latency (ms)", "measured_latency": "measured latency (ms)",
+    "energy": "energy per inference (mJ)", "activation_memory": "peak activation memory (bytes)",
+}
+
+
+def estimated_train_seconds(trained: Sequence[Dict[str, Any]], rejected: Sequence[Dict[str, Any]]) -> float:
+    """What training the rejected candidates would have cost.
+
+    Same data, same epochs: training time grows with the network's MACs, so a least-squares
+    line through the trained candidates' (MACs, seconds) predicts it (``numpy.polyfit``; one
+    feature needs no more), floored at the fastest training seen. With fewer than three
+    trained candidates, or no spread in MACs, each rejected one counts as the median.
+    """
+    seconds = np.array([r["train_seconds"] for r in trained], dtype=float)
+    macs = np.array([r["macs"] for r in trained], dtype=float)
+    if not rejected or not len(seconds):
+        return 0.0
+    rejected_macs = np.array([r["macs"] for r in rejected], dtype=float)
+    if len(seconds) < 3 or np.ptp(macs) == 0:
+        return float(np.median(seconds)) * len(rejected)
+    slope, intercept = np.polyfit(macs, seconds, 1)
+    return float(np.maximum(slope * rejected_macs + intercept, seconds.min()).sum())
+
+
+def filter_statistics(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Training time the filter saved (estimated) and its false-reject rate (from spot checks).
+
+    The saved fraction is of the training time the search would have spent without the
+    filter: saved / (saved + spent).
+    """
+    trained = [r for r in rows if r["train_seconds"] is not None]
+    rejected = [r for r in rows if r["status"] == "rejected"]
+    spent_s = float(sum(r["train_seconds"] for r in trained))
+    saved_s = estimated_train_seconds(trained, rejected)
+    checked = [r for r in rejected if r["spot_check"] and r["spot_check"].get("meets_budget") is not None]
+    false_rejects = [r["id"] for r in checked if r["spot_check"]["meets_budget"]]
+    return {
+        "rejected": len(rejected),
+        "trained": len(trained),
+        "train_seconds_spent": spent_s,
+        "train_seconds_saved_estimate": saved_s,
+        "saved_fraction": saved_s / (saved_s + spent_s) if saved_s + spent_s > 0 else 0.0,
+        "spot_checked": len(checked),
+        "false_rejects": false_rejects,
+        "false_reject_rate": (len(false_rejects) / len(checked)) if checked else None,
+    }
+
+
+def _model_entry(final: Dict[str, Any], row: Dict[str, Any], budgets: Dict[str, float]) -> Dict[str, Any]:
+    entry = {
+        "id": row["id"],
+        "onnx": final["onnx_path"],
+        "onnx_sha256": final["onnx_sha256"],
+        "accuracy": final["accuracy"],
+        "val_accuracy": final["val_accuracy"],
+        "params": row["params"],
+        "macs": row["macs"],
+        "activation_bytes": row["activation_bytes"],
+        "predicted_latency_ms": row["predicted_latency_ms"],
+        "latency_ms": final["latency_ms"],
+        "energy_mj": final["energy_mj"],
+        "search_accuracy": row["accuracy"],
+        "search_latency_ms": row["latency_ms"],
+        "arch_hash": row["arch_hash"],
+        "genotype": row["genotype"],
+        "operator": row["operator"],
+        "parents": row["parents"],
+    }
+    entry["meets_budgets"] = violation(entry, budgets) == 0
+    return entry
+
+
+def build_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
+    """The report as a dict (also what ``runs show --json`` prints, plus the candidate list)."""
+    config = SearchConfig.from_dict(journal.meta("config"))
+    rows = journal.candidates()
+    by_id = {r["id"]: r for r in rows}
+    measured = [r for r in rows if r["status"] == "measured"]
+    feasible = [r for r in measured if violation(r, config.budgets) == 0]
+    models = [_model_entry(f, by_id[f["candidate_id"]], config.budgets)
+              for f in journal.finals() if f["status"] == "measured"]
+    best: Optional[Dict[str, Any]] = None
+    if models:
+        index = best_tradeoff(models, config.objectives, [1.0] * len(config.objectives))
+        best = models[index]
+        for i, model in enumerate(models):
+            model["best_tradeoff"] = i == index
+    nearest = []
+    if not feasible:
+        for r in sorted(measured, key=lambda r: violation(r, config.budgets))[:NEAREST_MISSES]:
+            nearest.append({"id": r["id"], "violation": violation(r, config.budgets),
+                            "missed": missed_budgets(r, config.budgets), "accuracy": r["accuracy"],
+                            "latency_ms": r["latency_ms"], "params": r["params"], "macs": r["macs"]})
+    return {
+        "run": str(run_dir),
+        "status": run_status(journal),
+        "config": config.to_dict(),
+        "provenance": journal.meta("provenance", {}),
+        "counts": journal.counts(),
+        "search_front": [r["id"] for r in pareto_front(feasible, config.objectives)],
+        "models": models,
+        "best_tradeoff": best,
+        "nothing_meets_budgets": bool(measured) and not feasible,
+        "nearest_misses": nearest,
+        "failed": [{"id": r["id"], "error": r["error"]} for r in rows if r["status"] == "failed"],
+        "filter": filter_statistics(rows),
+    }
+
+
+def candidate_summaries(journal: Journal) -> List[Dict[str, Any]]:
+    """One flat dict per candidate for ``runs show --json``."""
+    keys = ("id", "status", "generation", "operator", "parents", "accuracy", "val_accuracy", "params", "macs",
+            "activation_bytes", "predicted_latency_ms", "latency_ms", "energy_mj", "train_seconds",
+            "filter_accepted", "filter_reason", "onnx_path", "onnx_sha256", "arch_hash", "error", "spot_check")
+    return [{k: r[k] for k in keys} for r in journal.candidates()]
+
+
+def write_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
+    """Write pareto.json, report.json, report.md and the plots; return the report dict."""
+    run_dir = Path(run_dir)
+    report = build_report(run_dir, journal)
+    (run_dir / PARETO_FILE).write_text(json.dumps(report["models"], indent=1) + "\n")
+    report["plots"] = write_plots(run_dir, journal, report)
+    (run_dir / REPORT_FILE).write_text(json.dumps(report, indent=1) + "\n")
+    (run_dir / REPORT_MD).write_text(markdown(report))
+    return report
+
+
+def _axis_value(row: Dict[str, Any], objective: str, rejected: bool) -> Optional[float]:
+    column = OBJECTIVES[objective][0]
+    if rejected and objective == "measured_latency":
+        column = "predicted_latency_ms"
+    value = row.get(column)
+    return None if value is None else float(value)
+
+
+def _plot_pairs(objectives: Sequence[str]) -> List[Tuple[str, str]]:
+    """(x, y) pairs: accuracy on y against every other objective, else the first against the rest."""
+    y = "accuracy" if "accuracy" in objectives else objectives[0]
+    return [(x, y) for x in objectives if x != y]
+
+
+def write_plots(run_dir: Path, journal: Journal, report: Dict[str, Any]) -> List[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    config = report["config"]
+    rows = journal.candidates()
+    front_ids = set(report["search_front"])
+    written = []
+    for x_name, y_name in _plot_pairs(config["objectives"]):
+        fig, ax = plt.subplots(figsize=(7, 5))
+        measured = [r for r in rows if r["status"] == "measured"]
+        points = [(_axis_value(r, x_name, False), _axis_value(r, y_name, False)) for r in measured]
+        ax.scatter([p[0] for p in points], [p[1] for p in points], c="0.7", s=18, label="measured candidates")
+        front = sorted((p for r, p in zip(measured, points) if r["id"] in front_ids), key=lambda p: p[0])
+        if front:
+            ax.plot([p[0] for p in front], [p[1] for p in front], "o-", c="tab:blue", ms=6, label="search Pareto front")
+        finals = [(_axis_value(m, x_name, False), m.get(OBJECTIVES[y_name][0])) for m in report["models"]]
+        if finals:
+            ax.scatter([p[0] for p in finals], [p[1] for p in finals], marker="*", s=160, c="tab:orange",
+                       edgecolors="k", zorder=5, label=f"re-trained front ({config['final_epochs']} epochs)")
+        rejected = [_axis_value(r, x_name, True) for r in rows if r["status"] == "rejected"]
+        rejected = [v for v in rejected if v is not None]
+        if rejected:
+            ax.scatter(rejected, [0.02] * len(rejected), transform=ax.get_xaxis_transform(), marker="x", c="tab:red",
+                       s=20, label="rejected before training" + (" (predicted)" if x_name == "measured_latency" else ""))
+        budget_name = {"measured_latency": "latency_ms", "params": "params", "macs": "macs",
+                       "activation_memory": "activation_bytes", "energy": "energy_mj"}.get(x_name)
+        if budget_name in config["budgets"]:
+            ax.axvline(config["budgets"][budget_name], ls="--", c="tab:red", lw=1, label="budget")
+        every_x = [p[0] for p in points if p[0] is not None] + rejected
+        if every_x:
+            # The rejected strip uses a blended transform, which autoscaling ignores: widen by hand.
+            low, high = min(every_x), max(every_x)
+            if x_name in ("params", "macs", "activation_memory") or high > 20 * low > 0:
+                ax.set_xscale("log")
+                ax.set_xlim(low / 1.15, high * 1.15)
+            else:
+                pad = 0.05 * (high - low or high or 1.0)
+                ax.set_xlim(low - pad, high + pad)
+        ax.set_xlabel(_LABELS[x_name])
+        ax.set_ylabel(_LABELS[y_name])
+        ax.set_title(f"{Path(report['run']).name}: {config['strategy']} on {config['dataset']}, board {config['board']}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+        path = run_dir / f"pareto_{y_name}_vs_{x_name}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path.name)
+    return written
+
+
+def _fmt(value: Any, spec: str = ".4g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(report: Dict[str, Any]) -> str:
+    """The report a person reads first."""
+    config = report["config"]
+    lines = [f"# Search run {Path(report['run']).name}", "",
+             f"Strategy **{config['strategy']}** over the **{config['space']}** space on **{config['dataset']}**, "
+             f"board **{config['board']}**; objectives: {', '.join(config['objectives'])}; "
+             f"budgets: {', '.join(f'{k} {v}' for k, v in config['budgets'].items()) or 'none'}.", "",
+             "Candidates: " + ", ".join(f"{v} {k}" for k, v in report["counts"].items() if v) + ".", ""]
+    if report["nothing_meets_budgets"]:
+        lines += ["**No candidate meets the budgets.** Those that miss them by least:", "",
+                  "| id | missed budgets | accuracy | latency (ms) | params |", "|---|---|---|---|---|"]
+        for miss in report["nearest_misses"]:
+            missed = "; ".join(f"{k} {_fmt(v['value'])} > {_fmt(v['limit'])}" if BUDGETS[k][1] == "max"
+                               else f"{k} {_fmt(v['value'])} < {_fmt(v['limit'])}" for k, v in miss["missed"].items())
+            lines.append(f"| {miss['id']} | {missed} | {_fmt(miss['accuracy'], '.3f')} | {_fmt(miss['latency_ms'])} | {miss['params']} |")
+        lines.append("")
+    if report["models"]:
+        lines += [f"## Pareto front (re-trained for {config['final_epochs']} epochs, measured on the board)", "",
+                  "| id | ONNX | accuracy | params | MACs | predicted ms | measured ms | energy mJ |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for m in report["models"]:
+            mark = " **best trade-off**" if m.get("best_tradeoff") else ""
+            lines.append(f"| {m['id']}{mark} | `{m['onnx']}` | {_fmt(m['accuracy'], '.3f')} | {m['params']} | {m['macs']} | "
+                         f"{_fmt(m['predicted_latency_ms'])} | {_fmt(m['latency_ms'])} | {_fmt(m['energy_mj'])} |")
+        lines.append("")
+    best = report["best_tradeoff"]
+    if best:
+        lines += [f"Best trade-off (smallest equally weighted distance to the ideal point): candidate {best['id']}, "
+                  f"`{best['onnx']}`.", ""]
+    f = report["filter"]
+    lines += ["## Pre-training filter", "",
+              f"Rejected {f['rejected']} candidate(s) before training; trained {f['trained']}. "
+              f"Estimated training time saved: {_fmt(f['train_seconds_saved_estimate'], '.1f')} s "
+              f"({100 * f['saved_fraction']:.0f}% of what the search would have spent). "
+              + (f"False rejects in spot checks: {len(f['false_rejects'])}/{f['spot_checked']} "
+                 f"({100 * f['false_reject_rate']:.0f}%)." if f["false_reject_rate"] is not None
+                 else "No spot check measured (no latency budget, or nothing rejected on predicted latency)."), ""]
+    if report["failed"]:
+        lines += ["## Failed candidates", ""] + [f"- {f['id']}: {f['error']}" for f in report["failed"]] + [""]
+    if report.get("plots"):
+        lines += ["## Plots", ""] + [f"![{p}]({p})" for p in report["plots"]] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,212 @@
+"""What a search run is asked to do: one validated, JSON-ready settings object.
+
+The same ``SearchConfig`` comes from the embedded default, a TOML file (``--config``) and
+command-line flags (flags win), and is stored in the journal, so ``--resume`` continues with
+exactly the settings the run started with. Every bad key or value is a ``UserError`` naming
+the key and what is allowed. A config file looks like::
+
+    dataset = "digits"
+    board = "pi4-a,pi4-b"          # a pool of boards of one kind
+    strategy = "nsga2"             # or "random"
+    objectives = ["accuracy", "measured_latency", "params"]
+    budget = 60                    # candidates trained
+    population = 10
+    epochs = 5
+    final_epochs = 30
+    filter_rule = "interval"       # or "predicted", "conservative"
+
+    [budgets]                      # hard limits; latency_ms is also judged before training
+    latency_ms = 2.5
+    params = 50000
+
+    [train]                        # passed to the training loop
+    batch_size = 64
+
+    [space_options]
+    max_layers = 6
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from hostside.errors import UserError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib  # type: ignore[no-redef]
+
+#: Objective name -> (journal column, "min" or "max").
+OBJECTIVES: Dict[str, Tuple[str, str]] = {
+    "accuracy": ("accuracy", "max"),
+    "params": ("params", "min"),
+    "macs": ("macs", "min"),
+    "predicted_latency": ("predicted_latency_ms", "min"),
+    "measured_latency": ("latency_ms", "min"),
+    "energy": ("energy_mj", "min"),
+    "activation_memory": ("activation_bytes", "min"),
+}
+
+#: Budget name -> (journal column, "max" for an upper bound, "min" for a lower bound).
+BUDGETS: Dict[str, Tuple[str, str]] = {
+    "latency_ms": ("latency_ms", "max"),
+    "params": ("params", "max"),
+    "macs": ("macs", "max"),
+    "activation_bytes": ("activation_bytes", "max"),
+    "energy_mj": ("energy_mj", "max"),
+    "accuracy": ("accuracy", "min"),
+}
+
+STRATEGIES = ("nsga2", "random")
+#: How the filter judges predicted latency: the point prediction; only rejecting when the whole
+#: 90% prediction interval is over the budget (fewest false rejects); or rejecting unless the
+#: whole interval is under it (every accepted model surely fits).
+FILTER_RULES = ("interval", "predicted", "conservative")
+TRAIN_KEYS = ("batch_size", "optimizer", "weight_decay", "momentum", "cosine", "crop_padding", "hflip")
+
+
+@dataclass
+class SearchConfig:
+    """Settings of one search run; see ``docs`` in ``hostside search --help``."""
+
+    dataset: str = "digits"
+    board: str = "local"
+    budget: int = 40
+    population: int = 8
+    strategy: str = "nsga2"
+    space: str = "layer_list"
+    space_options: Dict[str, Any] = field(default_factory=dict)
+    objectives: List[str] = field(default_factory=lambda: ["accuracy", "measured_latency"])
+    budgets: Dict[str, float] = field(default_factory=dict)
+    use_filter: bool = True
+    filter_rule: str = "interval"
+    epochs: int = 5
+    final_epochs: int = 30
+    train: Dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    workers: int = 2
+    cluster: Optional[str] = None
+    measure_threads: int = 1
+    power: Optional[str] = None
+    spot_checks: int = 8
+    calibration: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        _positive_int("budget", self.budget)
+        _positive_int("population", self.population)
+        _positive_int("epochs", self.epochs)
+        _positive_int("final_epochs", self.final_epochs)
+        _positive_int("workers", self.workers)
+        _positive_int("measure_threads", self.measure_threads)
+        if not isinstance(self.spot_checks, int) or isinstance(self.spot_checks, bool) or self.spot_checks < 0:
+            raise UserError(f"config key 'spot_checks': {self.spot_checks!r} is not allowed; give an integer >= 0")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise UserError(f"config key 'seed': {self.seed!r} is not allowed; give an integer")
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"config key 'strategy': {self.strategy!r} is not allowed; choose one of {', '.join(STRATEGIES)}")
+        for key in ("dataset", "board", "space"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise UserError(f"config key {key!r}: {getattr(self, key)!r} is not allowed; give a non-empty string")
+        if not isinstance(self.objectives, list) or len(self.objectives) < 2:
+            raise UserError(f"config key 'objectives': {self.objectives!r} is not allowed; give at least two of "
+                            f"{', '.join(OBJECTIVES)}")
+        for name in self.objectives:
+            if name not in OBJECTIVES:
+                raise UserError(f"config key 'objectives': {name!r} is not allowed; choose from {', '.join(OBJECTIVES)}")
+        if len(set(self.objectives)) != len(self.objectives):
+            raise UserError(f"config key 'objectives': {self.objectives!r} names an objective twice; list each once")
+        if not isinstance(self.budgets, dict):
+            raise UserError("config key 'budgets': give a table of limits, e.g. [budgets] latency_ms = 0.5")
+        for name, value in self.budgets.items():
+            if name not in BUDGETS:
+                raise UserError(f"config key 'budgets.{name}' is unknown; allowed budgets: {', '.join(BUDGETS)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise UserError(f"config key 'budgets.{name}': {value!r} is not allowed; give a positive number")
+        if "accuracy" in self.budgets and self.budgets["accuracy"] > 1:
+            raise UserError(f"config key 'budgets.accuracy': {self.budgets['accuracy']!r} is not allowed; "
+                            f"give the minimum accuracy as a fraction in (0, 1]")
+        if not isinstance(self.train, dict):
+            raise UserError("config key 'train': give a table of training settings")
+        for name in self.train:
+            if name not in TRAIN_KEYS:
+                raise UserError(f"config key 'train.{name}' is unknown; allowed keys: {', '.join(TRAIN_KEYS)}")
+        if not isinstance(self.space_options, dict):
+            raise UserError("config key 'space_options': give a table, e.g. [space_options] max_layers = 6")
+        for key in ("cluster", "power", "calibration"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise UserError(f"config key {key!r}: {value!r} is not allowed; give a non-empty string or leave it out")
+        if self.filter_rule not in FILTER_RULES:
+            raise UserError(f"config key 'filter_rule': {self.filter_rule!r} is not allowed; choose one of {', '.join(FILTER_RULES)}")
+        for key in ("use_filter",):
+            if not isinstance(getattr(self, key), bool):
+                raise UserError(f"config key {key!r}: {getattr(self, key)!r} is not allowed; give true or false")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: Optional[str] = None) -> "SearchConfig":
+        """Settings from a mapping; ``where`` (a file name) prefixes any error."""
+        prefix = f"{where}: " if where else ""
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in known:
+                raise UserError(f"{prefix}config key {key!r} is unknown; allowed keys: {', '.join(known)}")
+        values = dict(data)
+        if isinstance(values.get("objectives"), str):
+            values["objectives"] = split_list(values["objectives"])
+        try:
+            return cls(**values)
+        except UserError as exc:
+            raise UserError(f"{prefix}{exc}") from None
+
+    @property
+    def board_names(self) -> List[str]:
+        """``board`` may list several boards of one kind, comma-separated: they form a pool."""
+        return split_list(self.board)
+
+
+def split_list(text: str) -> List[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _positive_int(key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UserError(f"config key {key!r}: {value!r} is not allowed; give an integer >= 1")
+
+
+def load_toml(path: Path) -> Dict[str, Any]:
+    """The settings in a TOML file (top-level keys plus [budgets], [train], [space_options])."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the config file ({exc.strerror}); check the path given to --config") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc}); fix the file or start from the example in the README") from None
+
+
+def build_config(file_values: Optional[Mapping[str, Any]], flag_values: Mapping[str, Any],
+                 where: Optional[str] = None) -> SearchConfig:
+    """Default <- file <- flags (flags that were not given are None and leave the value alone)."""
+    merged: Dict[str, Any] = dict(file_values or {})
+    for key, value in flag_values.items():
+        if value is None:
+            continue
+        if key.startswith("budgets."):
+            budgets = dict(merged.get("budgets") or {})
+            budgets[key.split(".", 1)[1]] = value
+            merged["budgets"] = budgets
+        else:
+            merged[key] = value
+    return SearchConfig.from_dict(merged, where)

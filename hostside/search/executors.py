@@ -1,0 +1,57 @@
+"""Where trainings run: a local process pool by default, a Dask cluster with ``--cluster``.
+
+Both are ``concurrent.futures.Executor``s, so the engine has one code path. Local workers
+are started with ``spawn``: the parent may already hold torch's thread pools, which a
+``fork`` would copy in a broken state.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Optional
+
+from hostside.errors import UserError
+
+
+class TrainingExecutor:
+    """A context manager handing out an ``Executor``; ``restart`` replaces a broken local pool."""
+
+    def __init__(self, workers: int, cluster: Optional[str] = None):
+        self.workers = workers
+        self.cluster = cluster
+        self._client = None
+        self.executor: Optional[Executor] = None
+
+    def __enter__(self) -> "TrainingExecutor":
+        self.executor = self._open()
+        return self
+
+    def _open(self) -> Executor:
+        if self.cluster is None:
+            return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        from dask.distributed import Client
+
+        if self._client is None:
+            try:
+                self._client = Client(self.cluster, timeout="10s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise UserError(f"cannot reach the Dask scheduler at {self.cluster!r} ({exc}); "
+                                f"check the address (tcp://HOST:PORT) and that the scheduler runs") from None
+        return self._client.get_executor()
+
+    def restart(self) -> None:
+        """Replace a pool whose worker died (e.g. killed for memory); Dask heals itself."""
+        if self.cluster is None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = self._open()
+
+    def describe(self) -> str:
+        return f"Dask cluster {self.cluster}" if self.cluster else f"{self.workers} local worker process(es)"
+
+    def __exit__(self, *exc_info) -> None:
+        if self._client is not None:
+            self.executor.shutdown(wait=True)
+            self._client.close()
+        elif self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,137 @@
+"""After the search: spot checks of the filter, and the Pareto front re-trained and measured.
+
+Spot checks measure a sample of candidates the filter rejected on predicted latency alone.
+Latency does not depend on the weights, so an untrained export of the network measures the
+same as a trained one: the check costs an export and a measurement, no training. A rejected
+candidate whose measured latency meets the budget is a false reject. Rejections on params,
+MACs or activation memory come from the exact analytic cost and cannot be false.
+
+The front (feasible measured candidates no other dominates) is re-trained for
+``final_epochs`` and measured again; results go to the journal's ``final_models`` table, so
+a run killed here also resumes without redoing finished models.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import as_completed
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+from hostside.journal import Journal
+from hostside.search.config import SearchConfig
+from hostside.search.engine import Progress, measure_options, measurement_fields
+from hostside.search.executors import TrainingExecutor
+from hostside.search.filtering import PRE_TRAINING_BUDGETS
+from hostside.search.pareto import pareto_front, violation
+from hostside.search.tasks import train_candidate
+from hostside.spaces.base import SearchSpace
+
+FINAL_DIR = "final"
+SPOT_CHECK_DIR = "spot_checks"
+
+
+def rejected_on_latency(row: Dict[str, Any], budgets: Dict[str, float]) -> bool:
+    """Rejected while meeting every exact (analytic) pre-training budget: the prediction decided."""
+    exact = {k: v for k, v in budgets.items() if k in PRE_TRAINING_BUDGETS and k != "latency_ms"}
+    return row["status"] == "rejected" and "latency_ms" in budgets and violation(row, exact) == 0
+
+
+def spot_check(journal: Journal, config: SearchConfig, run_dir: Path, pool: Any, progress: Progress) -> None:
+    """Measure up to ``config.spot_checks`` latency-rejected candidates (seeded sample)."""
+    candidates = [r for r in journal.candidates(["rejected"]) if rejected_on_latency(r, config.budgets)]
+    done = [r for r in candidates if r["spot_check"] is not None]
+    todo = [r for r in candidates if r["spot_check"] is None]
+    wanted = max(0, min(config.spot_checks, len(candidates)) - len(done))
+    if not wanted or not todo:
+        return
+    from hostside.arch.build import build_module
+    from hostside.arch.export import export_onnx
+    from hostside.arch.spec import ArchSpec
+
+    rng = np.random.default_rng([config.seed, 7919])
+    sample = [todo[i] for i in sorted(rng.choice(len(todo), size=min(wanted, len(todo)), replace=False))]
+    progress(f"spot-checking {len(sample)} candidate(s) the filter rejected on predicted latency")
+    paths = []
+    for row in sample:
+        path = run_dir / SPOT_CHECK_DIR / f"{row['id']:05d}.onnx"
+        export_onnx(build_module(ArchSpec.from_dict(row["spec"])).eval(), path, check=False)
+        paths.append(str(path))
+    results = pool.measure_many(paths, **measure_options(config))
+    limit = config.budgets["latency_ms"]
+    for row, path, result in zip(sample, paths, results):
+        fields = measurement_fields(result, need_energy=False)
+        latency = fields.get("latency_ms")
+        journal.update(row["id"], spot_check={
+            "onnx": str(Path(path).relative_to(run_dir)), "latency_ms": latency,
+            "meets_budget": None if latency is None else latency <= limit, "error": fields["error"],
+        })
+
+
+def front_candidates(journal: Journal, config: SearchConfig) -> List[Dict[str, Any]]:
+    measured = journal.candidates(["measured"])
+    feasible = [r for r in measured if violation(r, config.budgets) == 0]
+    return pareto_front(feasible, config.objectives)
+
+
+def retrain_front(journal: Journal, config: SearchConfig, space: SearchSpace, run_dir: Path,
+                  split_dict: Dict[str, Any], executor: TrainingExecutor, pool: Any, progress: Progress) -> None:
+    """Re-train each front model for ``final_epochs`` (in parallel), then measure them all."""
+    front = front_candidates(journal, config)
+    finished = {f["candidate_id"] for f in journal.finals() if f["status"] in ("trained", "measured", "failed")}
+    todo = [r for r in front if r["id"] not in finished]
+    if todo:
+        _train_finals(journal, config, space, run_dir, split_dict, executor, progress, todo)
+    _measure_finals(journal, config, run_dir, pool, progress,
+                    [f for f in journal.finals() if f["status"] == "trained"])
+
+
+def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, run_dir: Path,
+                  split_dict: Dict[str, Any], executor: TrainingExecutor, progress: Progress,
+                  todo: Sequence[Dict[str, Any]]) -> None:
+    progress(f"re-training the Pareto front: {len(todo)} model(s) for {config.final_epochs} epochs")
+    futures = {}
+    for row in todo:
+        train_config = {**config.train, "epochs": config.final_epochs, "seed": config.seed,
+                        **space.training_overrides(row["genotype"])}
+        journal.set_final(row["id"], status="training")
+        future = executor.executor.submit(train_candidate, row["spec"], config.dataset, split_dict, train_config,
+                                          str(run_dir / FINAL_DIR / f"{row['id']:05d}"))
+        futures[future] = row["id"]
+    for future in as_completed(futures):
+        candidate_id = futures[future]
+        fields: Dict[str, Any] = {"status": "failed", "error": "final training did not finish"}
+        try:
+            metrics = future.result()
+            onnx = Path(metrics["onnx"])
+            fields = {"status": "trained", "accuracy": metrics["accuracy"], "val_accuracy": metrics.get("val_accuracy"),
+                      "train_seconds": metrics.get("train_seconds"),
+                      "train_metrics": {k: v for k, v in metrics.items() if k != "history"},
+                      "onnx_path": str(onnx.relative_to(run_dir)), "onnx_sha256": metrics.get("onnx_sha256"),
+                      "error": None}
+        except Exception as exc:  # noqa: BLE001 - one failed model must not lose the others
+            fields["error"] = f"final training failed: {type(exc).__name__}: {exc}"
+        finally:
+            journal.set_final(candidate_id, **fields)
+            progress(f"  final model {candidate_id}: {fields['status']}"
+                     + (f" - accuracy {fields['accuracy']:.3f}" if fields.get("accuracy") is not None else
+                        f" - {fields.get('error')}"))
+
+
+def _measure_finals(journal: Journal, config: SearchConfig, run_dir: Path, pool: Any, progress: Progress,
+                    finals: Sequence[Dict[str, Any]]) -> None:
+    if not finals:
+        return
+    need_energy = "energy" in config.objectives or "energy_mj" in config.budgets
+    started = time.perf_counter()
+    results = pool.measure_many([str(run_dir / f["onnx_path"]) for f in finals], **measure_options(config))
+    progress(f"measured {len(finals)} final model(s) in {time.perf_counter() - started:.1f} s")
+    for final, result in zip(finals, results):
+        fields: Dict[str, Any] = {"status": "failed", "error": "measurement did not finish"}
+        try:
+            fields = measurement_fields(result, need_energy)
+            fields["status"] = "failed" if fields["error"] else "measured"
+        finally:
+            journal.set_final(final["candidate_id"], **fields)

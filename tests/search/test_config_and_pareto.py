@@ -1,0 +1,81 @@
+"""Search settings (one clear line per bad key or value) and the Pareto arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hostside.errors import UserError
+from hostside.search.config import SearchConfig, build_config, load_toml
+from hostside.search.pareto import best_tradeoff, hypervolume, pareto_front, rank_and_crowding, violation
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"strategy": "anneal"}, "config key 'strategy': 'anneal' is not allowed; choose one of nsga2, random"),
+    ({"objectives": ["accuracy", "speed"]}, "config key 'objectives': 'speed' is not allowed; choose from accuracy, params"),
+    ({"objectives": ["accuracy"]}, "config key 'objectives'"),
+    ({"budget": 0}, "config key 'budget': 0 is not allowed; give an integer >= 1"),
+    ({"budgets": {"latency": 1}}, "config key 'budgets.latency' is unknown; allowed budgets: latency_ms"),
+    ({"budgets": {"latency_ms": -1}}, "config key 'budgets.latency_ms': -1 is not allowed; give a positive number"),
+    ({"train": {"lr": 1}}, "config key 'train.lr' is unknown; allowed keys: batch_size"),
+    ({"populaton": 4}, "config key 'populaton' is unknown; allowed keys: dataset, board"),
+])
+def test_bad_settings_name_the_key_and_the_allowed_values(values, message):
+    with pytest.raises(UserError) as info:
+        build_config(values, {})
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_flags_override_the_file_and_budgets_merge(tmp_path):
+    path = tmp_path / "search.toml"
+    path.write_text('strategy = "random"\nbudget = 5\n[budgets]\nparams = 20000\n')
+    config = build_config(load_toml(path), {"budget": 7, "budgets.latency_ms": 0.5, "seed": None})
+    assert (config.strategy, config.budget, config.budgets) == ("random", 7, {"params": 20000, "latency_ms": 0.5})
+    assert SearchConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_toml_syntax_error_names_the_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("budget = = 3\n")
+    with pytest.raises(UserError, match="bad.toml: not valid TOML"):
+        load_toml(path)
+
+
+def _row(i, accuracy, latency):
+    return {"id": i, "accuracy": accuracy, "latency_ms": latency, "params": 100}
+
+
+def test_front_ranks_crowding_and_budgets():
+    rows = [_row(0, 0.9, 1.0), _row(1, 0.8, 0.5), _row(2, 0.7, 0.8), _row(3, 0.95, 2.0)]
+    assert [r["id"] for r in pareto_front(rows, ["accuracy", "measured_latency"])] == [0, 1, 3]
+    F = np.array([[0.1, 1.0], [0.2, 0.5], [0.3, 0.8], [0.05, 2.0]])
+    rank, crowding = rank_and_crowding(F, np.array([0, 0, 0, 0.5]))
+    assert list(rank) == [0, 0, 1, 2]  # the infeasible row ranks after every feasible front
+    assert violation(_row(0, 0.9, 1.5), {"latency_ms": 1.0}) == pytest.approx(0.5)
+    assert violation(_row(0, 0.9, 0.5), {"latency_ms": 1.0, "accuracy": 0.95}) == pytest.approx(0.05 / 0.95)
+
+
+def test_hypervolume_and_best_tradeoff():
+    F = np.array([[0.1, 1.0], [0.2, 0.5]])
+    assert hypervolume(F, [1.0, 2.0]) == pytest.approx(0.9 * 1.0 + 0.8 * 0.5)
+    assert hypervolume(np.array([[2.0, 3.0]]), [1.0, 2.0]) == 0.0
+    rows = [_row(0, 0.99, 5.0), _row(1, 0.95, 1.0), _row(2, 0.5, 0.9)]
+    assert best_tradeoff(rows, ["accuracy", "measured_latency"], [1, 1]) == 1
+
+
+def _journal_row(i, status, macs, train_seconds=None, spot=None):
+    return {"id": i, "status": status, "macs": macs, "train_seconds": train_seconds, "spot_check": spot}
+
+
+def test_filter_statistics_estimate_savings_from_macs_and_count_false_rejects():
+    from hostside.report import filter_statistics
+
+    rows = [_journal_row(1, "measured", 1000, 1.0), _journal_row(2, "measured", 2000, 2.0),
+            _journal_row(3, "measured", 3000, 3.0),
+            _journal_row(4, "rejected", 10000, spot={"latency_ms": 0.2, "meets_budget": False}),
+            _journal_row(5, "rejected", 5000, spot={"latency_ms": 0.1, "meets_budget": True}),
+            _journal_row(6, "rejected", 4000)]
+    stats = filter_statistics(rows)
+    assert stats["train_seconds_saved_estimate"] == pytest.approx(10 + 5 + 4)
+    assert stats["saved_fraction"] == pytest.approx(19 / 25)
+    assert (stats["spot_checked"], stats["false_rejects"], stats["false_reject_rate"]) == (2, [5], 0.5)

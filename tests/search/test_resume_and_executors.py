@@ -1,0 +1,114 @@
+"""Resume after SIGKILL of a real ``hostside search`` process, and training on a real Dask cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hostside.cli import main
+from hostside.journal import JOURNAL_FILE, Journal, run_status
+
+pytestmark = pytest.mark.slow
+
+
+def _rows(run_dir):
+    path = run_dir / JOURNAL_FILE
+    if not path.exists():
+        return []
+    db = sqlite3.connect(path, timeout=30)
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute("SELECT * FROM candidates ORDER BY id")]
+    except sqlite3.OperationalError:  # the schema is not written yet
+        return []
+    finally:
+        db.close()
+
+
+def test_resume_after_sigkill_retrains_nothing_finished_and_duplicates_nothing(in_tmp_cwd, digits_calibration):
+    run_dir = in_tmp_cwd / "run"
+    command = [sys.executable, "-m", "hostside.cli", "search", "--budget", "9", "--population", "3", "--epochs", "2",
+               "--final-epochs", "2", "--calibration", str(digits_calibration), "--out", str(run_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    # Kill while a later generation is training, after the first one was measured.
+    while not any(r["status"] == "training" and r["generation"] >= 1 for r in _rows(run_dir)):
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "the search trained no second generation within two minutes"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)  # the search and its training workers
+    process.wait()
+    interrupted = [r["id"] for r in _rows(run_dir) if r["status"] in ("pending", "training")]
+    assert interrupted
+
+    before = {r["id"]: r for r in _rows(run_dir) if r["status"] in ("measured", "rejected", "failed")}
+    metrics_mtimes = {cid: (run_dir / "candidates" / f"{cid:05d}" / "metrics.json").stat().st_mtime_ns
+                      for cid, r in before.items() if r["status"] == "measured"}
+    assert not (run_dir / "pareto.json").exists()
+    journal = Journal.open(run_dir)
+    assert run_status(journal) == "interrupted"
+    journal.close()
+
+    assert main(["search", "--resume", str(run_dir)]) == 0
+
+    after = {r["id"]: r for r in _rows(run_dir)}
+    for cid, row in before.items():  # finished candidates are untouched: not retrained, not re-measured
+        assert after[cid]["updated_at"] == row["updated_at"] and after[cid]["onnx_sha256"] == row["onnx_sha256"]
+    for cid, mtime in metrics_mtimes.items():
+        assert (run_dir / "candidates" / f"{cid:05d}" / "metrics.json").stat().st_mtime_ns == mtime
+    assert len({r["key"] for r in after.values()}) == len(after)
+    assert sum(r["status"] in ("trained", "measured", "failed") for r in after.values()) == 9
+    assert not [r for r in after.values() if r["status"] in ("pending", "training", "trained")]
+    assert all(after[cid]["status"] == "measured" for cid in interrupted)  # re-queued and finished
+    assert json.loads((run_dir / "pareto.json").read_text())
+
+
+def test_resume_refuses_other_flags_in_one_line(in_tmp_cwd, capsys):
+    assert main(["search", "--resume", "somewhere", "--budget", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--resume continues a run with the settings it started with" in err
+    assert main(["search", "--resume", "nowhere"]) == 2
+    assert "no search run at 'nowhere'" in capsys.readouterr().err
+
+
+def test_trainings_run_on_a_dask_local_cluster(in_tmp_cwd, digits_calibration):
+    from dask.distributed import Client, LocalCluster, get_task_stream
+
+    from hostside.search.config import SearchConfig
+    from hostside.search.run import start_run
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as observer, get_task_stream(client=observer) as stream:
+        config = SearchConfig(budget=4, population=2, epochs=1, final_epochs=1, strategy="random",
+                              cluster=cluster.scheduler_address, calibration=str(digits_calibration))
+        report = start_run(config, in_tmp_cwd / "run", progress=lambda message: None)
+    trained_on_dask = sum(task["key"].startswith("train_candidate") for task in stream.data)  # read on exit
+    assert trained_on_dask == 4 + len(report["models"])
+    assert report["counts"]["measured"] == 4 and report["models"]
+
+
+def test_an_unreachable_dask_scheduler_is_one_clear_error(in_tmp_cwd, digits_calibration, capsys):
+    code = main(["search", "--budget", "2", "--cluster", "tcp://127.0.0.1:9", "--calibration", str(digits_calibration),
+                 "--out", str(in_tmp_cwd / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--objectives", "accuracy,speed"], "config key 'objectives': 'speed' is not allowed; choose from accuracy"),
+    (["--strategy", "hillclimb"], "config key 'strategy': 'hillclimb' is not allowed; choose one of nsga2, random"),
+    (["--budget", "0"], "config key 'budget': 0 is not allowed"),
+    (["--dataset", "nosuch.npz"], "nosuch.npz"),
+])
+def test_bad_flags_give_one_line_and_exit_2(in_tmp_cwd, capsys, flags, message):
+    assert main(["search", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hostside: error: ") and err.count("\n") == 1 and message in err
+    assert not (in_tmp_cwd / "runs").exists()

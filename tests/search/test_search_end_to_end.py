@@ -1,0 +1,86 @@
+"""The whole path on digits with real training, real ONNX export and real local measurements."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from hostside.cli import main
+from hostside.journal import JOURNAL_FILE
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--budget", "6", "--population", "3", "--epochs", "2", "--final-epochs", "3", "--seed", "1"]
+
+
+def _journal_rows(run_dir):
+    db = sqlite3.connect(run_dir / JOURNAL_FILE)
+    db.row_factory = sqlite3.Row
+    return [dict(r) for r in db.execute("SELECT * FROM candidates ORDER BY id")]
+
+
+def test_search_writes_a_measured_front_split_plots_and_runs_show(in_tmp_cwd, digits_calibration, capsys):
+    run_dir = in_tmp_cwd / "run"
+    code = main(["search", *TINY, "--latency-budget-ms", "0.5", "--calibration", str(digits_calibration),
+                 "--out", str(run_dir)])
+    assert code == 0
+    rows = _journal_rows(run_dir)
+    trained = [r for r in rows if r["status"] in ("measured", "failed")]
+    assert len(trained) == 6 and all(r["status"] == "measured" for r in trained)
+    assert len({r["key"] for r in rows}) == len(rows)
+    assert all(r["latency_ms"] > 0 and 0 <= r["accuracy"] <= 1 and r["predicted_latency_ms"] > 0 for r in trained)
+    assert {r["generation"] for r in trained} == {0, 1}
+
+    pareto = json.loads((run_dir / "pareto.json").read_text())
+    assert pareto and sum(m["best_tradeoff"] for m in pareto) == 1
+    for model in pareto:
+        assert (run_dir / model["onnx"]).is_file() and model["onnx"].startswith("final/")
+        assert model["latency_ms"] > 0 and model["predicted_latency_ms"] > 0 and model["params"] > 0
+        assert 0 < model["accuracy"] <= 1
+    assert max(m["accuracy"] for m in pareto) > 0.8  # real training on digits, not a constant
+    split = json.loads((run_dir / "split.json").read_text())
+    assert len(split["train"]) + len(split["val"]) + len(split["test"]) == 1797
+    plots = list(run_dir.glob("pareto_*.png"))
+    assert plots and plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Pareto front" in (run_dir / "report.md").read_text()
+
+    capsys.readouterr()
+    assert main(["runs", "show", str(run_dir), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [c["id"] for c in shown["candidates"]] == [r["id"] for r in rows]
+    assert {c["status"] for c in shown["candidates"]} <= {"pending", "rejected", "training", "trained", "measured", "failed"}
+    assert shown["candidates"][0]["accuracy"] == rows[0]["accuracy"]
+
+
+def test_nothing_meets_the_budget_report_lists_the_nearest_misses(in_tmp_cwd, digits_calibration, capsys):
+    config = in_tmp_cwd / "strict.toml"
+    config.write_text(f'budget = 3\npopulation = 3\nepochs = 1\nseed = 2\ncalibration = "{digits_calibration}"\n'
+                      '[budgets]\naccuracy = 0.999\n')
+    assert main(["search", "--config", str(config)]) == 0  # the default run directory: ./runs/<timestamp>
+    (run_dir,) = (in_tmp_cwd / "runs").iterdir()
+    assert "no candidate meets the budgets" in capsys.readouterr().err
+    assert main(["runs", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert run_dir.name in listing and "finished" in listing and "3 measured" in listing
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["nothing_meets_budgets"] and report["models"] == []
+    assert len(report["nearest_misses"]) == 3
+    violations = [m["violation"] for m in report["nearest_misses"]]
+    assert violations == sorted(violations) and all("accuracy" in m["missed"] for m in report["nearest_misses"])
+    assert "No candidate meets the budgets" in (run_dir / "report.md").read_text()
+    assert json.loads((run_dir / "pareto.json").read_text()) == []
+
+
+def test_a_failing_candidate_is_journaled_and_the_search_goes_on(in_tmp_cwd, digits_calibration):
+    """Candidate 2's output directory is taken by a file, so its export really fails."""
+    run_dir = in_tmp_cwd / "run"
+    (run_dir / "candidates").mkdir(parents=True)
+    (run_dir / "candidates" / "00002").write_text("in the way")
+    assert main(["search", *TINY, "--calibration", str(digits_calibration), "--out", str(run_dir)]) == 0
+    rows = {r["id"]: r for r in _journal_rows(run_dir)}
+    assert rows[2]["status"] == "failed" and "training failed" in rows[2]["error"]
+    assert sum(r["status"] == "measured" for r in rows.values()) == 5
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["failed"] == [{"id": 2, "error": rows[2]["error"]}] and report["models"]
