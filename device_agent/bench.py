@@ -211,7 +211,7 @@ def measure_model(
     *,
     threads: int = 1,
     warmup: int = DEFAULT_WARMUP,
-    runs: Optional[int] = DEFAULT_RUNS,
+    runs: Optional[int] = None,
     min_time_s: Optional[float] = None,
     power: Optional[str] = None,
     idle_s: float = 1.0,

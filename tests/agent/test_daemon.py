@@ -58,6 +58,19 @@ def test_measure_in_child_with_replay_of_a_repeated_id(conv_model, not_onnx_file
     agent.close()
 
 
+def test_measure_for_a_minimum_time_runs_until_that_time_not_a_fixed_count(conv_model):
+    agent = Agent(DaemonConfig(memory_limit_mb=2048, timeout_s=60))
+    digest = hashlib.sha256(conv_model.read_bytes()).hexdigest()
+    _upload(agent, conv_model.read_bytes())
+    result = agent.handle({"op": "measure", "sha256": digest, "min_time_s": 0.5, "warmup": 1})
+    agent.close()
+    assert result["error"] is None
+    assert result["protocol"]["runs"] is None and result["protocol"]["min_time_s"] == 0.5
+    # The runs' own latencies add up to nearly the whole window (the loop takes the rest).
+    timed_s = result["latency_ms"]["mean"] * result["latency_ms"]["count"] / 1000
+    assert timed_s >= 0.8 * 0.5
+
+
 def test_child_timeout_is_a_timeout_result(slow_model):
     agent = Agent(DaemonConfig(memory_limit_mb=2048, timeout_s=1))
     digest = hashlib.sha256(slow_model.read_bytes()).hexdigest()
