@@ -23,7 +23,7 @@ from hostside.errors import UserError
 
 FORMAT = "hostside.calibration"
 VERSION = 1
-TARGET = {"name": "latency_ms", "statistic": "fastest of the timed runs at batch 1 (see calibrate.TARGET_COLUMN)",
+TARGET = {"name": "latency_ms", "statistic": "median of the timed runs at batch 1 (see calibrate.TARGET_COLUMN)",
           "unit": "ms"}
 
 SpecLike = Union[ArchSpec, Mapping[str, Any], str, Path]
