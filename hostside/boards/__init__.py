@@ -12,8 +12,17 @@ A failed measurement never raises; its ``error`` is ``{"code", "message"}`` with
 ``ERROR_CODES``. Only a board that cannot be reached or configured raises ``UserError``.
 """
 
-from device_agent.protocol import ERROR_CODES
-from hostside.boards.board import Board, open_board
-from hostside.boards.pool import BoardPool
+import importlib
 
-__all__ = ["Board", "BoardPool", "ERROR_CODES", "open_board"]
+# Loaded on first use, so registering the CLI's commands does not import the SSH stack.
+_EXPORTS = {
+    "Board": "hostside.boards.board", "open_board": "hostside.boards.board",
+    "BoardPool": "hostside.boards.pool", "ERROR_CODES": "device_agent.protocol",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

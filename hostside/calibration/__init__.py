@@ -8,21 +8,19 @@ Public API (the search and notebooks call these; the CLI is a shell over them):
 - ``calibrate(boards, out_dir, ...)`` and ``calibration_for_board(board, threads=1, quick=True)``
 """
 
-from hostside.calibration.artifact import Calibration, Prediction, load_calibration
-from hostside.calibration.filter import Budgets, CandidateFilter, FilterDecision
+import importlib
 
-__all__ = ["Budgets", "Calibration", "CandidateFilter", "FilterDecision", "Prediction", "calibrate",
-           "calibration_for_board", "load_calibration"]
+# Every name is loaded on first use: the CLI imports this package to register its commands,
+# and numpy (the fitted models) or torch (the measuring side) would slow every command's start.
+_EXPORTS = {
+    "Calibration": "artifact", "Prediction": "artifact", "load_calibration": "artifact",
+    "Budgets": "filter", "CandidateFilter": "filter", "FilterDecision": "filter",
+    "calibrate": "calibrate", "calibration_for_board": "registry",
+}
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    # The measuring side imports the board and export code (torch); load it only when asked.
-    if name == "calibrate":
-        from hostside.calibration.calibrate import calibrate
-
-        return calibrate
-    if name == "calibration_for_board":
-        from hostside.calibration.registry import calibration_for_board
-
-        return calibration_for_board
-    raise AttributeError(name)
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
