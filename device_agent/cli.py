@@ -109,6 +109,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         result = measure_with_limits(model, options)
     except ImportError as exc:  # numpy itself missing: bench cannot even be imported
         result = error_result("agent_missing", f"numpy cannot be imported on this board: {exc}")
+    _bound_cache_after_one_shot(model)
     if args.json:
         _print_json(result)
     elif result["error"]:
@@ -117,6 +118,15 @@ def cmd_measure(args: argparse.Namespace) -> int:
         lat = result["latency_ms"]
         print(f"{model.name}: median {lat['median']:.3f} ms, p90 {lat['p90']:.3f} ms over {lat['count']} runs")
     return 1 if result["error"] else 0
+
+
+def _bound_cache_after_one_shot(model: Path) -> None:
+    """The host's one-shot path copies models straight into the cache over SFTP, so the
+    cache bound is applied here, after the measurement, as an upload to the daemon applies it."""
+    from device_agent import store
+
+    if model.is_file() and model.resolve().parent == store.models_dir().resolve():
+        store.evict_least_recently_used(keep=model.resolve())
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -160,3 +160,22 @@ def test_serve_on_a_busy_port_is_one_clear_line():
         )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "cannot listen on 127.0.0.1:" in done.stderr
+
+
+def test_model_cache_keeps_to_its_bound_evicting_the_least_recently_used(agent_home, monkeypatch):
+    from device_agent import store
+
+    monkeypatch.setenv(store.CACHE_MAX_ENV, str(2.5 / 1024))  # 2.5 KiB: room for two 1 KiB models
+    blobs = [bytes([i]) * 1024 for i in range(4)]
+    digests = [hashlib.sha256(b).hexdigest() for b in blobs]
+    store.store_model(digests[0], blobs[0])
+    time.sleep(0.01)
+    store.store_model(digests[1], blobs[1])
+    time.sleep(0.01)
+    assert store.has_model(digests[0])  # a hit makes model 0 the most recently used
+    time.sleep(0.01)
+    store.store_model(digests[2], blobs[2])
+    assert [store.has_model(d) for d in digests[:3]] == [True, False, True]
+    store.store_model(digests[3], blobs[3])
+    assert store.has_model(digests[3])
+    assert sum(p.stat().st_size for p in store.models_dir().glob("*.onnx")) <= 2.5 * 1024
