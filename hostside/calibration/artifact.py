@@ -22,7 +22,8 @@ from hostside.calibration.models import LatencyModel, model_from_json
 from hostside.errors import UserError
 
 FORMAT = "hostside.calibration"
-VERSION = 1
+#: 2: additive models carry a last-level cache size and a cost per uncached weight byte.
+VERSION = 2
 TARGET = {"name": "latency_ms", "statistic": "median of the timed runs at batch 1 (see calibrate.TARGET_COLUMN)",
           "unit": "ms"}
 

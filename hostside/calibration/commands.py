@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cal.add_argument("--board", action="append", required=True, metavar="NAME",
                      help="board name ('local' = this machine); repeat or comma-separate to pool boards of one kind")
     cal.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
-    cal.add_argument("--quick", action="store_true", help="the quick suite (~60 models) instead of ~200")
+    cal.add_argument("--quick", action="store_true", help="the quick suite (~60 models) instead of ~240")
     cal.add_argument("--input-shape", metavar="C,H,W", help="only this input shape (default: mixed 1x8x8..3x96x96)")
     cal.add_argument("--seed", type=int, help="suite seed (default: the standard suite)")
     cal.add_argument("--power", metavar="SOURCE", help="also record energy per inference from this power source "

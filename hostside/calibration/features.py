@@ -13,7 +13,16 @@ to the SIMD block (8 with AVX2, 16 with AVX-512), eligible activations, pools an
 blocked, and reorder operators are inserted where the layout changes. With ``nchwc_block``
 > 0 the features follow those rules (padded MACs, reorder bytes); with 0 (ARM boards, other
 runtimes) every conv is a GEMM. The calibration picks the block size that fits its board by
-cross-validation and records it.
+cross-validation and records it. The rules were checked against onnxruntime's per-operator
+profiles (``SessionOptions.enable_profiling``) of hand-written MobileNet, ResNet and
+inception-style networks: a conv with fewer input channels than the block reads the plain
+layout (so a blocked input is reordered back first, once per tensor, while the blocked copy
+stays for other consumers such as a fused residual add), its 1x1 form runs at less than half
+the speed per MAC of its larger kernels, windowed pools reorder a plain aligned input into the
+blocked layout while plain-layout pools cost several times more per byte, only ReLU is
+applied inside the conv kernel (other fused activations pass over the output again), and
+ELU/SELU compute exp element by element, several times slower per element than the
+vectorised sigmoid and tanh.
 
 Both readers first turn the network into one neutral operator list, as the exported ONNX
 graph runs it (the exporter's input normalisation, folded batchnorms gone, SiLU as x *
@@ -37,7 +46,7 @@ from hostside.errors import UserError
 
 #: Bumped whenever a feature is added, removed or computed differently: a calibration file
 #: fitted on another feature set must not be used to predict with this one.
-FEATURE_SET = "hostside.kernel-features/3"
+FEATURE_SET = "hostside.kernel-features/4"
 NCHWC_BLOCKS = (0, 8, 16)
 
 #: (name, unit, meaning) of each feature, in vector order.
@@ -47,28 +56,37 @@ FEATURES: Tuple[Tuple[str, str, str], ...] = (
     ("ops", "count", "operators executed, layout reorders included (fixed per-operator cost)"),
     ("conv_count", "count", "conv operators"),
     ("nchwc_conv_macs", "macs", "MACs of blocked-layout convs, channels padded to the block"),
-    ("nchwc_plain_input_macs", "macs", "MACs of blocked-layout convs that read a plain-layout input with fewer "
-                                       "channels than the block (a slower kernel)"),
+    ("nchwc_plain_input_macs", "macs", "MACs of blocked-layout convs larger than 1x1 that read a plain-layout "
+                                       "input with fewer channels than the block, output channels padded"),
+    ("nchwc_plain_input_pointwise_macs", "macs", "MACs of 1x1 blocked-layout convs that read a plain-layout input "
+                                                 "with fewer channels than the block, output channels padded"),
     ("nchwc_depthwise_macs", "macs", "MACs of blocked-layout depthwise convs, channels padded"),
     ("gemm_pointwise_macs", "macs", "MACs of 1x1 convs run as GEMMs"),
     ("gemm_conv_macs", "macs", "MACs of larger convs run as im2col + GEMM (grouped ones per group)"),
     ("im2col_bytes", "bytes", "bytes the im2col copies of those convs write"),
     ("group_count", "count", "groups of grouped convs run as GEMMs (one small GEMM each)"),
-    ("linear_macs", "macs", "MACs of fully connected layers (batch 1: one pass over the weights)"),
+    ("linear_macs", "macs", "MACs of fully connected layers (batch 1: one pass over the weights), outputs "
+                            "padded to the SIMD block"),
     ("conv_output_bytes", "bytes", "bytes of the feature maps convs write"),
-    ("reorder_bytes", "bytes", "bytes converted between the plain and the blocked layout"),
+    ("reorder_input_bytes", "bytes", "bytes converted from the plain into the blocked layout"),
+    ("reorder_output_bytes", "bytes", "bytes converted from the blocked back into the plain layout"),
+    ("fused_activation_bytes", "bytes", "bytes of conv outputs a fused activation other than ReLU passes over"),
     ("cheap_eltwise_bytes", "bytes", "bytes read and written by unfused cheap element-wise operators"),
-    ("transcendental_elems", "elems", "elements through exp/tanh-like activations"),
-    ("pool_bytes", "bytes", "bytes of the feature maps pooling operators read"),
+    ("transcendental_elems", "elems", "elements through vectorised exp/tanh-like activations (sigmoid, tanh, "
+                                      "SiLU)"),
+    ("scalar_exp_elems", "elems", "elements through ELU/SELU, whose kernels compute exp element by element"),
+    ("pool_bytes", "bytes", "bytes of the feature maps blocked-layout pooling operators read"),
+    ("plain_pool_bytes", "bytes", "bytes of the feature maps plain-layout pooling operators read"),
     ("concat_bytes", "bytes", "bytes read and written by concatenations"),
 )
 FEATURE_NAMES: Tuple[str, ...] = tuple(name for name, _, _ in FEATURES)
 # Vector positions as module constants: the feature loop runs for every candidate judged.
 (
-    _F_MACS, _F_PARAMS, _F_OPS, _F_CONV_COUNT, _F_NCHWC_CONV_MACS, _F_NCHWC_PLAIN_INPUT_MACS, _F_NCHWC_DEPTHWISE_MACS,
-    _F_GEMM_POINTWISE_MACS, _F_GEMM_CONV_MACS, _F_IM2COL_BYTES, _F_GROUP_COUNT, _F_LINEAR_MACS,
-    _F_CONV_OUTPUT_BYTES, _F_REORDER_BYTES, _F_CHEAP_ELTWISE_BYTES, _F_TRANSCENDENTAL_ELEMS,
-    _F_POOL_BYTES, _F_CONCAT_BYTES,
+    _F_MACS, _F_PARAMS, _F_OPS, _F_CONV_COUNT, _F_NCHWC_CONV_MACS, _F_NCHWC_PLAIN_INPUT_MACS,
+    _F_NCHWC_PLAIN_INPUT_POINTWISE_MACS, _F_NCHWC_DEPTHWISE_MACS, _F_GEMM_POINTWISE_MACS, _F_GEMM_CONV_MACS,
+    _F_IM2COL_BYTES, _F_GROUP_COUNT, _F_LINEAR_MACS, _F_CONV_OUTPUT_BYTES, _F_REORDER_INPUT_BYTES,
+    _F_REORDER_OUTPUT_BYTES, _F_FUSED_ACTIVATION_BYTES, _F_CHEAP_ELTWISE_BYTES, _F_TRANSCENDENTAL_ELEMS,
+    _F_SCALAR_EXP_ELEMS, _F_POOL_BYTES, _F_PLAIN_POOL_BYTES, _F_CONCAT_BYTES,
 ) = range(len(FEATURES))
 _F32 = 4
 
@@ -76,6 +94,9 @@ _F32 = 4
 _FUSED_ANY = frozenset({"relu", "relu6", "sigmoid", "tanh"})
 _FUSED_NCHWC = _FUSED_ANY | {"hardswish"}
 _CHEAP_ACTS = frozenset({"relu", "relu6"})
+# Hard-swish has no exp: fused it is one more pass over the output, unfused onnxruntime runs it
+# as HardSigmoid and Mul (two cheap operators).
+_PIECEWISE_ACTS = _CHEAP_ACTS | {"hardswish"}
 # Activations whose NCHWc kernels do not exist: the tensor goes back to the plain layout.
 _PLAIN_ONLY_ACTS = frozenset({"elu", "selu"})
 
@@ -84,7 +105,7 @@ _PLAIN_ONLY_ACTS = frozenset({"elu", "selu"})
 #   linear:  (fin, fout, params)
 #   act:     (activation name, shape)
 #   bn:      (shape, params)
-#   pool:    (in_shape, out_shape)
+#   pool:    (in_shape, out_shape, is_global)
 #   eltwise: (moved elements,)   -- binary ops, pads, constant scaling
 #   concat:  (out_shape,)
 #   reshape: ()
@@ -103,25 +124,36 @@ def _up(channels: int, block: int) -> int:
 
 
 def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int) -> List[float]:
-    """The feature vector of a neutral operator list (see the module docstring)."""
+    """The feature vector of a neutral operator list (see the module docstring).
+
+    Layouts are tracked as copies, as onnxruntime's NCHWc transformer keeps them: a tensor
+    has a plain copy, a blocked copy or both, and each conversion runs once per tensor
+    however many consumers read the converted copy.
+    """
     v = [0.0] * len(FEATURE_NAMES)
     consumers: Dict[str, int] = {}
     for _, _, inputs, _ in ops:
         for name in inputs:
             consumers[name] = consumers.get(name, 0) + 1
-    blocked: Dict[str, bool] = {}
+    plain: set = set()  # blocked tensors that also have a plain-layout copy (graph inputs are plain)
+    blocked: set = set()  # tensors with a blocked-layout copy
     conv_outputs: Dict[str, bool] = {}  # conv output id -> ran blocked
 
-    def to_plain(name: str) -> None:
-        if blocked.get(name):
-            v[_F_OPS] += 1
-            v[_F_REORDER_BYTES] += _elems(shapes[name]) * _F32
-            blocked[name] = False
+    def convert(name: str, to_blocked: bool) -> None:
+        have = blocked if to_blocked else plain
+        if name not in have and (to_blocked or name in blocked):
+            v[_F_OPS] += 1  # ReorderInput / ReorderOutput
+            v[_F_REORDER_INPUT_BYTES if to_blocked else _F_REORDER_OUTPUT_BYTES] += _elems(shapes[name]) * _F32
+            have.add(name)
+
+    def emit(name: str, in_blocked: bool) -> None:
+        if in_blocked:
+            blocked.add(name)
 
     for kind, out, inputs, p in ops:
+        src = inputs[0] if inputs else ""
         if kind == "conv":
             cin, cout, groups, kh, kw, out_shape, params = p
-            src = inputs[0]
             hw = out_shape[1] * out_shape[2]
             macs = cout * (cin // groups) * kh * kw * hw
             v[_F_MACS] += macs
@@ -133,27 +165,24 @@ def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int) -> 
             if block == 0:
                 use_block = False
             elif groups == 1:
-                use_block = cin < block or cin % 4 == 0 or bool(blocked.get(src))
+                use_block = cin < block or cin % 4 == 0 or src in blocked
             else:
                 use_block = depthwise and cin % 4 == 0
-            if use_block:
-                if groups == 1:
-                    if not blocked.get(src) and cin >= block:
-                        v[_F_OPS] += 1  # ReorderInput
-                        v[_F_REORDER_BYTES] += _elems(shapes[src]) * _F32
-                    if cin >= block or blocked.get(src):
-                        cin_eff = _up(cin, block) if cin >= block else cin
-                        v[_F_NCHWC_CONV_MACS] += _up(cout, block) * cin_eff * kh * kw * hw
-                    else:  # the kernel that reads a plain-layout input with few channels
-                        v[_F_NCHWC_PLAIN_INPUT_MACS] += _up(cout, block) * cin * kh * kw * hw
-                else:
-                    if not blocked.get(src):
-                        v[_F_OPS] += 1
-                        v[_F_REORDER_BYTES] += _elems(shapes[src]) * _F32
-                    v[_F_NCHWC_DEPTHWISE_MACS] += _up(cout, block) * kh * kw * hw
-                blocked[out] = True
+            if use_block and groups == 1 and cin < block:
+                # The kernel that reads a plain-layout input with few channels; per input
+                # channel and tap it loops over output blocks, so 1x1 kernels run it at a
+                # fraction of the speed of larger ones.
+                convert(src, to_blocked=False)
+                padded = _up(cout, block) * cin * kh * kw * hw
+                v[_F_NCHWC_PLAIN_INPUT_MACS if kh * kw > 1 else _F_NCHWC_PLAIN_INPUT_POINTWISE_MACS] += padded
+            elif use_block and groups == 1:
+                convert(src, to_blocked=True)
+                v[_F_NCHWC_CONV_MACS] += _up(cout, block) * _up(cin, block) * kh * kw * hw
+            elif use_block:
+                convert(src, to_blocked=True)
+                v[_F_NCHWC_DEPTHWISE_MACS] += _up(cout, block) * kh * kw * hw
             else:
-                to_plain(src)
+                convert(src, to_blocked=False)
                 if groups > 1:
                     v[_F_GROUP_COUNT] += groups
                 if kh * kw == 1:
@@ -161,69 +190,82 @@ def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int) -> 
                 else:
                     v[_F_GEMM_CONV_MACS] += macs
                     v[_F_IM2COL_BYTES] += cin * kh * kw * hw * _F32
-                blocked[out] = False
-            conv_outputs[out] = blocked[out]
+            emit(out, use_block)
+            conv_outputs[out] = use_block
         elif kind == "act":
             act, shape = p
-            src = inputs[0]
             fusable = _FUSED_NCHWC if conv_outputs.get(src) else _FUSED_ANY
             if src in conv_outputs and consumers.get(src) == 1 and act in fusable:
-                blocked[out] = blocked.get(src, False)
-                if act not in _CHEAP_ACTS:
+                emit(out, src in blocked)
+                if act != "relu":
+                    # Only ReLU is applied inside the conv kernel; other fused activations make
+                    # a second pass over the output.
+                    v[_F_FUSED_ACTIVATION_BYTES] += _elems(shape) * _F32
+                if act not in _PIECEWISE_ACTS:
                     v[_F_TRANSCENDENTAL_ELEMS] += _elems(shape)
                 continue
-            if act in _PLAIN_ONLY_ACTS:
-                to_plain(src)
-            blocked[out] = blocked.get(src, False)
+            run_blocked = src in blocked and act not in _PLAIN_ONLY_ACTS
+            if not run_blocked:
+                convert(src, to_blocked=False)
+            emit(out, run_blocked)
             v[_F_OPS] += 1
             if act in _CHEAP_ACTS:
                 v[_F_CHEAP_ELTWISE_BYTES] += 2 * _elems(shape) * _F32
+            elif act == "hardswish":
+                v[_F_OPS] += 1
+                v[_F_CHEAP_ELTWISE_BYTES] += 5 * _elems(shape) * _F32
+            elif act in _PLAIN_ONLY_ACTS:
+                v[_F_SCALAR_EXP_ELEMS] += _elems(shape)
             else:
                 v[_F_TRANSCENDENTAL_ELEMS] += _elems(shape)
         elif kind == "linear":
             fin, fout, params = p
-            to_plain(inputs[0])
+            convert(src, to_blocked=False)
             v[_F_MACS] += fin * fout
             v[_F_PARAMS] += params
             v[_F_OPS] += 1
-            v[_F_LINEAR_MACS] += fin * fout
+            # The GEMM kernel computes whole SIMD vectors of outputs: a 10-way classifier
+            # costs as much as a 16-way one where vectors hold 16 floats (the block).
+            v[_F_LINEAR_MACS] += fin * (_up(fout, block) if block else fout)
         elif kind == "bn":
             shape, params = p
             v[_F_PARAMS] += params
             v[_F_OPS] += 1
             v[_F_CHEAP_ELTWISE_BYTES] += 2 * _elems(shape) * _F32
-            blocked[out] = blocked.get(inputs[0], False)
+            emit(out, src in blocked)
         elif kind == "pool":
-            in_shape, out_shape = p
-            src = inputs[0]
-            if blocked.get(src) and in_shape[0] % max(block, 1):
-                to_plain(src)
-            blocked[out] = blocked.get(src, False)
+            in_shape, out_shape, is_global = p
+            aligned = block > 0 and in_shape[0] % block == 0
+            # Windowed pools are rewritten to the blocked layout (reordering a plain input);
+            # global ones only stay blocked when their input already is.
+            run_blocked = aligned and (src in blocked or not is_global)
+            convert(src, to_blocked=run_blocked)
+            emit(out, run_blocked)
             v[_F_OPS] += 1
-            v[_F_POOL_BYTES] += _elems(in_shape) * _F32
+            v[_F_POOL_BYTES if run_blocked else _F_PLAIN_POOL_BYTES] += _elems(in_shape) * _F32
         elif kind == "eltwise":
-            if len(inputs) > 1 and all(blocked.get(s) for s in inputs):
-                blocked[out] = True
+            if len(inputs) > 1 and all(s in blocked for s in inputs):
+                emit(out, True)
                 if len(inputs) == 2 and any(conv_outputs.get(s) and consumers.get(s) == 1 for s in inputs):
                     conv_outputs[out] = True  # a residual add fused into the blocked conv
                     continue
             else:
                 for s in inputs:
-                    to_plain(s)
-                blocked[out] = False
+                    convert(s, to_blocked=False)
+                emit(out, False)
             v[_F_OPS] += 1
             v[_F_CHEAP_ELTWISE_BYTES] += p[0] * _F32
         elif kind == "concat":
-            keep = block > 0 and all(blocked.get(s) and shapes[s][0] % block == 0 for s in inputs)
+            keep = block > 0 and all(s in blocked and shapes[s][0] % block == 0 for s in inputs)
             if not keep:
                 for s in inputs:
-                    to_plain(s)
-            blocked[out] = keep
+                    convert(s, to_blocked=False)
+            emit(out, keep)
             v[_F_OPS] += 1
             v[_F_CONCAT_BYTES] += 2 * _elems(p[0]) * _F32
         else:  # reshape
-            to_plain(inputs[0])
-            blocked[out] = False
+            convert(src, to_blocked=False)
+            emit(out, False)
             v[_F_OPS] += 1
     return v
 
@@ -255,7 +297,7 @@ def _spec_ops(spec: ArchSpec) -> Tuple[List[Op], Dict[str, Tuple[int, ...]]]:
         elif op == "batchnorm":
             ops.append(("bn", nid, (src,), (out, layer.deployed_params)))
         elif op in ("maxpool", "avgpool", "global_avgpool"):
-            ops.append(("pool", nid, (src,), (in_shape, out)))
+            ops.append(("pool", nid, (src,), (in_shape, out, op == "global_avgpool")))
         elif op == "flatten":
             ops.append(("reshape", nid, (src,), ()))
         elif op in ("add", "concat"):
@@ -266,7 +308,7 @@ def _spec_ops(spec: ArchSpec) -> Tuple[List[Op], Dict[str, Tuple[int, ...]]]:
                 if len(shape) == 3 and shape[1:] != out[1:]:
                     pooled = f"{nid}.pool{k}"
                     shapes[pooled] = (shape[0], out[1], out[2])
-                    ops.append(("pool", pooled, (name,), (shape, shapes[pooled])))
+                    ops.append(("pool", pooled, (name,), (shape, shapes[pooled], False)))
                     name = pooled
                 if op == "add" and shape[0] != out[0]:
                     padded = f"{nid}.pad{k}"
@@ -368,7 +410,7 @@ def _onnx_ops(path: Path) -> Tuple[List[Op], Dict[str, Tuple[int, ...]]]:
         elif op == "BatchNormalization":
             ops.append(("bn", out, data[:1], (out_shape, 2 * out_shape[0])))
         elif op in _ONNX_POOLS:
-            ops.append(("pool", out, data[:1], (shape(data[0]), out_shape)))
+            ops.append(("pool", out, data[:1], (shape(data[0]), out_shape, op.startswith("Global"))))
         elif op in _ONNX_RESHAPES:
             ops.append(("reshape", out, data[:1], ()))
         elif op == "Concat":

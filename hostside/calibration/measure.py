@@ -1,6 +1,6 @@
 """Export and measure a calibration suite on a board, resumably, into a CSV file.
 
-Why chunks and a CSV appended as it goes: measuring ~200 models takes minutes, and a killed
+Why chunks and a CSV appended as it goes: measuring ~240 models takes minutes, and a killed
 run must not lose what it measured. Each spec is keyed by its content hash; rows already in
 the CSV without an error are not measured again. The ONNX files live in a temporary
 directory only while measured (FC-heavy suite members weigh tens of MB, and a file is

@@ -10,9 +10,12 @@ The models:
 - ``loglinear_macs_params`` (the published baseline): log latency linear in log MACs and
   log params.
 - ``additive_kernels``: latency as a non-negative sum of per-kernel costs (a fixed cost per
-  operator, a cost per MAC for each conv kind and for linear layers, a cost per byte moved),
-  fitted to minimise relative error. The physics of a sequential CPU runtime, so it
-  extrapolates to networks larger or deeper than those it saw.
+  operator, a cost per MAC for each conv kind and for linear layers, a cost per byte moved,
+  and a cost per weight byte beyond the board's last-level cache, since a model whose weights
+  do not stay cached between inferences streams them from DRAM every time), fitted to
+  minimise relative error. The physics of a sequential CPU runtime, so it extrapolates to
+  networks larger or deeper than those it saw. The cache size is the one of a grid of powers
+  of two that fits the board's measurements best.
 - ``hybrid_kernels``: the additive model corrected by a ridge fit of its log residual on
   log(1 + feature), for efficiencies that change with size (small GEMMs run slower per MAC);
   the correction is clipped to the range seen in training.
@@ -34,6 +37,11 @@ MODEL_KINDS = ("loglinear_macs_params", "additive_kernels", "hybrid_kernels")
 KERNEL_FEATURES: Tuple[str, ...] = tuple(n for n in FEATURE_NAMES if n not in ("macs", "params"))
 INTERVAL_QUANTILES = (0.05, 0.95)
 _RIDGE_ALPHA = 1.0
+#: Candidate last-level cache sizes (256 KiB .. 64 MiB): a Pi 3B+ has 512 KiB of L2, desktop
+#: and server cores tens of MiB of L3.
+CACHE_BYTES_GRID = tuple(2**k for k in range(18, 27))
+_PARAMS_COLUMN = FEATURE_NAMES.index("params")
+_F32_BYTES = 4
 
 
 class LatencyModel:
@@ -48,13 +56,14 @@ class LatencyModel:
         """Latency in ms for an (N, len(FEATURE_NAMES)) matrix."""
         x = features[:, self._columns]
         d = self.data
+        weight_bytes = features[:, _PARAMS_COLUMN] * _F32_BYTES
         if self.kind == "loglinear_macs_params":
             return np.exp(d["intercept"] + np.log(np.maximum(x, 1.0)) @ np.array(d["coef"]))
         if self.kind == "additive_kernels":
-            return _additive(d, x)
+            return _additive(d, x, weight_bytes)
         if self.kind == "hybrid_kernels":
             correction = np.clip(_ridge_log(d["correction"], x), *d["correction"]["clip"])
-            return _additive(d["additive"], x) * np.exp(correction)
+            return _additive(d["additive"], x, weight_bytes) * np.exp(correction)
         raise ValueError(f"unknown model kind {self.kind!r}")
 
     def interval(self, latency_ms: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -62,8 +71,13 @@ class LatencyModel:
         return latency_ms * np.exp(lo), latency_ms * np.exp(hi)
 
 
-def _additive(d: Dict[str, Any], x: np.ndarray) -> np.ndarray:
-    return d["intercept_ms"] + x @ np.array(d["ms_per_unit"])
+def _uncached_weight_bytes(weight_bytes: np.ndarray, cache_bytes: float) -> np.ndarray:
+    return np.maximum(weight_bytes - cache_bytes, 0.0)
+
+
+def _additive(d: Dict[str, Any], x: np.ndarray, weight_bytes: np.ndarray) -> np.ndarray:
+    return (d["intercept_ms"] + x @ np.array(d["ms_per_unit"])
+            + d["ms_per_uncached_weight_byte"] * _uncached_weight_bytes(weight_bytes, d["cache_bytes"]))
 
 
 def _ridge_log(d: Dict[str, Any], x: np.ndarray) -> np.ndarray:
@@ -71,21 +85,32 @@ def _ridge_log(d: Dict[str, Any], x: np.ndarray) -> np.ndarray:
     return d["intercept"] + z @ np.array(d["coef"])
 
 
-def _fit_loglinear_macs_params(x: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
+def _fit_loglinear_macs_params(x: np.ndarray, y: np.ndarray, weight_bytes: np.ndarray) -> Dict[str, Any]:
     from sklearn.linear_model import LinearRegression
 
     reg = LinearRegression().fit(np.log(np.maximum(x, 1.0)), np.log(y))
     return {"intercept": float(reg.intercept_), "coef": [float(c) for c in reg.coef_]}
 
 
-def _fit_additive(x: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
+def _fit_additive(x: np.ndarray, y: np.ndarray, weight_bytes: np.ndarray) -> Dict[str, Any]:
     """Non-negative least squares on relative error: weights 1/y^2 make each model count
-    by its relative residual, so fast models are not drowned by slow ones."""
+    by its relative residual, so fast models are not drowned by slow ones. One fit per
+    candidate cache size; the one with the smallest relative error is kept."""
     from sklearn.linear_model import LinearRegression
 
-    scale = np.maximum(x.max(axis=0), 1.0)  # conditioning only: MACs and counts differ by 1e8
-    reg = LinearRegression(positive=True).fit(x / scale, y, sample_weight=1.0 / y**2)
-    return {"intercept_ms": float(reg.intercept_), "ms_per_unit": [float(c) for c in reg.coef_ / scale]}
+    best: Dict[str, Any] = {}
+    best_loss = np.inf
+    for cache_bytes in CACHE_BYTES_GRID:
+        xw = np.column_stack([x, _uncached_weight_bytes(weight_bytes, cache_bytes)])
+        scale = np.maximum(xw.max(axis=0), 1.0)  # conditioning only: MACs and counts differ by 1e8
+        reg = LinearRegression(positive=True).fit(xw / scale, y, sample_weight=1.0 / y**2)
+        loss = float(np.sum((reg.predict(xw / scale) / y - 1.0) ** 2))
+        if loss < best_loss:
+            coef = reg.coef_ / scale
+            best_loss = loss
+            best = {"intercept_ms": float(reg.intercept_), "ms_per_unit": [float(c) for c in coef[:-1]],
+                    "cache_bytes": cache_bytes, "ms_per_uncached_weight_byte": float(coef[-1])}
+    return best
 
 
 def _fit_ridge_log(x: np.ndarray, target: np.ndarray) -> Dict[str, Any]:
@@ -100,9 +125,9 @@ def _fit_ridge_log(x: np.ndarray, target: np.ndarray) -> Dict[str, Any]:
             "intercept": float(reg.intercept_), "coef": [float(c) for c in reg.coef_]}
 
 
-def _fit_hybrid(x: np.ndarray, y: np.ndarray) -> Dict[str, Any]:
-    additive = _fit_additive(x, y)
-    residual = np.log(y) - np.log(np.maximum(_additive(additive, x), 1e-6))
+def _fit_hybrid(x: np.ndarray, y: np.ndarray, weight_bytes: np.ndarray) -> Dict[str, Any]:
+    additive = _fit_additive(x, y, weight_bytes)
+    residual = np.log(y) - np.log(np.maximum(_additive(additive, x, weight_bytes), 1e-6))
     correction = _fit_ridge_log(x, residual)
     correction["clip"] = [float(residual.min()), float(residual.max())]
     return {"additive": additive, "correction": correction}
@@ -119,7 +144,8 @@ def fit_model(kind: str, features: np.ndarray, latency_ms: np.ndarray) -> Latenc
     """Fit one model kind on an (N, F) feature matrix and measured latencies (ms)."""
     names, fitter = _FITTERS[kind]
     columns = [FEATURE_NAMES.index(n) for n in names]
-    data = {"kind": kind, "features": list(names), **fitter(features[:, columns], latency_ms)}
+    weight_bytes = features[:, _PARAMS_COLUMN] * _F32_BYTES
+    data = {"kind": kind, "features": list(names), **fitter(features[:, columns], latency_ms, weight_bytes)}
     data["log_residual_quantiles"] = [0.0, 0.0]
     return LatencyModel(data)
 

@@ -17,7 +17,7 @@ from hostside.arch.random_specs import random_spec
 from hostside.calibration import load_calibration
 from hostside.calibration.artifact import checksum
 from hostside.calibration.calibrate import CALIBRATION_JSON, calibrate
-from hostside.calibration.measure import CSV_COLUMNS, MEASUREMENTS_CSV
+from hostside.calibration.measure import CSV_COLUMNS, LATENCY_COLUMNS, MEASUREMENTS_CSV
 from hostside.errors import UserError
 
 TINY_SUITE = 14  # as in conftest.py
@@ -135,7 +135,13 @@ def test_rerun_measures_only_what_is_missing(calibration_copy: Path):
     with open_board("local") as board:
         calibrate([board], calibration_copy, threads=1, size=TINY_SUITE)
     after = list(csv.DictReader(csv_path.open()))
-    assert after[:len(kept)] == kept  # earlier measurements untouched, not repeated
+
+    def measured(row):
+        # The feature columns are rewritten with the block size each fit chooses (on 14 noisy
+        # models the choice may flip); the measured columns must stay as they were.
+        return {k: row[k] for k in ("spec_sha256", *LATENCY_COLUMNS, "measured_at")}
+
+    assert [measured(r) for r in after[:len(kept)]] == [measured(r) for r in kept]  # not repeated
     assert {r["spec_sha256"] for r in after[len(kept):]} == {r["spec_sha256"] for r in dropped}
 
 

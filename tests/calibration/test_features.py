@@ -44,10 +44,73 @@ def _net(act: str) -> ArchSpec:
 
 def test_relu_after_a_conv_is_fused_and_elu_is_not():
     ops = FEATURE_NAMES.index("ops")
-    transcendental = FEATURE_NAMES.index("transcendental_elems")
+    scalar_exp = FEATURE_NAMES.index("scalar_exp_elems")
     relu, elu = spec_features(_net("relu")), spec_features(_net("elu"))
     assert elu[ops] == relu[ops] + 1
-    assert relu[transcendental] == 0 and elu[transcendental] == 16 * 8 * 8
+    assert relu[scalar_exp] == 0 and elu[scalar_exp] == 16 * 8 * 8
+
+
+def test_elu_and_sigmoid_are_counted_as_different_kernels():
+    """ELU computes exp element by element, sigmoid runs a vectorised kernel: two features."""
+    transcendental, scalar_exp = FEATURE_NAMES.index("transcendental_elems"), FEATURE_NAMES.index("scalar_exp_elems")
+    sigmoid, elu = spec_features(_net("sigmoid")), spec_features(_net("elu"))
+    assert (sigmoid[transcendental], sigmoid[scalar_exp]) == (16 * 8 * 8, 0)
+    assert (elu[transcendental], elu[scalar_exp]) == (0, 16 * 8 * 8)
+
+
+def test_only_relu_is_free_inside_a_conv():
+    """ReLU runs inside the conv kernel; ReLU6 (Clip) is fused too, but passes over the output again."""
+    fused = FEATURE_NAMES.index("fused_activation_bytes")
+    relu, relu6 = spec_features(_net("relu"), 16), spec_features(_net("relu6"), 16)
+    assert relu[fused] == 0 and relu6[fused] == 16 * 8 * 8 * 4
+    assert relu6[FEATURE_NAMES.index("ops")] == relu[FEATURE_NAMES.index("ops")]
+
+
+def _blocked_then_narrow() -> ArchSpec:
+    """A 16-channel conv feeding two 8-channel 1x1 convs and a residual add of 16 channels."""
+    return ArchSpec.from_dict({"input_shape": [16, 8, 8], "num_classes": 4, "nodes": [
+        {"id": "a", "op": "conv2d", "inputs": ["input"], "out_channels": 8, "kernel": 1},
+        {"id": "b", "op": "conv2d", "inputs": ["a"], "out_channels": 16, "kernel": 1},
+        {"id": "c", "op": "conv2d", "inputs": ["a"], "out_channels": 16, "kernel": 3, "padding": 1},
+        {"id": "s", "op": "add", "inputs": ["b", "c"]},
+        {"id": "g", "op": "global_avgpool", "inputs": ["s"]},
+        {"id": "f", "op": "flatten", "inputs": ["g"]},
+        {"id": "l", "op": "linear", "inputs": ["f"], "out_features": 4},
+    ]})
+
+
+def test_a_narrow_conv_reads_a_plain_copy_made_once_per_tensor():
+    """Convs with fewer input channels than the block read the plain layout: the blocked
+    output of ``a`` is reordered once for both of its consumers, and 1x1 and larger kernels
+    of that kind are separate features."""
+    f = dict(zip(FEATURE_NAMES, spec_features(_blocked_then_narrow(), 16)))
+    reorder_input_bytes = 16 * 64 * 4  # the network input, into the blocked layout for conv a
+    reorder_a_bytes = 8 * 64 * 4  # a's output back to plain, once
+    reorder_pool_bytes = 16 * 4  # the pooled vector, back to plain for the linear layer
+    assert f["reorder_input_bytes"] == reorder_input_bytes
+    assert f["reorder_output_bytes"] == reorder_a_bytes + reorder_pool_bytes
+    assert f["nchwc_plain_input_pointwise_macs"] == 16 * 8 * 64
+    assert f["nchwc_plain_input_macs"] == 16 * 8 * 9 * 64
+    # The add of two blocked conv outputs is fused into the conv: no operator of its own.
+    # input normalisation (2) + ReorderInput + 3 convs + ReorderOutput(a) + pool + ReorderOutput
+    # + flatten + linear
+    assert f["ops"] == 2 + 1 + 3 + 1 + 1 + 1 + 1 + 1
+
+
+def test_a_windowed_pool_over_a_plain_aligned_tensor_runs_blocked():
+    spec = ArchSpec.from_dict({"input_shape": [16, 8, 8], "num_classes": 4, "nodes": [
+        {"id": "p", "op": "maxpool", "inputs": ["input"], "kernel": 2},
+        {"id": "a", "op": "conv2d", "inputs": ["p"], "out_channels": 16, "kernel": 1},
+        {"id": "b", "op": "conv2d", "inputs": ["p"], "out_channels": 16, "kernel": 1},
+        {"id": "s", "op": "concat", "inputs": ["a", "b"]},
+        {"id": "g", "op": "global_avgpool", "inputs": ["s"]},
+        {"id": "f", "op": "flatten", "inputs": ["g"]},
+        {"id": "l", "op": "linear", "inputs": ["f"], "out_features": 4},
+    ]})
+    f = dict(zip(FEATURE_NAMES, spec_features(spec, 16)))
+    # one ReorderInput before the pool (shared by both convs), one ReorderOutput after the
+    # global pool; the aligned concat stays blocked
+    assert (f["reorder_input_bytes"], f["reorder_output_bytes"]) == (16 * 64 * 4, 32 * 4)
 
 
 def test_blocked_layout_pads_channels_to_the_block():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from hostside.calibration.calibrate import TARGET_COLUMN
-from hostside.calibration.features import features_matrix
+from hostside.calibration.features import FEATURE_NAMES, features_matrix
 from hostside.calibration.measure import MEASUREMENTS_CSV, load_measured_specs, read_measurements
-from hostside.calibration.models import BASELINE, fit_all, model_from_json, score
+from hostside.calibration.models import BASELINE, CACHE_BYTES_GRID, fit_all, fit_model, model_from_json, score
 from hostside.calibration.registry import CALIBRATION_DATA
 
 DATA_SETS = sorted(p.parent for p in CALIBRATION_DATA.glob(f"*/{MEASUREMENTS_CSV}"))
@@ -55,3 +55,26 @@ def test_score_counts_shares_within_bounds():
     assert s["within_10pct"] == 0.5 and s["within_20pct"] == 0.75
     assert s["mape"] == pytest.approx((0.05 + 0.15 + 0.3) / 4)
     assert s["spearman"] == pytest.approx(0.8)
+
+
+def test_additive_fit_finds_the_cache_size_a_latency_cliff_was_made_with(measured):
+    """Latencies made from the real suite's features with known per-kernel costs plus a cost
+    per weight byte beyond 4 MiB: the fit recovers the cache size and the latencies."""
+    features, _ = measured
+    rng = np.random.default_rng(0)
+    kernel = [i for i, name in enumerate(FEATURE_NAMES) if name not in ("macs", "params")]
+    per_unit = rng.uniform(0.5, 2.0, len(kernel)) / np.maximum(features[:, kernel].mean(axis=0), 1.0) * 1e-3
+    cache_bytes = 4 * 2**20
+    uncached = np.maximum(features[:, FEATURE_NAMES.index("params")] * 4 - cache_bytes, 0.0)
+    assert (uncached > 0).sum() >= 10, "the measured suite must reach beyond the cache"
+    latency = 0.005 + features[:, kernel] @ per_unit + uncached * 4e-8
+    model = fit_model("additive_kernels", features, latency)
+    assert model.data["cache_bytes"] == cache_bytes
+    assert np.max(np.abs(model.predict(features) / latency - 1.0)) < 0.01
+
+
+def test_the_fitted_cache_size_is_one_of_the_grid(measured):
+    features, latency = measured
+    model = fit_model("additive_kernels", features, latency)
+    assert model.data["cache_bytes"] in CACHE_BYTES_GRID
+    assert model.data["ms_per_uncached_weight_byte"] >= 0.0

@@ -37,6 +37,10 @@ def test_suite_covers_the_operator_families_and_input_shapes():
     assert depthwise >= 20
     fc_heavy = sum(1 for s in suite if s.name.startswith("fc_heavy"))
     assert fc_heavy >= 10
+    # weights beyond a desktop last-level cache (32 MiB), so the fit sees DRAM-bound models,
+    # without crowding out the conv families
+    assert sum(1 for s in suite if s.cost.deployed_params * 4 > 32 * 2**20) >= 5
+    assert fc_heavy <= 0.4 * len(suite)
     shapes = {tuple(s.input_shape) for s in suite}
     assert (1, 8, 8) in shapes and (3, 96, 96) in shapes and len(shapes) == len(DEFAULT_INPUT_SHAPES)
 
