@@ -11,26 +11,11 @@ from __future__ import annotations
 import argparse
 import statistics
 
+from hostside.arch.examples import digits_small_cnn
 from hostside.arch.spec import ArchSpec
 from hostside.train.datasets import load_dataset
 from hostside.train.loop import TrainConfig, train_model
 from hostside.train.splits import make_split
-
-SMALL_CNN = {
-    "name": "digits-small-cnn", "input_shape": [1, 8, 8], "num_classes": 10,
-    "nodes": [
-        {"id": "c1", "op": "conv2d", "inputs": ["input"], "out_channels": 16, "kernel": 3, "padding": 1},
-        {"id": "b1", "op": "batchnorm", "inputs": ["c1"]},
-        {"id": "r1", "op": "relu", "inputs": ["b1"]},
-        {"id": "c2", "op": "conv2d", "inputs": ["r1"], "out_channels": 32, "kernel": 3, "padding": 1},
-        {"id": "b2", "op": "batchnorm", "inputs": ["c2"]},
-        {"id": "r2", "op": "relu", "inputs": ["b2"]},
-        {"id": "p", "op": "maxpool", "inputs": ["r2"], "kernel": 2},
-        {"id": "f", "op": "flatten", "inputs": ["p"]},
-        {"id": "d", "op": "dropout", "inputs": ["f"], "p": 0.1},
-        {"id": "fc", "op": "linear", "inputs": ["d"], "out_features": 10},
-    ],
-}
 
 
 def main() -> None:
@@ -38,7 +23,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
-    spec = ArchSpec.from_dict(SMALL_CNN)
+    spec = ArchSpec.from_dict(digits_small_cnn())
     dataset = load_dataset("digits")
     split = make_split(dataset, 0)
     print(f"{spec.name} on digits: {len(split.train)} train / {len(split.test)} test, {args.epochs} epochs, "

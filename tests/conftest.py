@@ -1,8 +1,49 @@
-"""Shared test setup: every test gets its own HOSTSIDE_HOME so nothing touches the real one."""
+"""Shared test setup: every test gets its own HOSTSIDE_HOME so nothing touches the real one,
+and the small ONNX models the agent and board tests measure."""
+
+import importlib.util
+from pathlib import Path
 
 import pytest
+
+
+def _load_onnx_models():
+    """tests/agent/onnx_models.py, loaded by path (tests/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("onnx_models", Path(__file__).parent / "agent" / "onnx_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_ONNX_MODELS = _load_onnx_models()
+
+
+@pytest.fixture
+def onnx_models():
+    """The builders of tests/agent/onnx_models.py, for tests that need another variant."""
+    return _ONNX_MODELS
 
 
 @pytest.fixture(autouse=True)
 def _isolated_hostside_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HOSTSIDE_HOME", str(tmp_path_factory.mktemp("hostside_home")))
+
+
+@pytest.fixture
+def conv_model(tmp_path: Path) -> Path:
+    return _ONNX_MODELS.conv_net(tmp_path / "conv.onnx")
+
+
+@pytest.fixture
+def slow_model(tmp_path: Path) -> Path:
+    return _ONNX_MODELS.slow_net(tmp_path / "slow.onnx")
+
+
+@pytest.fixture
+def huge_model(tmp_path: Path) -> Path:
+    return _ONNX_MODELS.huge_intermediate(tmp_path / "huge.onnx")
+
+
+@pytest.fixture
+def not_onnx_file(tmp_path: Path) -> Path:
+    return _ONNX_MODELS.not_onnx(tmp_path / "broken.onnx")

@@ -7,25 +7,11 @@ the kernel's sysfs, and a fixture ``vcgencmd`` stands in for the Raspberry Pi fi
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import stat
 from pathlib import Path
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
-
-
-def _load_models():
-    spec = importlib.util.spec_from_file_location("onnx_models", HERE / "onnx_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-models = _load_models()
-
 
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,23 +27,9 @@ def agent_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def conv_model(tmp_path: Path) -> Path:
-    return models.conv_net(tmp_path / "conv.onnx")
-
-
-@pytest.fixture
-def slow_model(tmp_path: Path) -> Path:
-    return models.slow_net(tmp_path / "slow.onnx", size=256)
-
-
-@pytest.fixture
-def huge_model(tmp_path: Path) -> Path:
-    return models.huge_intermediate(tmp_path / "huge.onnx")
-
-
-@pytest.fixture
-def not_onnx_file(tmp_path: Path) -> Path:
-    return models.not_onnx(tmp_path / "broken.onnx")
+def slow_model(tmp_path: Path, onnx_models) -> Path:
+    """Smaller than the shared one: the agent's own timeout tests need only a few ms a run."""
+    return onnx_models.slow_net(tmp_path / "slow.onnx", size=256)
 
 
 @pytest.fixture

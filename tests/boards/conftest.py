@@ -5,7 +5,6 @@ agent in a temporary directory."""
 from __future__ import annotations
 
 import getpass
-import importlib.util
 import os
 import subprocess
 import sys
@@ -15,19 +14,6 @@ from typing import Iterator
 import pytest
 
 from hostside.boards.loopback_sshd import LoopbackSshd, free_port, sshd_binary, wait_for_port
-
-HERE = Path(__file__).resolve().parent
-
-
-def _load_models():
-    spec = importlib.util.spec_from_file_location("onnx_models", HERE.parent / "agent" / "onnx_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-models = _load_models()
-
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSshd]:
@@ -110,26 +96,6 @@ class DaemonProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-
-
-@pytest.fixture
-def conv_model(tmp_path: Path) -> Path:
-    return models.conv_net(tmp_path / "conv.onnx")
-
-
-@pytest.fixture
-def slow_model(tmp_path: Path) -> Path:
-    return models.slow_net(tmp_path / "slow.onnx")
-
-
-@pytest.fixture
-def huge_model(tmp_path: Path) -> Path:
-    return models.huge_intermediate(tmp_path / "huge.onnx")
-
-
-@pytest.fixture
-def not_onnx_file(tmp_path: Path) -> Path:
-    return models.not_onnx(tmp_path / "broken.onnx")
 
 
 @pytest.fixture(scope="session")
