@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "hostside.boards.commands",
     "hostside.calibration.commands",
     "hostside.search.commands",
+    "hostside.laws.commands",
 )
 
 

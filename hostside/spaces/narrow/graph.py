@@ -1,0 +1,86 @@
+"""A small graph builder the narrow families write their networks with.
+
+Why not ArchSpec dicts: the laws' genetic algorithm and the Pareto elaboration build tens of
+thousands of networks, and parsing a JSON-like dict costs several microseconds per node. The
+families produce only well-formed nodes, so each distinct (op, attributes) pair is normalised
+once (by the ArchSpec parser itself, so defaults and checks stay the parser's) and reused; the
+networks a law samples skip the ArchSpec parser and graph checks (``trusted_spec``): nodes are
+appended in execution order and every one feeds the output, which the tests check against the
+validating constructor for random configurations of every family. ``decode`` (what a search
+journals and trains) still validates.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence, Tuple
+
+from hostside.arch.cost import analyze
+from hostside.arch.spec import INPUT, ArchSpec, Node, _dataflow, _parse_node
+
+_ATTRS: Dict[Tuple[str, Tuple[Tuple[str, Any], ...]], Dict[str, Any]] = {}
+
+
+def _normalised(op: str, attrs: Dict[str, Any]) -> Dict[str, Any]:
+    key = (op, tuple(attrs.items()))  # call sites pass attributes in a fixed order
+    found = _ATTRS.get(key)
+    if found is None:
+        n_inputs = 2 if op in ("add", "concat") else 1
+        found = _parse_node({"id": "n", "op": op, "inputs": [INPUT] * n_inputs, **attrs}, 0).attrs
+        _ATTRS[key] = found
+    return found
+
+
+class Graph:
+    """Nodes appended in execution order, with ids numbered per kind (``conv3``, ``bn3``...)."""
+
+    def __init__(self) -> None:
+        self.nodes: List[Node] = []
+        self._count = 0
+
+    def add(self, op: str, inputs: Sequence[str], **attrs: Any) -> str:
+        self._count += 1
+        nid = f"{op}{self._count}"
+        self.nodes.append(Node(nid, op, tuple(inputs), _normalised(op, attrs)))
+        return nid
+
+    def conv_bn_act(self, src: str, channels: int, kernel: int, stride: int = 1, groups: int = 1,
+                    act: str = "relu", padding: int = -1) -> str:
+        """conv (no bias: the batchnorm's shift replaces it) -> batchnorm -> activation."""
+        pad = kernel // 2 if padding < 0 else padding
+        conv = self.add("conv2d", [src], out_channels=channels, kernel=kernel, stride=stride, padding=pad,
+                        groups=groups, bias=False)
+        bn = self.add("batchnorm", [conv])
+        return self.add(act, [bn]) if act != "identity" else bn
+
+    def bn_act_conv(self, src: str, channels: int, kernel: int, act: str = "relu") -> str:
+        """The pre-activation order of DenseNets: batchnorm -> activation -> conv."""
+        bn = self.add("batchnorm", [src])
+        relu = self.add(act, [bn])
+        return self.add("conv2d", [relu], out_channels=channels, kernel=kernel, padding=kernel // 2, bias=False)
+
+    def head(self, src: str, num_classes: int, pool: bool = True) -> str:
+        """Global average pool (optional), flatten and the linear classifier."""
+        if pool:
+            src = self.add("global_avgpool", [src])
+        flat = self.add("flatten", [src])
+        return self.add("linear", [flat], out_features=num_classes)
+
+    def spec(self, input_shape: Sequence[int], num_classes: int, name: str = "") -> ArchSpec:
+        return ArchSpec(input_shape, num_classes, self.nodes, name=name)
+
+    def trusted_spec(self, input_shape: Sequence[int], num_classes: int, name: str = "") -> ArchSpec:
+        """The same ArchSpec as ``spec`` without re-validating a graph built valid by construction.
+
+        Why: the validating constructor costs several times the analytic cost itself, and the
+        laws judge ten thousand networks per run. Cost is still computed by ``analyze``.
+        """
+        spec = ArchSpec.__new__(ArchSpec)
+        spec.input_shape = tuple(input_shape)
+        spec.num_classes = num_classes
+        spec.nodes = tuple(self.nodes)
+        spec.output = self.nodes[-1].id
+        spec.name = name
+        spec._index = {n.id: i for i, n in enumerate(spec.nodes)}
+        spec.folded_convs, spec.frees = _dataflow(spec.nodes, spec.output)
+        spec._cost = analyze(spec)
+        return spec
