@@ -1,4 +1,4 @@
-"""The run report: ``pareto.json``, ``report.json``, ``report.md`` and Pareto plots (PNG).
+"""The run report: ``pareto.json``, ``report.json``, ``report.md``, ``report.html`` and Pareto plots (PNG).
 
 Everything is computed from the journal, so ``hostside runs show`` and a notebook can
 rebuild the report of any run, finished or not. Plots show every measured candidate in grey,
@@ -143,13 +143,16 @@ def candidate_summaries(journal: Journal) -> List[Dict[str, Any]]:
 
 
 def write_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
-    """Write pareto.json, report.json, report.md and the plots; return the report dict."""
+    """Write pareto.json, report.json, report.md, report.html and the plots; return the report dict."""
+    from hostside.report_html import build_report_data, write_report_html
+
     run_dir = Path(run_dir)
     report = build_report(run_dir, journal)
     (run_dir / PARETO_FILE).write_text(json.dumps(report["models"], indent=1) + "\n")
     report["plots"] = write_plots(run_dir, journal, report)
     (run_dir / REPORT_FILE).write_text(json.dumps(report, indent=1) + "\n")
     (run_dir / REPORT_MD).write_text(markdown(report))
+    write_report_html(run_dir, build_report_data(run_dir, journal))
     return report
 
 
@@ -161,7 +164,7 @@ def _axis_value(row: Dict[str, Any], objective: str, rejected: bool) -> Optional
     return None if value is None else float(value)
 
 
-def _plot_pairs(objectives: Sequence[str]) -> List[Tuple[str, str]]:
+def plot_pairs(objectives: Sequence[str]) -> List[Tuple[str, str]]:
     """(x, y) pairs: accuracy on y against every other objective, else the first against the rest."""
     y = "accuracy" if "accuracy" in objectives else objectives[0]
     return [(x, y) for x in objectives if x != y]
@@ -177,7 +180,7 @@ def write_plots(run_dir: Path, journal: Journal, report: Dict[str, Any]) -> List
     rows = journal.candidates()
     front_ids = set(report["search_front"])
     written = []
-    for x_name, y_name in _plot_pairs(config["objectives"]):
+    for x_name, y_name in plot_pairs(config["objectives"]):
         fig, ax = plt.subplots(figsize=(7, 5))
         measured = [r for r in rows if r["status"] == "measured"]
         points = [(_axis_value(r, x_name, False), _axis_value(r, y_name, False)) for r in measured]

@@ -1,0 +1,230 @@
+"""``report.html``: the run report a person opens, sorts and clicks through in a browser.
+
+Why a single self-contained file: a run directory is copied around (to a laptop, into an
+issue, onto a USB stick) and opened from there, often offline. So the page carries its data
+(one JSON block), its style and its script inline, loads nothing from a server or CDN, and
+links only files inside the run directory (the ONNX models). The script is hand-written
+(``hostside/report_assets/report.js``, about 15 kB of plain JavaScript, no framework): the page
+needs a scatter chart with hover, a sortable / filterable table and a few lists, and the
+smallest charting library that does this inlined (plotly.js, 3.5 MB minified) would make
+every run directory megabytes larger for a tenth of its features.
+
+The page is rewritten after every generation (or every few results under steady-state
+evaluation) while the run is live, atomically (write then rename) so a browser reloading it
+never reads half a file; while the journal says the run is running the page reloads itself
+every ``REFRESH_S`` seconds and keeps its sort order, filters and scroll position.
+
+Two public functions: :func:`build_report_data` reads a run's journal into the ``data`` dict
+(documented in ``docs/ARCHITECTURE.md``; plain JSON, no journal rows), and
+:func:`write_report_html` renders any such dict into ``<run_dir>/report.html``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+from hostside.journal import Journal
+
+REPORT_HTML = "report.html"
+DATA_FORMAT = "hostside.report-data"
+DATA_VERSION = 1
+#: Seconds between reloads of the page while the run is live.
+REFRESH_S = 10
+#: Lineage shown per front model: ancestors up to this many generations back.
+LINEAGE_DEPTH = 6
+
+#: Objective name -> what the chart and table call it, its candidate key, log axis or not.
+METRICS: Dict[str, Dict[str, Any]] = {
+    "accuracy": {"key": "accuracy", "label": "test accuracy", "log": False},
+    "params": {"key": "params", "label": "parameters", "log": True},
+    "macs": {"key": "macs", "label": "MACs", "log": True},
+    "predicted_latency": {"key": "predicted_latency_ms", "label": "predicted latency (ms)", "log": False},
+    "measured_latency": {"key": "latency_ms", "label": "measured latency (ms)", "log": False},
+    "energy": {"key": "energy_mj", "label": "energy per inference (mJ)", "log": False},
+    "activation_memory": {"key": "activation_bytes", "label": "peak activation memory (bytes)", "log": True},
+}
+
+_CANDIDATE_KEYS = ("id", "status", "generation", "operator", "parents", "accuracy", "val_accuracy", "params", "macs",
+                   "activation_bytes", "predicted_latency_ms", "latency_ms", "energy_mj", "train_seconds")
+_MODEL_KEYS = ("id", "onnx", "accuracy", "val_accuracy", "params", "macs", "activation_bytes", "predicted_latency_ms",
+               "latency_ms", "energy_mj", "search_accuracy", "search_latency_ms", "meets_budgets", "best_tradeoff",
+               "operator", "parents")
+
+
+def arch_summary(spec: Optional[Mapping[str, Any]]) -> str:
+    """One line naming each layer of an ArchSpec dict, e.g. ``conv 16 3x3 > bn > relu > ... > linear 10``.
+
+    Reads the JSON form only (no validation, no torch), so a report of any run renders even
+    when this hostside no longer knows one of its ops.
+    """
+    if not spec or not isinstance(spec.get("nodes"), list):
+        return ""
+    return " > ".join(_node_summary(node) for node in spec["nodes"] if isinstance(node, Mapping))
+
+
+def _pair(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value)
+    return f"{value}x{value}"
+
+
+def _node_summary(node: Mapping[str, Any]) -> str:
+    op = str(node.get("op", "?"))
+    words = [op]
+    if "out_channels" in node:
+        words.append(str(node["out_channels"]))
+    if "out_features" in node:
+        words.append(str(node["out_features"]))
+    if "kernel" in node:
+        words.append(_pair(node["kernel"]))
+    stride = node.get("stride")
+    if stride not in (None, 1, [1, 1]):
+        sides = _pair(stride).split("x")
+        words.append("/" + (sides[0] if len(set(sides)) == 1 else "x".join(sides)))
+    groups = node.get("groups")
+    if isinstance(groups, int) and groups > 1:
+        words.append(f"g{groups}")
+    if "p" in node and op == "dropout":
+        words.append(str(node["p"]))
+    return " ".join(words)
+
+
+def _reason(row: Mapping[str, Any]) -> Optional[str]:
+    """Why a candidate went nowhere: the filter's reason when rejected, the error when failed."""
+    if row.get("status") == "rejected":
+        return row.get("filter_reason") or "rejected before training"
+    if row.get("status") == "failed":
+        return row.get("error") or "failed"
+    return None
+
+
+def _relative_link(run_dir: Path, path: Optional[str]) -> Optional[str]:
+    """A path the page can link: relative to the run directory (the page lives there)."""
+    if not path:
+        return None
+    candidate = Path(path)
+    if candidate.is_absolute():
+        try:
+            return candidate.relative_to(run_dir.resolve()).as_posix()
+        except ValueError:
+            return candidate.as_posix()
+    return candidate.as_posix()
+
+
+def _charts(objectives: Sequence[str]) -> List[Dict[str, str]]:
+    """(x, y) pairs as in the PNG plots: accuracy on y against every other objective."""
+    from hostside.report import plot_pairs
+
+    return [{"x": x, "y": y} for x, y in plot_pairs(objectives)]
+
+
+def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = None) -> Dict[str, Any]:
+    """The page's data for one run, from its journal (open one if ``journal`` is None).
+
+    Works on a live run (no front models yet) as on a finished one; every value is plain
+    JSON, so a notebook or another tool can render the same dict.
+    """
+    from hostside.report import build_report
+
+    run_dir = Path(run_dir)
+    own = journal is None
+    journal = journal if journal is not None else Journal.open(run_dir)
+    try:
+        report = build_report(run_dir, journal)
+        rows = journal.candidates()
+    finally:
+        if own:
+            journal.close()
+    config = report["config"]
+    front = set(report["search_front"])
+    final_ids = {m["id"] for m in report["models"]}
+    candidates = []
+    for row in rows:
+        entry = {key: row.get(key) for key in _CANDIDATE_KEYS}
+        entry["parents"] = list(row.get("parents") or [])
+        entry["reason"] = _reason(row)
+        entry["arch"] = arch_summary(row.get("spec"))
+        entry["onnx"] = _relative_link(run_dir, row.get("onnx_path"))
+        entry["front"] = row["id"] in front
+        entry["final"] = row["id"] in final_ids
+        candidates.append(entry)
+    specs = {row["id"]: row.get("spec") for row in rows}
+    models = []
+    for model in report["models"]:
+        entry = {key: model.get(key) for key in _MODEL_KEYS}
+        entry["onnx"] = _relative_link(run_dir, model.get("onnx"))
+        entry["arch"] = arch_summary(specs.get(model["id"]))
+        entry["spec"] = specs.get(model["id"])
+        models.append(entry)
+    spot_checks = [{"id": row["id"], "predicted_latency_ms": row.get("predicted_latency_ms"),
+                    "latency_ms": row["spot_check"].get("latency_ms"), "meets_budget": row["spot_check"].get("meets_budget"),
+                    "onnx": _relative_link(run_dir, row["spot_check"].get("onnx")), "error": row["spot_check"].get("error")}
+                   for row in rows if row.get("spot_check")]
+    status = report["status"]
+    return {
+        "format": DATA_FORMAT,
+        "version": DATA_VERSION,
+        "run": {"name": run_dir.name, "status": status, "live": status == "running", "refresh_s": REFRESH_S,
+                "generated_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                "strategy": config.get("strategy"), "space": config.get("space"), "dataset": config.get("dataset"),
+                "board": config.get("board"), "objectives": list(config.get("objectives", [])),
+                "budgets": dict(config.get("budgets") or {}), "final_epochs": config.get("final_epochs"),
+                "counts": report["counts"]},
+        "metrics": {name: METRICS[name] for name in METRICS},
+        "charts": _charts(config.get("objectives", [])),
+        "candidates": candidates,
+        "models": models,
+        "best_tradeoff": (report["best_tradeoff"] or {}).get("id"),
+        "nothing_meets_budgets": report["nothing_meets_budgets"],
+        "nearest_misses": report["nearest_misses"],
+        "filter": {**report["filter"], "spot_checks": spot_checks},
+        "lineage": {"shown": any(c["parents"] for c in candidates), "depth": LINEAGE_DEPTH},
+    }
+
+
+def _asset(name: str) -> str:
+    return resources.files("hostside").joinpath("report_assets", name).read_text(encoding="utf-8")
+
+
+def render_html(data: Mapping[str, Any]) -> str:
+    """The page as text: the template with the style, the script and ``data`` inlined."""
+    # "</" inside a <script> block would end it early; "<\/" is the same string to JSON.
+    payload = json.dumps(data, allow_nan=False, default=str).replace("</", "<\\/")
+    title = f"hostside run {data.get('run', {}).get('name', '')}"
+    page = _asset("report.html")
+    for marker, text in (("/*STYLE*/", _asset("report.css")), ("/*SCRIPT*/", _asset("report.js")),
+                         ("/*DATA*/", payload), ("<!--TITLE-->", _html_escape(title))):
+        page = page.replace(marker, text, 1)
+    return page
+
+
+def _html_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def write_report_html(run_dir: Union[str, Path], data: Mapping[str, Any]) -> Path:
+    """Write ``<run_dir>/report.html`` from ``data`` (see :func:`build_report_data`), atomically."""
+    path = Path(run_dir) / REPORT_HTML
+    partial = path.with_name(f".{REPORT_HTML}.{os.getpid()}.tmp")
+    try:
+        partial.write_text(render_html(_finite(data)), encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become null: JSON has no such numbers, and the page shows them as '-'."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
