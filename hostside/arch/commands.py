@@ -20,6 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("--json", action="store_true", help="print JSON")
     stats.add_argument("--per-layer", action="store_true", help="include the per-layer breakdown")
     stats.set_defaults(handler=_stats)
+    imported = sub.add_parser("import", help="an ONNX model as ArchSpec JSON + trained weights (spec.json, weights.npz)")
+    imported.add_argument("model", type=Path, help="model .onnx made of ops ArchSpec has")
+    imported.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    imported.set_defaults(handler=_import)
 
 
 def arch_stats(path: Path, per_layer: bool = False) -> dict:
@@ -50,3 +54,9 @@ def _stats(args: argparse.Namespace) -> int:
         print(f"  deployed params (batchnorm folded): {stats['deployed_params']:,}")
     print("  layers: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats["layers"].items())))
     return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from hostside.arch.onnx_import import run_import
+
+    return run_import(args.model, args.out)

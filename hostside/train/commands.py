@@ -6,9 +6,10 @@ Heavy imports (torch, sklearn, onnx) happen inside the handler so the CLI starts
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from hostside.errors import UserError
 
@@ -26,7 +27,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--dataset", default="digits",
                         help="'digits' (default) or a path: IDX folder/file, CIFAR batch folder, .npz with x/y, "
                              "image folder; a prefix idx:/cifar:/npz:/images: forces the format")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=10,
+                        help="training epochs (0 evaluates --init-weights unchanged)")
+    parser.add_argument("--init-weights", metavar="WEIGHTS.npz", default=None,
+                        help="start from these weights (a weights.npz of `hostside train`, a search candidate "
+                             "or `hostside arch import`) instead of a fresh initialisation")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed for the split, initialisation and shuffling")
     parser.add_argument("--lr", type=float, default=0.003, help="initial learning rate")
@@ -61,6 +66,38 @@ def _config(args: argparse.Namespace, image_side: int) -> Dict[str, Any]:
     }
 
 
+def training_memory_bytes(params: int, activation_bytes: int, batch_size: int) -> int:
+    """What training a network needs at least, from the analytic cost alone: the float32
+    weights four times (weights, gradients, Adam's two moments) and the peak activations of a
+    batch twice (kept for the backward pass, and their gradients). Python integers do not
+    overflow, so an absurd spec (10^30 filters) gives an absurd figure, not a wrapped one."""
+    return 4 * 4 * params + 2 * batch_size * activation_bytes
+
+
+def available_memory_bytes() -> int:
+    """Memory this process could still get: MemAvailable (Linux), else the physical memory."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(spec: Any, batch_size: int, where: str) -> None:
+    """Refuse, before anything is built, a network whose training cannot fit in memory."""
+    cost = spec.cost
+    needed = training_memory_bytes(cost.params, cost.activation_bytes, batch_size)
+    available = available_memory_bytes()
+    if needed > available:
+        raise UserError(
+            f"{where}: {cost.params:.3g} parameters and {cost.activation_bytes:.3g} bytes of activations per "
+            f"example need about {needed:.3g} bytes to train at batch size {batch_size}, but only "
+            f"{available:.3g} bytes are available; make the network smaller (or lower --batch-size)"
+        )
+
+
 def run_train(args: argparse.Namespace) -> int:
     from hostside.arch.spec import ArchSpec
     from hostside.train.datasets import load_dataset
@@ -70,6 +107,8 @@ def run_train(args: argparse.Namespace) -> int:
     from hostside.train.worker import export_and_measure
 
     spec = ArchSpec.load(args.arch)
+    check_memory(spec, args.batch_size, args.arch)
+    init_state = _initial_weights(spec, args.init_weights)
     dataset = load_dataset(args.dataset)
     check_compatible(spec, dataset, args.arch)
     config = TrainConfig.from_dict(_config(args, min(dataset.input_shape[1:])))
@@ -88,7 +127,7 @@ def run_train(args: argparse.Namespace) -> int:
               f"train acc {row['train_accuracy']:.3f}  val acc {row['val_accuracy']:.3f}  "
               f"{row['seconds']:.2f} s", file=sys.stderr)
 
-    result = train_model(spec, dataset, split, config, progress=show)
+    result = train_model(spec, dataset, split, config, progress=show, init_state=init_state)
     metrics = export_and_measure(spec, dataset, split, config, result, out_dir)
     title = f"{spec.name or Path(args.arch).stem} on {dataset.name}"
     curves = plot_history(result.history, out_dir / CURVES_FILE, title)
@@ -98,6 +137,19 @@ def run_train(args: argparse.Namespace) -> int:
         print("hostside: warning: the loss became NaN/infinite and training stopped early; "
               "lower --lr", file=sys.stderr)
     return 0
+
+
+def _initial_weights(spec: Any, path: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The --init-weights state, checked against the spec before any data is read: the first
+    tensor that is missing or has another shape is one line naming it."""
+    if path is None:
+        return None
+    from hostside.arch.build import build_module
+    from hostside.arch.weights import load_state, load_weights
+
+    state = load_weights(path)
+    load_state(build_module(spec), state, f"--init-weights {path}")
+    return state
 
 
 def _output_folder(path: str) -> Path:
