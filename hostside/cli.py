@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "hostside.calibration.commands",
     "hostside.search.commands",
     "hostside.laws.commands",
+    "hostside.precision.commands",
 )
 
 

@@ -1,0 +1,183 @@
+"""``hostside precision`` (accuracy and memory per number format) and ``hostside quantize``
+(INT8 file, its accuracy and its latency on a board next to the float model's).
+
+Heavy imports (onnx, onnxruntime, matplotlib) stay inside the handlers so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from hostside.errors import UserError
+
+DATASET_HELP = "dataset the model was trained on: 'digits' (default) or a path (see `hostside train --help`)"
+PRECISION_FILE = "precision.json"
+GRID_PLOT = "precision_grid.png"
+
+
+def register(subparsers: Any) -> None:
+    precision = subparsers.add_parser(
+        "precision", help="accuracy and weight memory of an ONNX model in reduced number formats",
+        description="Emulate MODEL.onnx in each number format and report accuracy, the drop against float, "
+                    "weight memory and energy per multiplication. 'grid' runs all 184 types T(w,t) and draws "
+                    "a heatmap with the per-model best type (fewest bits within 1 point of float).")
+    precision.add_argument("model", metavar="MODEL.onnx")
+    precision.add_argument("--dataset", default="digits", help=DATASET_HELP)
+    precision.add_argument("--formats", default="half,bfloat16,t4.3,fx16,int8",
+                           help="comma-separated: grid, half, bfloat16, float, tW.T (e.g. t4.3), qM.N fixed point "
+                                "(fx16 = q8.8), float8_e4m3fn and the other ml_dtypes names, int8 "
+                                "(default half,bfloat16,t4.3,fx16,int8)")
+    precision.add_argument("--split", metavar="SPLIT.json",
+                           help="split to evaluate on (default: split.json beside the model, else a new seeded one, "
+                                "written to --out)")
+    precision.add_argument("--part", choices=("test", "val"), default="test", help="split part scored (default test)")
+    precision.add_argument("--mode", choices=("extrinsic", "multiplication"), default="extrinsic",
+                           help="extrinsic: weights and every activation map rounded (IoT paper); multiplication: "
+                                "only conv/FC multiplication operands rounded, float accumulation (EA4CNN)")
+    precision.add_argument("--out", type=Path, help="output folder (default: precision/ beside the model)")
+    precision.add_argument("--seed", type=int, default=0, help="seed of a new split (default 0)")
+    precision.add_argument("--json", action="store_true", help="print the result as JSON")
+    precision.set_defaults(handler=run_precision)
+
+    quantize = subparsers.add_parser(
+        "quantize", help="INT8 version of an ONNX model, its accuracy and its latency on a board",
+        description="onnxruntime static quantization (QDQ, per-channel int8 weights, int8 activations) calibrated "
+                    "on training images of the split; reports int8 vs float accuracy on the test images and "
+                    "measures both files on the board.")
+    quantize.add_argument("model", metavar="MODEL.onnx")
+    quantize.add_argument("--dataset", default="digits", help=DATASET_HELP)
+    quantize.add_argument("--out", required=True, metavar="MODEL.int8.onnx", help="where to write the int8 model")
+    quantize.add_argument("--split", metavar="SPLIT.json",
+                          help="split (default: split.json beside the model, else a new seeded one)")
+    quantize.add_argument("--seed", type=int, default=0, help="seed of a new split and of the calibration sample")
+    quantize.add_argument("--calibration-samples", type=int, default=256, help="training images for calibration")
+    quantize.add_argument("--board", default="local", help="board to measure on (default local)")
+    quantize.add_argument("--no-measure", action="store_true", help="skip the latency measurement")
+    quantize.add_argument("--runs", type=int, default=300, help="timed runs per model (default 300)")
+    quantize.add_argument("--threads", type=int, default=1, help="onnxruntime threads on the board (default 1)")
+    quantize.add_argument("--json", action="store_true", help="print the report as JSON")
+    quantize.set_defaults(handler=run_quantize)
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def resolve_split(split_path: Optional[str], model: Path, dataset: Any, seed: int, write_to: Optional[Path]):
+    """The split to score on: the one given, else ``split.json`` beside the model (the one its
+    training wrote, so its test images stay unseen), else a new seeded split saved to ``write_to``."""
+    from hostside.train.splits import Split, make_split
+
+    candidate = Path(split_path) if split_path else model.parent / "split.json"
+    if split_path or candidate.is_file():
+        split = Split.load(candidate)
+        split.check(dataset, str(candidate))
+        if not split_path:
+            _progress(f"using {candidate} (the split written with the model)")
+        return split, str(candidate)
+    split = make_split(dataset, seed)
+    if write_to is None:
+        return split, None
+    target = write_to / "split.json"
+    if target.exists():
+        raise UserError(f"{target} exists and was not given with --split; pass --split {target} to use it, "
+                        f"or choose another --out")
+    write_to.mkdir(parents=True, exist_ok=True)
+    split.save(target)
+    _progress(f"no split given: drew one with seed {seed}, written to {target}")
+    return split, str(target)
+
+
+def _model_path(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; give the path of an .onnx model")
+    return path
+
+
+def _pct(value: Optional[float]) -> str:
+    return "NaN" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}%"
+
+
+def run_precision(args: argparse.Namespace) -> int:
+    from hostside.precision.analysis import analyze_model, plot_grid
+    from hostside.precision.formats import parse_formats
+    from hostside.train.datasets import load_dataset
+
+    formats, with_grid = parse_formats(args.formats)
+    model = _model_path(args.model)
+    out = args.out or model.parent / "precision"
+    dataset = load_dataset(args.dataset)
+    split, split_file = resolve_split(args.split, model, dataset, args.seed, out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = analyze_model(model, dataset, getattr(split, args.part), formats, args.mode, split.train,
+                           out / f"{model.stem}.int8.onnx", progress=_progress)
+    result.update(split=split_file, part=args.part)
+    if with_grid:
+        result["heatmap"] = str(plot_grid(result, out / GRID_PLOT, f"{model.name} on {dataset.name} ({args.part})"))
+    (out / PRECISION_FILE).write_text(json.dumps(result, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print_table(result, show_grid=not with_grid or len(formats) <= 30)
+    print(f"wrote {out / PRECISION_FILE}" + (f" and {result['heatmap']}" if with_grid else ""))
+    return 0
+
+
+def print_table(result: Dict[str, Any], show_grid: bool = True) -> None:
+    """The per-format table; with a big grid only the named formats and the best type."""
+    ref = result["float"]
+    print(f"{result['model']} on {result['dataset']} ({result['images']} {result.get('part', 'test')} images, "
+          f"{result['mode']} rounding), {result['params']:,} deployed params")
+    print(f"{'format':<16} {'bits':>4} {'accuracy':>9} {'drop (pts)':>10} {'weights (B)':>12} {'pJ/mult':>8}")
+    print(f"{'float':<16} {32:>4} {_pct(ref['accuracy']):>9} {'':>10} {ref['weight_bytes']:>12,} {3.7:>8.2f}")
+    for row in result["formats"]:
+        if row.get("grid") and not show_grid:
+            continue
+        drop = "" if row["drop_points"] is None else f"{row['drop_points']:+.2f}"
+        print(f"{row['format']:<16} {row['bits']:>4} {_pct(row['accuracy']):>9} {drop:>10} "
+              f"{row['weight_bytes']:>12,} {row['mult_pj']:>8.2f}")
+        if row["reason"]:
+            print(f"  {row['reason']}")
+    if "best" in result:
+        best = result["best"]
+        nan_count = sum(1 for r in result["formats"] if r.get("grid") and r["accuracy"] is None)
+        if best:
+            print(f"best type: {best['format']} ({best['bits']} bits, {_pct(best['accuracy'])}, "
+                  f"{best['weight_bytes']:,} B of weights); {nan_count} of 184 grid types gave NaN")
+        else:
+            print(f"no T(w,t) stays within 1 point of float; {nan_count} of 184 grid types gave NaN")
+
+
+def run_quantize(args: argparse.Namespace) -> int:
+    from hostside.precision.quantize import quantize_and_measure
+    from hostside.train.datasets import load_dataset
+
+    model = _model_path(args.model)
+    out = Path(args.out)
+    if out.resolve() == model.resolve():
+        raise UserError(f"--out {out} is the input model; choose another file name such as {model.stem}.int8.onnx")
+    dataset = load_dataset(args.dataset)
+    split, _ = resolve_split(args.split, model, dataset, args.seed, out.parent)
+    report = quantize_and_measure(
+        model, dataset, split.train, split.test, out, board_name=None if args.no_measure else args.board,
+        runs=args.runs, threads=args.threads, calibration_samples=args.calibration_samples, seed=args.seed,
+        progress=_progress,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+        return 0
+    print(f"wrote {report.int8_model} ({report.int8_size_bytes:,} bytes; float {report.float_size_bytes:,} bytes), "
+          f"calibrated on {report.calibration_samples} training images")
+    print(f"accuracy on {report.test_images} test images: float {_pct(report.float_accuracy)}, "
+          f"int8 {_pct(report.int8_accuracy)} ({100 * (report.int8_accuracy - report.float_accuracy):+.2f} pts)")
+    if report.board:
+        print(f"latency on {report.board} (median of {args.runs} runs, {args.threads} thread(s)): "
+              f"float {report.float_latency_ms:.4f} ms, int8 {report.int8_latency_ms:.4f} ms "
+              f"({report.speedup:.2f}x {'faster' if report.speedup >= 1 else 'slower: int8 does not pay off here'})")
+    return 0
