@@ -93,6 +93,7 @@ class _Importer:
         self.names: Dict[str, str] = {self.graph_input: INPUT}  # ONNX value -> ArchSpec node id
         self.nodes: List[Dict[str, Any]] = []
         self.weights: Dict[str, np.ndarray] = {}
+        self.counters: Dict[str, np.ndarray] = {}  # batchnorm's step counters (int64, part of torch's state)
         self.ids: set = set()
         self.dropped: List[str] = []
         self.skip: set = set()
@@ -262,6 +263,7 @@ class _Importer:
         self.alias(node, node_id)
         for name, tensor in zip(("weight", "bias", "running_mean", "running_var"), tensors):
             self.weights[f"{node_id}/{name}"] = tensor.reshape(-1)
+        self.counters[f"{node_id}/num_batches_tracked"] = np.array(0, dtype=np.int64)
 
     def op_Gemm(self, node: Any) -> None:
         a = self.attrs(node)
@@ -507,6 +509,7 @@ class _Importer:
         mean = np.zeros(channels) if self.mean is None else self.mean
         std = np.ones(channels) if self.std is None else self.std
         weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.weights.items()}
+        weights.update(self.counters)
         weights[MEAN_KEY] = mean.astype(np.float32)
         weights[STD_KEY] = std.astype(np.float32)
         return ImportedModel(spec, weights, self.dropped)

@@ -420,4 +420,8 @@ class Ea4cnnSpace(SearchSpace):
                 state[key] = w[key]
         if not self.is_valid(genotype):
             raise SpecError("the seed's layers do not fit EA4CNN's genotype (too many layers or an invalid size)")
-        return genotype, {k: np.asarray(v, np.float32) for k, v in state.items()}
+        state = {k: np.asarray(v, np.float32) for k, v in state.items()}
+        for layer in layers:
+            if layer["type"] == "conv" and weights is not None:
+                state[f"bn{layer['uid']}/num_batches_tracked"] = np.array(0, dtype=np.int64)
+        return genotype, state
