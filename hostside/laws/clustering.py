@@ -1,8 +1,8 @@
 """Spectral clustering of the GA's final population: the most different good laws.
 
 The final population holds many laws of similar quality, often near-copies of one another;
-clustering their normalised bounds (scikit-learn's ``SpectralClustering``, an RBF affinity with
-the median-distance bandwidth so the scale does not depend on the number of variables) into k
+clustering their normalised bounds (scikit-learn's ``SpectralClustering`` on a k-nearest-neighbour
+affinity graph, which needs no distance scale, so it works the same for 7 or 25 variables) into k
 groups and keeping the cheapest law of each gives k laws that sample different regions.
 """
 
@@ -29,23 +29,21 @@ def cluster_laws(space: NarrowSpace, laws: List[Law], k: int, seed: int = 0) -> 
         return np.zeros(len(laws), dtype=int)
     if n_clusters == len(distinct):
         return inverse.astype(int)
-    d2 = ((distinct[:, None, :] - distinct[None, :, :]) ** 2).sum(-1)
-    median = float(np.median(d2[np.triu_indices(len(distinct), 1)]))
-    gamma = 1.0 / median if median > 0 else 1.0
+    neighbours = max(2, min(10, len(distinct) - 1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "graph is not fully connected" for far outliers
-        labels = SpectralClustering(n_clusters=n_clusters, affinity="rbf", gamma=gamma, random_state=seed,
-                                    assign_labels="kmeans").fit_predict(distinct)
+        labels = SpectralClustering(n_clusters=n_clusters, affinity="nearest_neighbors", n_neighbors=neighbours,
+                                    random_state=seed, assign_labels="kmeans").fit_predict(distinct)
     return labels[inverse].astype(int)
 
 
-def best_per_cluster(space: NarrowSpace, laws: List[Law], costs: np.ndarray, k: int, seed: int = 0
-                     ) -> List[Tuple[int, Law, float]]:
-    """(cluster, cheapest law of the cluster, its cost), cheapest cluster first."""
+def best_per_cluster(space: NarrowSpace, laws: List[Law], costs: np.ndarray, k: int, seed: int = 0,
+                     finalists: int = 1) -> List[Tuple[int, List[Tuple[Law, float]]]]:
+    """Per cluster, its ``finalists`` cheapest laws with their GA costs (cheapest first)."""
     labels = cluster_laws(space, laws, k, seed)
     best = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        i = int(members[np.argmin(costs[members])])
-        best.append((int(label), laws[i], float(costs[i])))
-    return sorted(best, key=lambda item: item[2])
+        order = members[np.argsort(costs[members], kind="stable")][:finalists]
+        best.append((int(label), [(laws[int(i)], float(costs[int(i)])) for i in order]))
+    return sorted(best, key=lambda item: item[1][0][1])

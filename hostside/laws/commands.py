@@ -159,7 +159,8 @@ def run_learn(args: argparse.Namespace) -> int:
                                  body["uniform"]["share_inside"])
     for law in body["laws"]:
         v = law["validation"]
-        _say(f"law {law['rank']}: cost {law['cost']:.3f}, {v['share_inside']:.0%} of {v['samples']} samples inside, "
+        _say(f"law {law['rank']}: GA cost {law['cost']:.3f}, validation cost {law['validation_cost']:.3f}, "
+             f"{v['share_inside']:.0%} of {v['samples']} samples inside, "
              f"median {v['median']:.4g}")
     _say(f"uniform sampling of the whole space: {body['uniform']['share_inside']:.0%} inside "
          f"(median {body['uniform']['median']:.4g}); GA {body['ga_seconds']:.1f} s")

@@ -97,8 +97,9 @@ def _random_law(n_levels: np.ndarray, rng: np.random.Generator) -> Law:
 
 
 def mutate_law(law: Law, n_levels: np.ndarray, rng: np.random.Generator) -> Law:
-    """Move l_x and/or h_x of about one variable in three (at least one) by a random step of up to
-    a quarter of the variable's range, keeping l_x <= h_x within the limits."""
+    """Move l_x and/or h_x of about one variable in three (at least one) by a random step, keeping
+    l_x <= h_x within the limits. Step sizes are log-uniform between one level and a quarter of
+    the range: large moves explore, the frequent small ones fine-tune a good law."""
     child = law.copy()
     nvars = len(n_levels)
     chosen = np.flatnonzero(rng.random(nvars) < 1.0 / 3.0)
@@ -108,9 +109,9 @@ def mutate_law(law: Law, n_levels: np.ndarray, rng: np.random.Generator) -> Law:
         top = int(n_levels[j]) - 1
         if top == 0:
             continue
-        reach = max(1, top // 4)
+        reach = max(1.0, top / 4.0)
         which = rng.integers(0, 3)  # 0: low, 1: high, 2: both (shift the range)
-        step = int(rng.integers(-reach, reach + 1)) or int(rng.choice((-1, 1)))
+        step = int(round(reach ** rng.random())) * int(rng.choice((-1, 1)))
         lo, hi = int(child.low[j]), int(child.high[j])
         if which in (0, 2):
             lo += step

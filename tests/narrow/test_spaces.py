@@ -1,0 +1,53 @@
+"""Narrow spaces: every configuration decodes, the fast (unvalidated) path builds exactly the
+validated network, and the SearchSpace operators stay within the limits."""
+
+import numpy as np
+import pytest
+
+from hostside.arch.cost import analyze
+from hostside.calibration.features import spec_features
+from hostside.errors import UserError
+from hostside.laws.law import Law
+from hostside.spaces.narrow import FAMILY_NAMES, NARROW_SPACES, make_narrow
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
+def test_trusted_specs_equal_validated_specs(family, shape):
+    space = make_narrow(family, shape, 10)
+    rng = np.random.default_rng(1)
+    law = Law.uniform(space)
+    corners = space.configs_from_levels(np.stack([law.low, law.high]))
+    for config in corners + law.sample(space, 6, rng):
+        fast = space.spec(config)
+        checked = space.decode(config)
+        assert fast.to_dict() == checked.to_dict()
+        assert fast.cost.to_dict() == analyze(checked).to_dict()
+        assert spec_features(fast, 16) == spec_features(checked, 16)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_operators_stay_within_limits(family):
+    space = make_narrow(family, (1, 8, 8), 10)
+    rng = np.random.default_rng(0)
+    a, b = space.sample(rng), space.sample(rng)
+    for _ in range(20):
+        child, operator = space.mutate(a, rng)
+        assert operator.startswith("mutate_") and child != a
+        assert space.check_config(child) == child
+        mixed = space.crossover(a, b, rng)
+        assert all(mixed[n] in (a[n], b[n]) for n in space.names)
+        space.decode(mixed)
+        a = child
+
+
+def test_registry_names_and_bad_input():
+    assert sorted(NARROW_SPACES) == sorted(f"narrow:{f}" for f in FAMILY_NAMES)
+    with pytest.raises(UserError, match="unknown narrow space 'narrow:vgg'.*narrow:resnet"):
+        make_narrow("narrow:vgg", (3, 32, 32), 10)
+    space = make_narrow("narrow:resnet", (3, 32, 32), 10)
+    bad = {**space.reference_config(), "width_1": 999}
+    with pytest.raises(UserError, match=r"width_1 = 999 is outside its limits \[1, 256\]"):
+        space.decode(bad)
+    with pytest.raises(UserError, match="variable 'kernel' is missing"):
+        space.decode({k: v for k, v in space.reference_config().items() if k != "kernel"})
