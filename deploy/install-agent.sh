@@ -10,8 +10,11 @@
 #   3. makes /opt/device-agent/venv with numpy and onnxruntime: from PyPI on aarch64/x86_64,
 #      from Debian's python3-onnxruntime on 32-bit armhf (trixie or later);
 #   4. runs one tiny inference (`device-agent selftest`) to catch a broken onnxruntime;
-#   5. installs and starts deploy/device-agent.service.
-# The host then measures through it: `hostside measure --board NAME MODEL.onnx`.
+#   5. writes an empty /etc/device-agent/agent.json (power sources; deploy/POWER.md) if none;
+#   6. installs and starts deploy/device-agent.service.
+# The host then measures through it: `hostside measure --board NAME MODEL.onnx`, as an SSH
+# user in group device-agent (it reads the daemon's token; deploy/SECURITY.md):
+#   sudo adduser pi device-agent
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,8 +71,15 @@ DEVICE_AGENT_HOME=/tmp PYTHONPATH="$prefix/lib" "$prefix/venv/bin/python" -m dev
     exit 1
 }
 
+mkdir -p /etc/device-agent
+if [ ! -f /etc/device-agent/agent.json ]; then
+    echo '{"power_sources": {}}' > /etc/device-agent/agent.json
+    chmod 0644 /etc/device-agent/agent.json
+fi
+
 install -m 0644 "$here/deploy/device-agent.service" /etc/systemd/system/device-agent.service
 systemctl daemon-reload
 systemctl enable --now device-agent
 systemctl --no-pager --lines=3 status device-agent
-echo "device-agent listens on 127.0.0.1:47800; on the host: hostside boards check NAME"
+echo "device-agent listens on 127.0.0.1:47800; add each SSH user that measures to group device-agent"
+echo "(sudo adduser USER device-agent), then on the host: hostside boards check NAME"

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NoReturn, Optional
 
 from device_agent.protocol import DEFAULT_SEED, DEFAULT_WARMUP, MEASURE_OPTIONS, PROTOCOL_VERSION
 
 REPORT_PGID_ENV = "DEVICE_AGENT_REPORT_PGID"
+#: Set by the host: the agent's stdin stays open exactly as long as the host process (or its
+#: SSH session) lives, so end of stdin means the host is gone and the measurement must stop.
+EXIT_WITH_STDIN_ENV = "DEVICE_AGENT_EXIT_WITH_STDIN"
 
 
 def _print_json(payload: Dict[str, Any]) -> None:
@@ -96,17 +101,30 @@ def measure_with_limits(model: Path, options: Dict[str, Any]) -> Dict[str, Any]:
     return result
 
 
+def _resolve_power(name: Optional[str], config_path: Optional[str]) -> Optional[str]:
+    """The spec of a named power source, from the board's own config; ConfigError if refused."""
+    if name is None:
+        return None
+    from device_agent import config
+
+    return config.resolve_power(name, config.load(config_path))
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
+    from device_agent.config import ConfigError
     from device_agent.protocol import error_result
 
     model = Path(args.model)
     options = {
         "threads": args.threads, "warmup": args.warmup, "runs": args.runs, "min_time_s": args.min_time,
-        "power": args.power, "idle_s": args.idle_s, "spinning": args.spinning, "seed": args.seed,
+        "power": None, "idle_s": args.idle_s, "spinning": args.spinning, "seed": args.seed,
         "keep_samples": args.keep_samples, "timeout_s": args.timeout_s, "memory_limit_mb": args.memory_limit_mb,
     }
     try:
+        options["power"] = _resolve_power(args.power, args.config)
         result = measure_with_limits(model, options)
+    except ConfigError as exc:
+        result = error_result("bad_request", str(exc))
     except ImportError as exc:  # numpy itself missing: bench cannot even be imported
         result = error_result("agent_missing", f"numpy cannot be imported on this board: {exc}")
     _bound_cache_after_one_shot(model)
@@ -136,6 +154,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     Pi 3)."""
     from device_agent.bench import warm_up
 
+    _die_with_parent()
     warm_up()
     line = sys.stdin.readline()
     if not line:
@@ -148,31 +167,97 @@ def cmd_worker(args: argparse.Namespace) -> int:
     os._exit(0)
 
 
+def _die_with_parent() -> None:
+    """A daemon's worker dies with the daemon (Linux ``PR_SET_PDEATHSIG``), so a killed daemon
+    leaves no measurement holding the board's lock. Best effort where prctl is missing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from device_agent import config
     from device_agent.daemon import DaemonConfig, serve
 
-    config = DaemonConfig(
+    try:
+        agent_config = config.load(args.config, args.power_source or ())
+    except config.ConfigError as exc:
+        print(f"device-agent: error: {exc}", file=sys.stderr)
+        return 2
+    daemon_config = DaemonConfig(
         port=args.port,
         socket_path=args.socket,
         timeout_s=args.timeout_s,
         memory_limit_mb=args.memory_limit_mb,
         thermal_guard_c=args.thermal_guard_c,
+        agent_config=agent_config,
+        token_file=args.token_file,
+        token_mode=args.token_mode,
     )
-    return serve(config)
+    return serve(daemon_config)
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
+
+
+def _seconds(text: str, allow_zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds{'' if allow_zero else ' above 0'}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """Finite and above 0: NaN or infinity would make a timed loop or a limit never end."""
+    return _seconds(text, allow_zero=False)
+
+
+def non_negative_seconds(text: str) -> float:
+    return _seconds(text, allow_zero=True)
+
+
+def _file_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal file mode such as 0600") from None
+    if mode not in (0o600, 0o640, 0o400, 0o440):
+        raise argparse.ArgumentTypeError("must be 0600 or 0640 (0400/0440): never readable by others")
+    return mode
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (what is wrong, where to read more), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def add_measure_options(parser: argparse.ArgumentParser) -> None:
@@ -181,17 +266,20 @@ def add_measure_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=_non_negative_int, default=DEFAULT_WARMUP, help="untimed runs first")
     count = parser.add_mutually_exclusive_group()
     count.add_argument("--runs", type=_positive_int, default=None, help="timed runs (default 100)")
-    count.add_argument("--min-time", type=float, default=None, metavar="S", help="time runs for at least S seconds")
-    parser.add_argument("--power", default=None, metavar="SOURCE", help="rapl, rapl:package, rapl:dram, hwmon[:hwmonN] or 'cmd:COMMAND'")
-    parser.add_argument("--idle-s", type=float, default=1.0, help="seconds of idle power baseline before the run")
+    count.add_argument("--min-time", type=positive_seconds, default=None, metavar="S", help="time runs for at least S seconds")
+    parser.add_argument(
+        "--power", default=None, metavar="SOURCE",
+        help="rapl, rapl:package, rapl:dram, hwmon[:hwmonN], or a source the board's agent config declares (deploy/POWER.md)",
+    )
+    parser.add_argument("--idle-s", type=non_negative_seconds, default=1.0, help="seconds of idle power baseline before the run")
     parser.add_argument("--spinning", action="store_true", help="let onnxruntime threads spin (default off, recorded)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the random input")
+    parser.add_argument("--seed", type=_non_negative_int, default=DEFAULT_SEED, help="seed of the random input")
     parser.add_argument("--keep-samples", action="store_true", help="include every run's latency as samples_ms")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="device-agent", description="On-board latency and power measurement.")
+    parser = OneLineParser(prog="device-agent", description="On-board latency and power measurement.")
     parser.add_argument("--version", action="version", version=f"%(prog)s protocol {PROTOCOL_VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -207,8 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     measure = sub.add_parser("measure", help="batch-1 latency (and power) of one ONNX model")
     measure.add_argument("model", metavar="MODEL.onnx")
     add_measure_options(measure)
-    measure.add_argument("--timeout-s", type=float, default=600.0, help="kill the measurement after this long (default 600)")
-    measure.add_argument("--memory-limit-mb", type=int, default=None, help="address-space limit of the measuring process (default 80%% of RAM; 0: none)")
+    measure.add_argument("--timeout-s", type=positive_seconds, default=600.0, help="kill the measurement after this long (default 600)")
+    measure.add_argument("--memory-limit-mb", type=_non_negative_int, default=None, help="address-space limit of the measuring process (default 80%% of RAM; 0: none)")
+    measure.add_argument("--config", default=None, help="the board's agent config (default $DEVICE_AGENT_CONFIG or $DEVICE_AGENT_HOME/agent.json)")
     measure.set_defaults(handler=cmd_measure)
 
     worker = sub.add_parser("worker", help=argparse.SUPPRESS)
@@ -216,11 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the daemon (loopback TCP or a Unix socket only)")
     where = serve.add_mutually_exclusive_group()
-    where.add_argument("--port", type=int, default=None, help="TCP port on 127.0.0.1 (default 47800)")
-    where.add_argument("--socket", default=None, help="Unix socket path instead of TCP")
-    serve.add_argument("--timeout-s", type=float, default=600.0, help="per-measurement time limit")
-    serve.add_argument("--memory-limit-mb", type=int, default=None, help="per-measurement memory limit (default: 80%% of RAM)")
+    where.add_argument("--port", type=_integer, default=None, help="TCP port on 127.0.0.1 (default 47800)")
+    where.add_argument("--socket", default=None, help="Unix socket path (mode 0600) instead of TCP")
+    serve.add_argument("--timeout-s", type=positive_seconds, default=600.0, help="per-measurement time limit")
+    serve.add_argument("--memory-limit-mb", type=_non_negative_int, default=None, help="per-measurement memory limit (default: 80%% of RAM)")
     serve.add_argument("--thermal-guard-c", type=float, default=None, help="wait until the CPU is below this temperature")
+    serve.add_argument("--config", default=None, help="the board's agent config (default $DEVICE_AGENT_CONFIG or $DEVICE_AGENT_HOME/agent.json)")
+    serve.add_argument("--power-source", action="append", metavar="NAME=SPEC", help="declare a power source, e.g. meter=cmd:/usr/local/bin/read-watts (repeatable)")
+    serve.add_argument("--token-file", default=None, help="where the TCP daemon writes its token (default $DEVICE_AGENT_HOME/daemon.token)")
+    serve.add_argument("--token-mode", type=_file_mode, default=0o600, help="token file mode: 0600 (default) or 0640 to let the agent's group measure")
     serve.set_defaults(handler=cmd_serve)
     return parser
 
@@ -236,8 +329,28 @@ def _report_process_group() -> None:
     sys.stderr.flush()
 
 
+def _exit_with_stdin() -> None:
+    """Stop (with the whole process group, when this process leads one) as soon as stdin
+    ends: the host that started this measurement died or its SSH session closed, and nobody
+    is left to read the result, which would otherwise hold the board's lock for minutes."""
+
+    def watch() -> None:
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-stdin", daemon=True).start()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     if os.environ.get(REPORT_PGID_ENV):
         _report_process_group()
     args = build_parser().parse_args(argv)
+    if os.environ.get(EXIT_WITH_STDIN_ENV) and args.command in ("measure", "info", "selftest"):
+        _exit_with_stdin()
     return int(args.handler(args) or 0)

@@ -10,9 +10,10 @@ timeout is what the codes avoid).
 from __future__ import annotations
 
 import json
+import math
 import re
 import signal
-from typing import Any, BinaryIO, Dict, Optional
+from typing import Any, BinaryIO, Dict, Optional, Tuple
 
 PROTOCOL_VERSION = 1
 
@@ -27,6 +28,7 @@ ERROR_CODES = (
     "power_error",       # the requested power source is missing or unreadable
     "agent_missing",     # the board lacks Python, numpy, onnxruntime or the agent itself
     "connection_error",  # the link to the board failed and retries were exhausted (host only)
+    "unauthorized",      # a TCP client that did not present the daemon's token (deploy/SECURITY.md)
 )
 
 #: Measurement defaults, shared by the agent and the host's command line.
@@ -39,6 +41,33 @@ MEASURE_OPTIONS = ("threads", "warmup", "runs", "min_time_s", "power", "idle_s",
 
 OPS = ("hello", "info", "has_model", "upload", "measure")
 
+#: Fields every request may carry; ``token`` authenticates a TCP connection (deploy/SECURITY.md).
+COMMON_FIELDS = ("v", "op", "id", "token")
+#: Further fields each op accepts. Anything else is refused, so no field is ever ignored.
+OP_FIELDS = {
+    "hello": (),
+    "info": (),
+    "has_model": ("sha256",),
+    "upload": ("sha256", "data_b64"),
+    "measure": ("sha256", "timeout_s", *MEASURE_OPTIONS),
+}
+#: (kind, low, high) of every numeric or flag field: integers exclude booleans, floats must be
+#: finite. The bounds are far beyond any sensible measurement and keep a request from asking
+#: for one that never ends or allocates without limit.
+FIELD_RULES: Dict[str, Tuple[str, float, float]] = {
+    "threads": ("int", 1, 1024),
+    "warmup": ("int", 0, 1_000_000),
+    "runs": ("int", 1, 10_000_000),
+    "seed": ("int", 0, 2**63 - 1),
+    "min_time_s": ("float", 1e-3, 86400.0),
+    "idle_s": ("float", 0.0, 3600.0),
+    "timeout_s": ("float", 1e-3, 86400.0),
+    "spinning": ("bool", 0, 1),
+    "keep_samples": ("bool", 0, 1),
+}
+MAX_ID_CHARS = 128
+MAX_POWER_NAME_CHARS = 64
+
 #: Upper bound on one protocol line; a model travels base64-encoded inside an upload line.
 MAX_LINE_BYTES = 512 * 1024 * 1024
 
@@ -46,7 +75,15 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ProtocolError(Exception):
-    """A line that is not a valid message of this protocol version."""
+    """A line that is not a valid message of this protocol version.
+
+    ``fatal`` when the stream can no longer be read line by line (a line over the size
+    bound): the reader must close the connection rather than read on.
+    """
+
+    def __init__(self, message: str, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.fatal = fatal
 
 
 def is_sha256(text: Any) -> bool:
@@ -75,12 +112,22 @@ def encode(message: Dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number this protocol accepts")
+
+
 def decode(line: bytes) -> Dict[str, Any]:
-    """Parse one line; raises ProtocolError for anything but a JSON object of our version."""
+    """Parse one line; raises ProtocolError for anything but a JSON object of our version.
+
+    NaN and Infinity (which Python's json accepts by default) and nesting deep enough to
+    exhaust the parser's recursion are refused like any other malformed line.
+    """
     try:
-        message = json.loads(line.decode("utf-8"))
+        message = json.loads(line.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"not a JSON line: {exc}") from None
+        raise ProtocolError(f"not a JSON line: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise ProtocolError("not a JSON line: nested too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError("a message must be a JSON object")
     if message.get("v") != PROTOCOL_VERSION:
@@ -97,7 +144,7 @@ def read_message(stream: BinaryIO) -> Optional[Dict[str, Any]]:
     if not line:
         return None
     if len(line) > MAX_LINE_BYTES:
-        raise ProtocolError(f"message longer than {MAX_LINE_BYTES} bytes")
+        raise ProtocolError(f"message longer than {MAX_LINE_BYTES} bytes", fatal=True)
     return decode(line)
 
 
@@ -108,20 +155,47 @@ def validate_request(message: Dict[str, Any]) -> Optional[str]:
     its choosing outside the model cache.
     """
     op = message.get("op")
-    if op not in OPS:
-        return f"unknown op {op!r}; expected one of {', '.join(OPS)}"
-    if op in ("has_model", "upload", "measure") and not is_sha256(message.get("sha256")):
-        return "models are named by their sha256 (64 lowercase hex digits), never by a path"
+    if not isinstance(op, str) or op not in OPS:
+        return f"unknown op {str(op)[:40]!r}; expected one of {', '.join(OPS)}"
     for forbidden in ("path", "model_path", "model"):
         if forbidden in message:
             return f"field {forbidden!r} is not accepted: name the model by its sha256 in the cache"
+    unknown = sorted(str(k)[:40] for k in message if k not in COMMON_FIELDS and k not in OP_FIELDS[op])
+    if unknown:
+        return f"{op} does not accept the field(s) {', '.join(unknown)}"
+    if op in ("has_model", "upload", "measure") and not is_sha256(message.get("sha256")):
+        return "models are named by their sha256 (64 lowercase hex digits), never by a path"
+    for key in ("id", "token"):
+        value = message.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_ID_CHARS):
+            return f"{key!r} must be a string of at most {MAX_ID_CHARS} characters"
     if op == "upload" and not isinstance(message.get("data_b64"), str):
         return "upload needs 'data_b64' (the model file, base64-encoded)"
     if op == "measure":
-        for key in ("threads", "warmup", "runs"):
-            value = message.get(key)
-            if value is not None and (not isinstance(value, int) or value < 0):
-                return f"{key!r} must be a non-negative integer"
+        for key, rule in FIELD_RULES.items():
+            refusal = _check_field(key, message.get(key), rule)
+            if refusal:
+                return refusal
+        power = message.get("power")
+        if power is not None and (not isinstance(power, str) or not power or len(power) > MAX_POWER_NAME_CHARS):
+            return f"'power' must name one of the board's power sources (a string of at most {MAX_POWER_NAME_CHARS} characters)"
+    return None
+
+
+def _check_field(key: str, value: Any, rule: Tuple[str, float, float]) -> Optional[str]:
+    """Why one typed field is refused, or None; an absent (null) field takes its default."""
+    if value is None:
+        return None
+    kind, low, high = rule
+    if kind == "bool":
+        return None if isinstance(value, bool) else f"{key!r} must be true or false"
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{key!r} must be an integer from {low:g} to {high:g}"
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"{key!r} must be a finite number of seconds from {low:g} to {high:g}"
+    if not low <= value <= high:
+        return f"{key!r} must be from {low:g} to {high:g}, not {value!r}"
     return None
 
 

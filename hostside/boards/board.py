@@ -55,6 +55,8 @@ class Board:
         self.config = config
         self._transport: Optional[Transport] = None
         self._info: Optional[Dict[str, Any]] = None
+        #: Why a daemon that listens could not be used (its token unreadable or refused), or None.
+        self.daemon_problem: Optional[str] = None
 
     # -- connection -------------------------------------------------------------------------
 
@@ -130,15 +132,31 @@ class Board:
         """The daemon's hello (version, pid) when one listens on the board, else None."""
         if self.config is None:
             return None
-        transport = self._connect()
-        stream = transport.open_daemon(self.config.daemon_port)
-        if stream is None:
+        client = self._daemon_client(self._connect())
+        if client is None:
             return None
-        client = DaemonClient(stream, transport.is_alive, self.name)
         try:
-            return client.request({"op": "hello"}, 30.0)
+            hello = client.request({"op": "hello"}, 30.0)
         finally:
             client.close()
+        if (hello.get("error") or {}).get("code") == "unauthorized":
+            self.daemon_problem = f"the daemon on {self.name} refused the token: {hello['error']['message']}"
+            return None
+        return hello
+
+    def _daemon_client(self, transport: Transport) -> Optional[DaemonClient]:
+        """An authenticated connection to the board's daemon, or None when none listens or
+        its token cannot be read (then ``daemon_problem`` says why)."""
+        port = self.config.daemon_port if self.config is not None else None
+        stream = transport.open_daemon(port) if port else None
+        if stream is None:
+            return None
+        token = transport.daemon_token()
+        if token is None:
+            self.daemon_problem = getattr(transport, "token_problem", None) or "the daemon's token cannot be read"
+            stream.close()
+            return None
+        return DaemonClient(stream, transport.is_alive, self.name, token)
 
     @property
     def key(self) -> str:
@@ -233,21 +251,30 @@ class Board:
 
     def _measure_once(self, path: Path, sha256: str, request_id: str, options: Dict[str, Any]) -> Dict[str, Any]:
         transport = self._connect()
-        port = self.config.daemon_port if self.config is not None else None
-        stream = transport.open_daemon(port) if port else None
-        if stream is not None:
-            client = DaemonClient(stream, transport.is_alive, self.name)
+        for fresh_token in (False, True):
+            if fresh_token:
+                # The daemon restarted with a new token since it was read: read it once more.
+                transport.daemon_token(refresh=True)
+            client = self._daemon_client(transport)
+            if client is None:
+                break
             try:
-                return self._measure_with_daemon(client, path, sha256, request_id, options)
+                result = self._measure_with_daemon(client, path, sha256, request_id, options)
             finally:
                 client.close()
+            if (result.get("error") or {}).get("code") != "unauthorized":
+                return result
+            self.daemon_problem = f"the daemon on {self.name} refused the token: {result['error']['message']}"
         return self._measure_one_shot(transport, path, sha256, options)
 
     def _measure_with_daemon(
         self, client: DaemonClient, path: Path, sha256: str, request_id: str, options: Dict[str, Any]
     ) -> Dict[str, Any]:
         upload_s = 0.0
-        if not client.request({"op": "has_model", "sha256": sha256}, 30.0).get("cached"):
+        cached = client.request({"op": "has_model", "sha256": sha256}, 30.0)
+        if (cached.get("error") or {}).get("code") == "unauthorized":
+            return cached
+        if not cached.get("cached"):
             size = path.stat().st_size
             if size > INLINE_UPLOAD_MAX_BYTES:
                 return error_result("upload_error", f"{path.name} is {size} bytes; the daemon accepts models up to {INLINE_UPLOAD_MAX_BYTES}")

@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any, Dict, List
 
-from device_agent.cli import add_measure_options
+from device_agent.cli import add_measure_options, positive_seconds
 from hostside.errors import UserError
 
 
@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
     measure.add_argument("model", metavar="MODEL.onnx")
     measure.add_argument("--board", default="local", help="board name (default: local, this machine)")
     add_measure_options(measure)
-    measure.add_argument("--timeout-s", type=float, default=600.0, help="time limit of the measurement")
+    measure.add_argument("--timeout-s", type=positive_seconds, default=600.0, help="time limit of the measurement")
     measure.add_argument("--memory-limit-mb", type=int, default=None, help="memory limit (one-shot runs; a daemon uses its own)")
     measure.add_argument("--plot", default=None, metavar="PNG", help="also write a latency histogram and run trace to this PNG")
     measure.set_defaults(handler=cmd_measure)
@@ -132,7 +132,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         facts = board.info()
         findings = [f.replace("NAME", args.name) for f in _check_findings(facts)]
         daemon = board.daemon()
-        if board.config is not None and daemon is None:
+        if board.config is not None and daemon is None and board.daemon_problem:
+            findings.append(f"a daemon listens but cannot be used: {board.daemon_problem}")
+        elif board.config is not None and daemon is None:
             findings.append(
                 f"no daemon on 127.0.0.1:{board.config.daemon_port}: every measurement starts Python and onnxruntime "
                 f"anew; run deploy/install-agent.sh on the board or `hostside boards install {args.name} --systemd`"

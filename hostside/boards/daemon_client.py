@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 from device_agent.protocol import MAX_LINE_BYTES, ProtocolError, decode, encode
 from hostside.boards.transport import CommandTimeout, LinkDown
@@ -17,15 +17,20 @@ READ_SLICE_S = 0.5
 
 
 class DaemonClient:
-    def __init__(self, stream: Any, is_alive: Callable[[], bool], board_name: str) -> None:
+    """One connection to the daemon; ``token`` (read from the board over SSH) authenticates it."""
+
+    def __init__(self, stream: Any, is_alive: Callable[[], bool], board_name: str, token: Optional[str] = None) -> None:
         self.stream = stream
         self.is_alive = is_alive
         self.board_name = board_name
+        self.token = token
         self._buffer = bytearray()
         stream.settimeout(READ_SLICE_S)
 
     def request(self, message: Dict[str, Any], timeout_s: float) -> Dict[str, Any]:
         """Send one request and wait for its response line until ``timeout_s``."""
+        if self.token is not None:
+            message = {**message, "token": self.token}
         try:
             self.stream.sendall(encode(message))
         except (OSError, EOFError) as exc:

@@ -107,7 +107,9 @@ def render_unit(template: str, *, user: str, agent_dir: str, python: str, port: 
         "PYTHONPATH=/opt/device-agent/lib": f"PYTHONPATH={agent_dir}/lib",
         "ReadWritePaths=/var/lib/device-agent": f"ReadWritePaths={agent_dir}",
         "ProtectHome=read-only": "ProtectHome=no",
-        "/opt/device-agent/venv/bin/python -m device_agent serve --port 47800": f"{python} -m device_agent serve --port {port}",
+        # The SSH user's own daemon: token 0600 and config agent.json in its agent_dir (the defaults).
+        "/opt/device-agent/venv/bin/python -m device_agent serve --port 47800 --token-mode 0640 --config /etc/device-agent/agent.json":
+            f"{python} -m device_agent serve --port {port}",
     }
     for old, new in replacements.items():
         template = template.replace(old, new)

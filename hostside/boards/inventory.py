@@ -23,6 +23,8 @@ from hostside.paths import hostside_home
 LOCAL = "local"
 DEFAULT_AGENT_DIR = ".device-agent"
 DEFAULT_DAEMON_PORT = 47800
+#: Where deploy/install-agent.sh's system daemon keeps its token (its DEVICE_AGENT_HOME).
+SYSTEM_DAEMON_TOKEN = "/var/lib/device-agent/daemon.token"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -31,7 +33,9 @@ class BoardConfig:
     """How to reach one board and where its agent lives.
 
     ``agent_dir`` is relative to the SSH user's home unless absolute; it holds the copied
-    package (``lib/device_agent``) and the agent's model cache.
+    package (``lib/device_agent``) and the agent's model cache. ``daemon_token`` is the file
+    holding the daemon's token (default: ``agent_dir/daemon.token``, then the system daemon's
+    ``/var/lib/device-agent/daemon.token``).
     """
 
     name: str
@@ -43,6 +47,7 @@ class BoardConfig:
     agent_dir: str = DEFAULT_AGENT_DIR
     daemon_port: int = DEFAULT_DAEMON_PORT
     device_key: Optional[str] = None
+    daemon_token: Optional[str] = None
     connect_timeout_s: float = 10.0
     retries: int = 2
     extra: Dict[str, str] = field(default_factory=dict)

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 
 import paramiko
 
-from hostside.boards.inventory import BoardConfig
+from hostside.boards.inventory import SYSTEM_DAEMON_TOKEN, BoardConfig
 from hostside.boards.transport import CommandTimeout, ExecResult, LinkDown, Transport, agent_env, split_pgid
 from hostside.errors import UserError
 from hostside.paths import hostside_home
@@ -194,6 +194,9 @@ class SSHTransport(Transport):
         self.python = config.python
         self.client = connect(config)
         self._sftp: Optional[paramiko.SFTPClient] = None
+        self._token: Optional[str] = None
+        #: Why the daemon's token could not be read, for ``boards check``; None when it could.
+        self.token_problem: Optional[str] = None
         self.agent_dir = self._absolute(config.agent_dir)
 
     def _transport(self) -> paramiko.Transport:
@@ -320,6 +323,34 @@ class SSHTransport(Transport):
             return None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise LinkDown(f"cannot open a channel to {self.name}: {exc}") from None
+
+    def token_candidates(self) -> List[str]:
+        if self.config.daemon_token:
+            return [self._absolute(self.config.daemon_token)]
+        return [f"{self.agent_dir.rstrip('/')}/daemon.token", SYSTEM_DAEMON_TOKEN]
+
+    def daemon_token(self, refresh: bool = False) -> Optional[str]:
+        """The daemon's token, read once per connection with the SSH user's own rights: who
+        may read the file (the agent's user, or its group with ``--token-mode 0640``) may
+        measure through the daemon (deploy/SECURITY.md)."""
+        if self._token is not None and not refresh:
+            return self._token
+        candidates = " ".join(shlex.quote(c) for c in self.token_candidates())
+        script = f'for f in {candidates}; do if [ -e "$f" ]; then head -c 200 -- "$f" 2>&1 && exit 0; exit 3; fi; done; exit 4'
+        result = self._exec(f"sh -c {shlex.quote(script)}", self.config.connect_timeout_s)
+        token = result.stdout.strip()
+        if result.returncode == 0 and len(token) == 64 and all(c in "0123456789abcdef" for c in token):
+            self._token, self.token_problem = token, None
+            return token
+        self._token = None
+        if result.returncode == 4:
+            self.token_problem = f"no daemon token at {' or '.join(self.token_candidates())}; set daemon_token for this board in boards.toml"
+        else:
+            self.token_problem = (
+                f"user {self.config.user!r} cannot read the daemon's token ({(result.stdout + result.stderr).strip()[:120]}); "
+                "add the user to the agent's group and run the daemon with --token-mode 0640 (deploy/SECURITY.md)"
+            )
+        return None
 
     def close(self) -> None:
         if self._sftp is not None:

@@ -42,6 +42,8 @@ def agent_env(agent_dir: str) -> Dict[str, str]:
         "DEVICE_AGENT_HOME": agent_dir,
         "PYTHONPATH": agent_dir.rstrip("/") + "/lib",
         "DEVICE_AGENT_REPORT_PGID": "1",
+        # The agent stops when its stdin ends, i.e. when this host process or its SSH session dies.
+        "DEVICE_AGENT_EXIT_WITH_STDIN": "1",
     }
 
 
@@ -82,11 +84,23 @@ class Transport:
         """A connected stream (``sendall``/``recv``/``settimeout``) to the agent daemon, or None."""
         return None
 
+    def daemon_token(self, refresh: bool = False) -> Optional[str]:
+        """The daemon's token as the board's user can read it, or None (deploy/SECURITY.md)."""
+        return None
+
     def is_alive(self) -> bool:
         return True
 
     def close(self) -> None:
         pass
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.communicate()
 
 
 class LocalTransport(Transport):
@@ -102,19 +116,31 @@ class LocalTransport(Transport):
         (agent_dir / "models").mkdir(parents=True, exist_ok=True)
 
     def run(self, argv: List[str], timeout_s: float, env: Optional[Dict[str, str]] = None) -> ExecResult:
-        child = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
+        """Run a child in its own process group that dies with this process: on a deadline or
+        an interrupt its group is killed here, and if this process is killed outright the
+        child sees its stdin (a pipe only this process holds open) end and stops itself."""
+        keep_alive_read, keep_alive_write = os.pipe()
+        try:
+            child = subprocess.Popen(
+                argv,
+                stdin=keep_alive_read,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        finally:
+            os.close(keep_alive_read)
         try:
             stdout, stderr = child.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.communicate()
+            _kill_group(child)
             raise CommandTimeout(f"{argv[0]} ran longer than {timeout_s:.0f} s and was killed") from None
+        except BaseException:  # Ctrl-C or any other way out: the measurement must not outlive us
+            _kill_group(child)
+            raise
+        finally:
+            os.close(keep_alive_write)
         return ExecResult(child.returncode, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"))
 
     def run_agent(self, args: List[str], timeout_s: float) -> ExecResult:

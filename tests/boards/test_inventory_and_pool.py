@@ -93,7 +93,8 @@ def test_systemd_unit_rendered_for_a_users_agent_dir():
     unit = render_unit(template, user="pi", agent_dir="/home/pi/.device-agent", python="/home/pi/agent-venv/bin/python", port=47801)
     assert "User=pi\n" in unit and "Group=" not in unit
     assert "Environment=PYTHONPATH=/home/pi/.device-agent/lib" in unit
-    assert "ExecStart=/home/pi/agent-venv/bin/python -m device_agent serve --port 47801" in unit
+    assert "ExecStart=/home/pi/agent-venv/bin/python -m device_agent serve --port 47801\n" in unit
+    assert "/etc/device-agent" not in unit.split("ExecStart=")[1].splitlines()[0]
     assert "ReadWritePaths=/home/pi/.device-agent" in unit and "/opt/device-agent" not in unit
     assert "Restart=on-failure" in unit
 

@@ -195,7 +195,8 @@ def test_daemon_refuses_paths_outside_its_cache(daemon):
 
     transport = SSHTransport(daemon.config)
     try:
-        client = DaemonClient(transport.open_daemon(daemon.config.daemon_port), transport.is_alive, "loop")
+        token = transport.daemon_token()
+        client = DaemonClient(transport.open_daemon(daemon.config.daemon_port), transport.is_alive, "loop", token)
         for request in (
             {"op": "measure", "sha256": "../../../../etc/passwd"},
             {"op": "measure", "sha256": "0" * 64, "model_path": "/etc/passwd"},
