@@ -44,6 +44,25 @@ def parameter_counts(model_path: Union[str, Path]) -> Dict[str, int]:
     return {"params": params, "bias_params": min(biases, params)}
 
 
+def check_model_fits(model_path: Union[str, Path], dataset: Dataset) -> None:
+    """Refuse, before any work, a dataset whose examples do not have the model's input shape."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(model_path)).graph
+    except Exception as exc:  # DecodeError, OSError, ...
+        raise UserError(f"{model_path}: not a readable ONNX file ({exc})") from None
+    initializers = {t.name for t in graph.initializer}
+    inputs = [v for v in graph.input if v.name not in initializers]
+    if not inputs:
+        raise UserError(f"{model_path}: the model has no input")
+    dims = inputs[0].type.tensor_type.shape.dim[1:]
+    shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    if len(shape) != len(dataset.input_shape) or any(d is not None and d != s for d, s in zip(shape, dataset.input_shape)):
+        raise UserError(f"{model_path}: model input {shape} does not fit dataset {dataset.name!r} "
+                        f"{list(dataset.input_shape)}; use the dataset the model was trained on")
+
+
 def weight_bytes(fmt: Optional[Format], params: int, bias_params: int) -> int:
     """Bytes of the deployed weights in ``fmt`` (None: float32), values packed at ``bits`` each;
     INT8 stores its biases in 32 bits, as onnxruntime's quantized operators need."""
@@ -156,8 +175,7 @@ def plot_grid(result: Dict[str, Any], path: Union[str, Path], title: str) -> Pat
         if row.get("grid") and row["accuracy"] is not None:
             accuracy[row["w"] - 1, row["t"] - 1] = 100 * row["accuracy"]
     fig, ax = plt.subplots(figsize=(13, 4.6))
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#bbbbbb")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#bbbbbb")
     image = ax.imshow(np.ma.masked_invalid(accuracy), cmap=cmap, vmin=0, vmax=100, origin="lower",
                       extent=(0.5, 23.5, 0.5, 8.5), aspect="auto")
     for (w, t), value in np.ndenumerate(accuracy):

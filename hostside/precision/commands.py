@@ -105,7 +105,7 @@ def _pct(value: Optional[float]) -> str:
 
 
 def run_precision(args: argparse.Namespace) -> int:
-    from hostside.precision.analysis import analyze_model, plot_grid
+    from hostside.precision.analysis import analyze_model, check_model_fits, plot_grid
     from hostside.precision.formats import parse_formats
     from hostside.train.datasets import load_dataset
 
@@ -113,6 +113,7 @@ def run_precision(args: argparse.Namespace) -> int:
     model = _model_path(args.model)
     out = args.out or model.parent / "precision"
     dataset = load_dataset(args.dataset)
+    check_model_fits(model, dataset)
     split, split_file = resolve_split(args.split, model, dataset, args.seed, out)
     out.mkdir(parents=True, exist_ok=True)
     result = analyze_model(model, dataset, getattr(split, args.part), formats, args.mode, split.train,
@@ -155,6 +156,7 @@ def print_table(result: Dict[str, Any], show_grid: bool = True) -> None:
 
 
 def run_quantize(args: argparse.Namespace) -> int:
+    from hostside.precision.analysis import check_model_fits
     from hostside.precision.quantize import quantize_and_measure
     from hostside.train.datasets import load_dataset
 
@@ -163,6 +165,7 @@ def run_quantize(args: argparse.Namespace) -> int:
     if out.resolve() == model.resolve():
         raise UserError(f"--out {out} is the input model; choose another file name such as {model.stem}.int8.onnx")
     dataset = load_dataset(args.dataset)
+    check_model_fits(model, dataset)
     split, _ = resolve_split(args.split, model, dataset, args.seed, out.parent)
     report = quantize_and_measure(
         model, dataset, split.train, split.test, out, board_name=None if args.no_measure else args.board,
