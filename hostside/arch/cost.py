@@ -9,24 +9,31 @@ Conventions (held to the torch module and the exported ONNX file by the tests):
   exported ONNX file.
 - ``macs``: multiply-accumulates of conv and linear layers only (MLPerf Tiny convention:
   no bias adds, pooling, activations or normalisation).
+- ``n_mult``: multiplications in convolution layers per inference (the N_mult of CGP-based
+  NAS with approximate multipliers): the MACs of conv-like ops (``conv_multiplications``).
 - ``activation_bytes``: peak, for batch 1 in float32, of the sum of the node outputs alive
   at once when the nodes run in order; the input counts; a tensor dies after its last use.
 - ``weight_bytes``: deployed parameters stored at fp32 / fp16 / int8 (int8 weights with
   int32 biases, as quantised runtimes store them).
 
-This runs in the pre-training filter for every candidate, so the loop is kept flat and
-allocation-light; see ``benchmarks/cost_model.py``.
+The shape and cost rule of each op lives with the op (``hostside.arch.ops``, ``Op.infer``);
+this module walks the graph. It runs in the pre-training filter for every candidate, so the
+loop is kept flat and allocation-light (one table lookup per node, shape-preserving ops on a
+fast path); see ``benchmarks/cost_model.py``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from hostside.arch.spec import ACTIVATIONS, INPUT, ArchSpec, SpecError
+from hostside.arch.ops import REGISTRY
+from hostside.arch.ops.base import FLOAT32_BYTES, INPUT, Shape
+from hostside.arch.ops.merge import merge_shape
 
-Shape = Tuple[int, ...]
-FLOAT32_BYTES = 4
-_SHAPE_PRESERVING = frozenset(ACTIVATIONS) | {"dropout"}
+if TYPE_CHECKING:
+    from hostside.arch.spec import ArchSpec
+
+__all__ = ["FLOAT32_BYTES", "Shape", "LayerCost", "Cost", "analyze", "merge_shape"]
 
 
 class LayerCost:
@@ -62,17 +69,18 @@ class Cost:
     """Totals and the per-layer breakdown of one ArchSpec."""
 
     __slots__ = (
-        "output_shape", "params", "deployed_params", "deployed_biases", "macs",
+        "output_shape", "params", "deployed_params", "deployed_biases", "macs", "n_mult",
         "activation_bytes", "input_bytes", "_rows", "_layers",
     )
 
     def __init__(self, output_shape: Shape, params: int, deployed_params: int, deployed_biases: int,
-                 macs: int, activation_bytes: int, input_bytes: int, rows: List[tuple]):
+                 macs: int, n_mult: int, activation_bytes: int, input_bytes: int, rows: List[tuple]):
         self.output_shape = output_shape
         self.params = params
         self.deployed_params = deployed_params
         self.deployed_biases = deployed_biases
         self.macs = macs
+        self.n_mult = n_mult
         self.activation_bytes = activation_bytes
         self.input_bytes = input_bytes
         # Per-layer objects are built on first access: the filter only needs the totals.
@@ -96,8 +104,8 @@ class Cost:
 
     def layer_counts(self) -> Dict[str, int]:
         counts: Dict[str, int] = {}
-        for layer in self.layers:
-            counts[layer.op] = counts.get(layer.op, 0) + 1
+        for row in self._rows:
+            counts[row[1]] = counts.get(row[1], 0) + 1
         return counts
 
     def to_dict(self, per_layer: bool = True) -> Dict[str, Any]:
@@ -105,6 +113,7 @@ class Cost:
             "params": self.params,
             "deployed_params": self.deployed_params,
             "macs": self.macs,
+            "n_mult": self.n_mult,
             "activation_bytes": self.activation_bytes,
             "weight_bytes": self.weight_bytes,
             "output_shape": list(self.output_shape),
@@ -115,136 +124,56 @@ class Cost:
         return data
 
 
-def _pool_out(size: int, kernel: int, stride: int, pad: int) -> int:
-    return (size + 2 * pad - kernel) // stride + 1
+# op name -> its bound ``infer`` (None for shape-preserving ops), and the ops counted in n_mult.
+_RULES: Dict[str, Optional[Callable]] = {}
+_CONV_OPS: frozenset = frozenset()
 
 
-def _aligned_spatial(node_id: str, op: str, shapes: List[Shape]) -> Tuple[int, int]:
-    """Target (H, W) when merging maps: the smallest, which the larger ones are max-pooled
-    down to with kernel = stride = the integer ratio (as CGP-based NAS merges branches)."""
-    h = min(s[1] for s in shapes)
-    w = min(s[2] for s in shapes)
-    for s in shapes:
-        if s[1] % h or s[2] % w:
-            raise SpecError(
-                f"node {node_id!r}: {op} inputs of {s[1]}x{s[2]} and {h}x{w} cannot be aligned; "
-                f"spatial sizes must be integer multiples of the smallest"
-            )
-    return h, w
+def _tables() -> Tuple[Dict[str, Optional[Callable]], frozenset]:
+    global _CONV_OPS
+    if len(_RULES) != len(REGISTRY):
+        _RULES.clear()
+        _RULES.update({name: None if op.shape_preserving else op.infer for name, op in REGISTRY.items()})
+        _CONV_OPS = frozenset(name for name, op in REGISTRY.items() if op.conv_multiplications)
+    return _RULES, _CONV_OPS
 
 
-def merge_shape(node_id: str, op: str, shapes: List[Shape]) -> Shape:
-    """Output shape of ``add`` (channels zero-padded to the widest) or ``concat`` (channels summed)."""
-    ranks = {len(s) for s in shapes}
-    if len(ranks) != 1:
-        raise SpecError(f"node {node_id!r}: {op} mixes feature vectors and feature maps {[list(s) for s in shapes]}")
-    if 1 in ranks:
-        if op == "concat":
-            return (sum(s[0] for s in shapes),)
-        return (max(s[0] for s in shapes),)
-    h, w = _aligned_spatial(node_id, op, shapes)
-    channels = sum(s[0] for s in shapes) if op == "concat" else max(s[0] for s in shapes)
-    return (channels, h, w)
-
-
-def analyze(spec: ArchSpec) -> Cost:
+def analyze(spec: "ArchSpec") -> Cost:
     """Shapes and cost of every node; raises SpecError naming a node whose shapes do not fit."""
-    folded_convs = spec.folded_convs
+    rules, conv_ops = _tables()
+    folded = spec.folded_convs
     shapes: Dict[str, Shape] = {INPUT: spec.input_shape}
-    sizes: Dict[str, int] = {}
     c0, h0, w0 = spec.input_shape
     input_bytes = c0 * h0 * w0 * FLOAT32_BYTES
-    sizes[INPUT] = input_bytes
+    sizes: Dict[str, int] = {INPUT: input_bytes}
     live = peak = input_bytes
-    total_params = total_deployed = total_biases = total_macs = 0
+    total_params = total_deployed = total_biases = total_macs = n_mult = 0
     layers: List[tuple] = []
+    append = layers.append
 
     for node, frees in zip(spec.nodes, spec.frees):
         op = node.op
-        a = node.attrs
         nid = node.id
-        src = node.inputs[0]
-        shape = shapes[src]
-        params = deployed = biases = macs = 0
-        if op in _SHAPE_PRESERVING:
-            out = shape
-        elif op == "conv2d":
-            if len(shape) != 3:
-                raise SpecError(f"node {nid!r}: conv2d needs a feature map, got shape {list(shape)}")
-            cin, h, w = shape
-            cout = a["out_channels"]
-            groups = a["groups"]
-            if cin % groups or cout % groups:
-                raise SpecError(
-                    f"node {nid!r}: groups={groups} must divide in_channels={cin} and out_channels={cout}"
-                )
-            kh, kw = a["kernel"]
-            sh, sw = a["stride"]
-            ph, pw = a["padding"]
-            dh, dw = a["dilation"]
-            ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-            wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-            if ho < 1 or wo < 1:
-                raise SpecError(
-                    f"node {nid!r}: conv2d kernel {kh}x{kw} (dilation {dh}x{dw}, padding {ph}x{pw}) "
-                    f"does not fit its {h}x{w} input"
-                )
-            weights = cout * (cin // groups) * kh * kw
-            params = weights + (cout if a["bias"] else 0)
-            biases = cout if a["bias"] or nid in folded_convs else 0
-            deployed = weights + biases
-            out = (cout, ho, wo)
-            macs = weights * ho * wo
-        elif op == "batchnorm":
-            params = 2 * shape[0]
-            if src not in folded_convs:
-                deployed = biases = params
-            out = shape
-        elif op == "linear":
-            if len(shape) != 1:
-                raise SpecError(
-                    f"node {nid!r}: linear needs a feature vector, got shape {list(shape)}; "
-                    f"insert a flatten or global_avgpool before it"
-                )
-            fin = shape[0]
-            fout = a["out_features"]
-            has_bias = a["bias"]
-            params = deployed = fin * fout + (fout if has_bias else 0)
-            biases = fout if has_bias else 0
-            macs = fin * fout
-            out = (fout,)
-        elif op == "maxpool" or op == "avgpool":
-            if len(shape) != 3:
-                raise SpecError(f"node {nid!r}: {op} needs a feature map, got shape {list(shape)}")
-            kh, kw = a["kernel"]
-            sh, sw = a["stride"]
-            ph, pw = a["padding"]
-            if 2 * ph > kh or 2 * pw > kw:
-                raise SpecError(f"node {nid!r}: {op} padding {ph}x{pw} must be at most half the kernel {kh}x{kw}")
-            ho = _pool_out(shape[1], kh, sh, ph)
-            wo = _pool_out(shape[2], kw, sw, pw)
-            if ho < 1 or wo < 1:
-                raise SpecError(f"node {nid!r}: {op} kernel {kh}x{kw} does not fit its {shape[1]}x{shape[2]} input")
-            out = (shape[0], ho, wo)
-        elif op == "global_avgpool":
-            if len(shape) != 3:
-                raise SpecError(f"node {nid!r}: global_avgpool needs a feature map, got shape {list(shape)}")
-            out = (shape[0], 1, 1)
-        elif op == "flatten":
-            out = (shape[0] * shape[1] * shape[2],) if len(shape) == 3 else shape
-        elif op == "add" or op == "concat":
-            out = merge_shape(nid, op, [shapes[s] for s in node.inputs])
+        rule = rules[op]
+        if rule is None:
+            src = node.inputs[0]
+            out = shapes[src]
+            size = sizes[src]
+            append((nid, op, out, 0, 0, 0))
         else:
-            raise AssertionError(f"no cost rule for op {op!r}")
+            out, params, deployed, biases, macs = rule(node, shapes, folded)
+            append((nid, op, out, params, deployed, macs))
+            total_params += params
+            total_deployed += deployed
+            total_biases += biases
+            if macs:
+                total_macs += macs
+                if op in conv_ops:
+                    n_mult += macs
+            size = FLOAT32_BYTES
+            for d in out:
+                size *= d
         shapes[nid] = out
-        layers.append((nid, op, out, params, deployed, macs))
-        total_params += params
-        total_deployed += deployed
-        total_biases += biases
-        total_macs += macs
-        size = FLOAT32_BYTES
-        for d in out:
-            size *= d
         sizes[nid] = size
         live += size
         if live > peak:
@@ -252,5 +181,5 @@ def analyze(spec: ArchSpec) -> Cost:
         for s in frees:
             live -= sizes[s]
 
-    return Cost(shapes[spec.output], total_params, total_deployed, total_biases, total_macs,
+    return Cost(shapes[spec.output], total_params, total_deployed, total_biases, total_macs, n_mult,
                 peak, input_bytes, layers)

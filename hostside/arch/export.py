@@ -2,7 +2,8 @@
 
 The graph takes the raw input values: the dataset's normalisation is its first operation,
 so the device agent needs no preprocessing code. Batchnorms that ``hostside.arch.cost``
-counts as folded are folded into their conv here.
+counts as folded are folded into their conv here. Each node's ONNX nodes are written by its
+op (``Op.emit_onnx`` in ``hostside.arch.ops``).
 
 Why we write the graph ourselves with ``onnx.helper`` instead of calling
 ``torch.onnx.export``: torch's TorchScript exporter applies optimisations that change the
@@ -28,7 +29,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from hostside.arch.build import SpecNet
-from hostside.arch.cost import analyze
+from hostside.arch.ops import REGISTRY
 from hostside.arch.spec import INPUT, ArchSpec
 
 OPSET = 17
@@ -66,7 +67,7 @@ def _folded_pairs(spec: ArchSpec) -> List[Tuple[int, int]]:
     return [
         (position[n.inputs[0]], i)
         for i, n in enumerate(spec.nodes)
-        if n.op == "batchnorm" and n.inputs[0] in spec.folded_convs
+        if REGISTRY[n.op].folds_into_producer and n.inputs[0] in spec.folded_convs
     ]
 
 
@@ -79,8 +80,8 @@ def _normalization(spec: ArchSpec, mean: Optional[Sequence[float]], std: Optiona
     return mean, std
 
 
-class _GraphWriter:
-    """Accumulates ONNX nodes and initializers with unique names."""
+class GraphWriter:
+    """Accumulates ONNX nodes and initializers; what ``Op.emit_onnx`` writes into."""
 
     def __init__(self):
         from onnx import helper, numpy_helper
@@ -91,26 +92,28 @@ class _GraphWriter:
         self.initializers: list = []
 
     def const(self, name: str, array: np.ndarray) -> str:
+        """An initializer named ``name`` (unique: use the node's output name as a prefix)."""
         self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
     def node(self, op_type: str, inputs: List[str], output: str, **attrs) -> str:
+        """One ONNX node with a single output named ``output``; returns that name."""
         self.nodes.append(self.helper.make_node(op_type, inputs, [output], name=output, **attrs))
         return output
 
-
-def _tensor(t: Optional[torch.Tensor]) -> np.ndarray:
-    return t.detach().cpu().numpy().astype(np.float32)
+    @staticmethod
+    def array(t: Optional[torch.Tensor]) -> np.ndarray:
+        """A torch parameter or buffer as a float32 array."""
+        return t.detach().cpu().numpy().astype(np.float32)
 
 
 def _emit(net: SpecNet, mean: List[float], std: List[float]):
-    """The ONNX ModelProto of a batchnorm-folded, eval-mode SpecNet."""
+    """The ONNX ModelProto of a batchnorm-folded, eval-mode SpecNet; each node as its op emits it."""
     from onnx import TensorProto
 
     spec = net.spec
-    cost = analyze(spec)
-    shapes = {INPUT: spec.input_shape, **{layer.id: layer.output_shape for layer in cost.layers}}
-    g = _GraphWriter()
+    shapes = {INPUT: spec.input_shape, **{layer.id: layer.output_shape for layer in spec.cost.layers}}
+    g = GraphWriter()
     channels = spec.input_shape[0]
     mean_c = g.const("norm_mean", np.array(mean, np.float32).reshape(channels, 1, 1))
     inv_std_c = g.const("norm_inv_std", (1.0 / np.array(std, np.float32)).reshape(channels, 1, 1))
@@ -118,50 +121,10 @@ def _emit(net: SpecNet, mean: List[float], std: List[float]):
     names: Dict[str, str] = {INPUT: g.node("Mul", [centred, inv_std_c], "norm_scaled")}
 
     for i, (node, layer) in enumerate(zip(spec.nodes, net.layers)):
-        op, a, out = node.op, node.attrs, f"n{i}_{node.op}"
-        x = names[node.inputs[0]]
-        if isinstance(layer, nn.Identity) and op == "batchnorm":
-            names[node.id] = x  # folded into the conv before it
-            continue
-        if op == "conv2d":
-            inputs = [x, g.const(f"{out}.weight", _tensor(layer.weight))]
-            if layer.bias is not None:
-                inputs.append(g.const(f"{out}.bias", _tensor(layer.bias)))
-            ph, pw = a["padding"]
-            names[node.id] = g.node(
-                "Conv", inputs, out, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
-                pads=[ph, pw, ph, pw], dilations=list(a["dilation"]), group=a["groups"],
-            )
-        elif op == "batchnorm":
-            names[node.id] = g.node(
-                "BatchNormalization",
-                [x, g.const(f"{out}.scale", _tensor(layer.weight)), g.const(f"{out}.bias", _tensor(layer.bias)),
-                 g.const(f"{out}.running_mean", _tensor(layer.running_mean)),
-                 g.const(f"{out}.running_var", _tensor(layer.running_var))],
-                out, epsilon=float(layer.eps),
-            )
-        elif op == "linear":
-            inputs = [x, g.const(f"{out}.weight", _tensor(layer.weight))]
-            if layer.bias is not None:
-                inputs.append(g.const(f"{out}.bias", _tensor(layer.bias)))
-            names[node.id] = g.node("Gemm", inputs, out, transB=1)
-        elif op in ("maxpool", "avgpool"):
-            ph, pw = a["padding"]
-            kwargs = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=[ph, pw, ph, pw])
-            if op == "avgpool":
-                kwargs["count_include_pad"] = 1  # torch's AvgPool2d default
-            names[node.id] = g.node("MaxPool" if op == "maxpool" else "AveragePool", [x], out, **kwargs)
-        elif op == "global_avgpool":
-            names[node.id] = g.node("GlobalAveragePool", [x], out)
-        elif op == "flatten":
-            names[node.id] = g.node("Flatten", [x], out, axis=1)
-        elif op in ("dropout", "identity"):
-            names[node.id] = x  # nothing to do at inference
-        elif op in ("add", "concat"):
-            names[node.id] = _emit_merge(g, op, out, [names[s] for s in node.inputs],
-                                         [shapes[s] for s in node.inputs], shapes[node.id])
-        else:
-            names[node.id] = _emit_activation(g, op, x, out)
+        names[node.id] = REGISTRY[node.op].emit_onnx(
+            g, node, layer, [names[s] for s in node.inputs], [shapes[s] for s in node.inputs], shapes[node.id],
+            f"n{i}_{node.op}",
+        )
 
     # The graph's output must be a node output of its own name.
     g.node("Identity", [names[spec.output]], OUTPUT_NAME)
@@ -175,36 +138,6 @@ def _emit(net: SpecNet, mean: List[float], std: List[float]):
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", OPSET)], producer_name="hostside")
     model.ir_version = IR_VERSION
     return model
-
-
-def _emit_activation(g: _GraphWriter, op: str, x: str, out: str) -> str:
-    if op == "relu6":
-        return g.node("Clip", [x, g.const(f"{out}.min", np.array(0.0, np.float32)),
-                               g.const(f"{out}.max", np.array(6.0, np.float32))], out)
-    if op == "silu":  # opset 17 has no Swish: x * sigmoid(x)
-        return g.node("Mul", [x, g.node("Sigmoid", [x], f"{out}.sigmoid")], out)
-    onnx_op = {"relu": "Relu", "elu": "Elu", "selu": "Selu", "sigmoid": "Sigmoid", "tanh": "Tanh",
-               "hardswish": "HardSwish"}[op]
-    return g.node(onnx_op, [x], out)
-
-
-def _emit_merge(g: _GraphWriter, op: str, out: str, inputs: List[str], in_shapes: List[tuple],
-                out_shape: tuple) -> str:
-    """CGP-style alignment (max-pool larger maps down, zero-pad narrower ones) then Sum/Concat."""
-    aligned = []
-    for k, (x, shape) in enumerate(zip(inputs, in_shapes)):
-        if len(shape) == 3 and shape[1:] != out_shape[1:]:
-            ratio = [shape[1] // out_shape[1], shape[2] // out_shape[2]]
-            x = g.node("MaxPool", [x], f"{out}.pool{k}", kernel_shape=ratio, strides=ratio)
-        if op == "add" and shape[0] != out_shape[0]:
-            # ONNX pads: begins for every axis, then ends; only the channel axis (1) ends padded.
-            ends = [0, out_shape[0] - shape[0]] + [0] * (len(shape) - 1)
-            pads = g.const(f"{out}.pads{k}", np.array([0] * (len(shape) + 1) + ends, np.int64))
-            x = g.node("Pad", [x, pads], f"{out}.pad{k}", mode="constant")
-        aligned.append(x)
-    if op == "concat":
-        return g.node("Concat", aligned, out, axis=1)
-    return g.node("Sum", aligned, out)
 
 
 def export_onnx(

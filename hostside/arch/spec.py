@@ -14,48 +14,25 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from hostside.arch.cost import Cost, analyze
+from hostside.arch.ops import ALIASES, REGISTRY
+from hostside.arch.ops.activation import STANDARD as ACTIVATIONS
+from hostside.arch.ops.base import INPUT, REQUIRED, SpecError
 from hostside.errors import UserError
+
+__all__ = ["FORMAT", "VERSION", "INPUT", "ACTIVATIONS", "ALIASES", "REQUIRED", "OPS", "MULTI_INPUT_OPS",
+           "SpecError", "Node", "ArchSpec"]
 
 FORMAT = "hostside.archspec"
 VERSION = 1
-INPUT = "input"
 
-ACTIVATIONS = (
-    "relu", "relu6", "elu", "selu", "silu", "sigmoid", "tanh", "hardswish", "identity",
-)
-ALIASES = {"swish": "silu"}
-
-# Attribute schema per op: name -> (kind, default). A default of REQUIRED must be given.
-REQUIRED = object()
-_PAIR = "pair"  # int or [h, w]
-_SCHEMA: Dict[str, Dict[str, Tuple[str, Any]]] = {
-    "conv2d": {
-        "out_channels": ("pos_int", REQUIRED),
-        "kernel": (_PAIR, REQUIRED),
-        "stride": (_PAIR, 1),
-        "padding": ("pad_pair", 0),
-        "dilation": (_PAIR, 1),
-        "groups": ("pos_int", 1),
-        "bias": ("bool", True),
-    },
-    "batchnorm": {"eps": ("pos_float", 1e-5)},
-    "maxpool": {"kernel": (_PAIR, REQUIRED), "stride": (_PAIR, None), "padding": ("pad_pair", 0)},
-    "avgpool": {"kernel": (_PAIR, REQUIRED), "stride": (_PAIR, None), "padding": ("pad_pair", 0)},
-    "global_avgpool": {},
-    "flatten": {},
-    "dropout": {"p": ("prob", 0.5)},
-    "linear": {"out_features": ("pos_int", REQUIRED), "bias": ("bool", True)},
-    "add": {},
-    "concat": {},
-}
-for _act in ACTIVATIONS:
-    _SCHEMA[_act] = {}
-OPS = tuple(_SCHEMA)
-MULTI_INPUT_OPS = ("add", "concat")
-
-
-class SpecError(UserError):
-    """An invalid ArchSpec; the message names the offending node."""
+#: Every registered op (``hostside.arch.ops``), and those that take several inputs.
+OPS = tuple(REGISTRY)
+MULTI_INPUT_OPS = tuple(name for name, op in REGISTRY.items() if op.max_inputs != 1)
+# op name or alias -> Op: the parser's one lookup per node.
+_BY_NAME = {**REGISTRY, **{alias: REGISTRY[name] for alias, name in ALIASES.items()}}
+_NUMBER_WORDS = ("no", "one", "two", "three", "four")
+_TOP_LEVEL = frozenset({"format", "version", "name", "input_shape", "num_classes", "nodes", "output"})
 
 
 class Node:
@@ -70,7 +47,7 @@ class Node:
         self.attrs = attrs
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"id": self.id, "op": self.op, "inputs": list(self.inputs), **_jsonable(self.attrs)}
+        return {"id": self.id, "op": self.op, "inputs": list(self.inputs), **REGISTRY[self.op].json_attrs(self.attrs)}
 
     def __repr__(self) -> str:
         return f"Node({self.to_dict()!r})"
@@ -84,7 +61,9 @@ class ArchSpec:
 
     Build one with :meth:`from_dict`, :meth:`from_json`, :meth:`load` or the constructor;
     each validates the graph (unknown op, bad attribute, dangling input, cycle, shape
-    mismatch) and raises :class:`SpecError` naming the node.
+    mismatch) and raises :class:`SpecError` naming the node. The constructor also takes
+    already parsed :class:`Node` objects (``hostside.arch.blocks`` passes them), which are
+    not parsed again.
     """
 
     __slots__ = ("input_shape", "num_classes", "nodes", "output", "name", "folded_convs", "frees", "_index", "_cost")
@@ -101,20 +80,17 @@ class ArchSpec:
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise SpecError(f"num_classes must be a positive integer, got {num_classes!r}")
         self.num_classes = num_classes
-        parsed = [n if isinstance(n, Node) else _parse_node(n, i) for i, n in enumerate(nodes)]
+        parsed = [n if type(n) is Node else _parse_node(n, i) for i, n in enumerate(nodes)]
         if not parsed:
             raise SpecError("the spec has no nodes; add at least a flatten and a linear layer")
         self.nodes = _topological_order(parsed)
         self.output = output if output is not None else parsed[-1].id
         self.name = name
-        self._index = {n.id: i for i, n in enumerate(self.nodes)}
-        if self.output not in self._index:
+        self._index = index = {n.id: i for i, n in enumerate(self.nodes)}
+        if self.output not in index:
             raise SpecError(f"output {self.output!r} is not a node id")
-        _check_reaches_output(self.nodes, self.output)
         self.folded_convs, self.frees = _dataflow(self.nodes, self.output)
-        # Shape inference doubles as the shape validation; imported here to avoid a cycle.
-        from hostside.arch.cost import analyze
-
+        # Shape inference doubles as the shape validation.
         self._cost = analyze(self)
         out_shape = self._cost.output_shape
         if out_shape != (num_classes,):
@@ -124,7 +100,7 @@ class ArchSpec:
             )
 
     @property
-    def cost(self):
+    def cost(self) -> Cost:
         """The analytic cost (``hostside.arch.cost.Cost``), computed once when the spec was validated."""
         return self._cost
 
@@ -165,15 +141,16 @@ class ArchSpec:
         version = data.get("version", VERSION)
         if version != VERSION:
             raise SpecError(f"ArchSpec version {version!r} is not supported (this is version {VERSION})")
-        missing = [k for k in ("input_shape", "num_classes", "nodes") if k not in data]
-        if missing:
+        if "input_shape" not in data or "num_classes" not in data or "nodes" not in data:
+            missing = [k for k in ("input_shape", "num_classes", "nodes") if k not in data]
             raise SpecError(f"missing key(s) {', '.join(missing)}; an ArchSpec needs input_shape, num_classes, nodes")
-        unknown = set(data) - {"format", "version", "name", "input_shape", "num_classes", "nodes", "output"}
+        unknown = data.keys() - _TOP_LEVEL
         if unknown:
             raise SpecError(f"unknown top-level key(s) {', '.join(sorted(unknown))}")
-        if not isinstance(data["nodes"], list):
+        nodes = data["nodes"]
+        if not isinstance(nodes, list):
             raise SpecError("nodes must be a list of node objects")
-        return cls(data["input_shape"], data["num_classes"], data["nodes"], data.get("output"), data.get("name", ""))
+        return cls(data["input_shape"], data["num_classes"], nodes, data.get("output"), data.get("name", ""))
 
     @classmethod
     def from_json(cls, text: str) -> "ArchSpec":
@@ -205,10 +182,6 @@ class ArchSpec:
         return f"ArchSpec({self.name or 'unnamed'}, {len(self.nodes)} nodes, input {list(self.input_shape)})"
 
 
-def _jsonable(attrs: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()}
-
-
 def _parse_input_shape(shape: Any) -> Tuple[int, int, int]:
     if (
         not isinstance(shape, (list, tuple))
@@ -220,77 +193,59 @@ def _parse_input_shape(shape: Any) -> Tuple[int, int, int]:
 
 
 def _parse_node(raw: Any, position: int) -> Node:
+    """One node object -> Node; the op's schema (``hostside.arch.ops``) checks the attributes."""
     if not isinstance(raw, Mapping):
         raise SpecError(f"node #{position}: expected an object, got {type(raw).__name__}")
     node_id = raw.get("id")
     if not isinstance(node_id, str) or not node_id:
         raise SpecError(f"node #{position}: missing or empty 'id'")
-    where = f"node {node_id!r}"
     if node_id == INPUT:
-        raise SpecError(f"{where}: the id {INPUT!r} is reserved for the network input")
-    op = raw.get("op")
-    op = ALIASES.get(op, op)
-    if op not in _SCHEMA:
-        raise SpecError(f"{where}: unknown op {raw.get('op')!r}; known ops: {', '.join(OPS)}")
+        raise SpecError(f"node {node_id!r}: the id {INPUT!r} is reserved for the network input")
+    name = raw.get("op")
+    op = _BY_NAME.get(name) if isinstance(name, str) else None
+    if op is None:
+        raise SpecError(f"node {node_id!r}: unknown op {name!r}; known ops: {', '.join(OPS)}")
     inputs = raw.get("inputs")
-    if not isinstance(inputs, (list, tuple)) or not all(isinstance(i, str) for i in inputs) or not inputs:
-        raise SpecError(f"{where}: 'inputs' must be a non-empty list of node ids")
-    if op in MULTI_INPUT_OPS:
-        if len(inputs) < 2:
-            raise SpecError(f"{where}: {op} needs at least two inputs")
-    elif len(inputs) != 1:
-        raise SpecError(f"{where}: {op} takes exactly one input, got {len(inputs)}")
-    schema = _SCHEMA[op]
-    unknown = set(raw) - {"id", "op", "inputs"} - set(schema)
-    if unknown:
-        allowed = ", ".join(schema) or "none"
-        raise SpecError(f"{where}: unknown attribute(s) {', '.join(sorted(unknown))} for {op} (allowed: {allowed})")
-    attrs: Dict[str, Any] = {}
-    for key, (kind, default) in schema.items():
-        if key in raw:
-            attrs[key] = _check_attr(where, key, kind, raw[key])
-        elif default is REQUIRED:
-            raise SpecError(f"{where}: {op} needs attribute {key!r}")
-        else:
-            attrs[key] = default if kind not in (_PAIR, "pad_pair") or default is None else (default, default)
-    if op in ("maxpool", "avgpool") and attrs["stride"] is None:
-        attrs["stride"] = attrs["kernel"]
-    return Node(node_id, op, tuple(inputs), attrs)
+    if not isinstance(inputs, (list, tuple)) or not inputs or not all(isinstance(i, str) for i in inputs):
+        raise SpecError(f"node {node_id!r}: 'inputs' must be a non-empty list of node ids")
+    n_inputs = len(inputs)
+    if n_inputs != 1 or op.min_inputs > 1:
+        _check_arity(node_id, op, n_inputs)
+    return Node(node_id, op.name, tuple(inputs), op.parse_attrs(f"node {node_id!r}", raw))
 
 
-def _check_attr(where: str, key: str, kind: str, value: Any) -> Any:
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    if kind == "pos_int":
-        if is_int and value > 0:
-            return value
-        raise SpecError(f"{where}: {key} must be a positive integer, got {value!r}")
-    if kind in (_PAIR, "pad_pair"):
-        low = 0 if kind == "pad_pair" else 1
-        pair = (value, value) if is_int else value
-        if (
-            isinstance(pair, (list, tuple))
-            and len(pair) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in pair)
-        ):
-            return (pair[0], pair[1])
-        raise SpecError(f"{where}: {key} must be an integer >= {low} or a pair [h, w], got {value!r}")
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        raise SpecError(f"{where}: {key} must be true or false, got {value!r}")
-    if kind == "pos_float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            return float(value)
-        raise SpecError(f"{where}: {key} must be a positive number, got {value!r}")
-    if kind == "prob":
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1:
-            return float(value)
-        raise SpecError(f"{where}: {key} must be in [0, 1), got {value!r}")
-    raise AssertionError(f"unknown attribute kind {kind}")
+def _check_arity(node_id: str, op: Any, n_inputs: int) -> None:
+    if op.min_inputs == op.max_inputs == 1:
+        if n_inputs != 1:
+            raise SpecError(f"node {node_id!r}: {op.name} takes exactly one input, got {n_inputs}")
+    elif n_inputs < op.min_inputs:
+        count = _NUMBER_WORDS[op.min_inputs] if op.min_inputs < len(_NUMBER_WORDS) else str(op.min_inputs)
+        raise SpecError(f"node {node_id!r}: {op.name} needs at least {count} inputs")
+    elif op.max_inputs is not None and n_inputs > op.max_inputs:
+        raise SpecError(f"node {node_id!r}: {op.name} takes at most {op.max_inputs} inputs, got {n_inputs}")
 
 
 def _topological_order(nodes: List[Node]) -> Tuple[Node, ...]:
-    """Kahn's algorithm, stable with respect to the given order; names cycles and dangling inputs."""
+    """The nodes in execution order, stable with respect to the given order; names duplicates,
+    cycles and dangling inputs. Nodes that come in order (what every builder writes) take one
+    pass."""
+    seen = {INPUT}
+    in_order = True
+    for n in nodes:
+        if n.id in seen:
+            break
+        for src in n.inputs:
+            if src not in seen:
+                in_order = False
+        seen.add(n.id)
+    else:
+        if in_order:
+            return tuple(nodes)
+    return _kahn(nodes)
+
+
+def _kahn(nodes: List[Node]) -> Tuple[Node, ...]:
+    """Kahn's algorithm, stable with respect to the given order."""
     by_id: Dict[str, Node] = {}
     for n in nodes:
         if n.id in by_id:
@@ -318,36 +273,45 @@ def _topological_order(nodes: List[Node]) -> Tuple[Node, ...]:
 
 
 def _dataflow(nodes: Sequence[Node], output: str) -> Tuple[frozenset, Tuple[Tuple[str, ...], ...]]:
-    """Structural facts the cost model and the exporter share.
+    """Structural facts the cost model and the exporter share, and the reachability check.
 
-    - folded convs: a batchnorm whose input is a conv used by nothing else is folded into that
-      conv on export, so the conv is deployed with a bias and the batchnorm disappears;
+    - folded convs: a batchnorm (``folds_into_producer``) whose input is a conv-like op
+      (``absorbs_batchnorm``) used by nothing else is folded into it on export, so the conv is
+      deployed with a bias and the batchnorm disappears;
     - frees: for each node (in order), the tensors whose last use it is, for liveness.
+
+    A node that does not feed the output would be pruned by the exporter and break the promise
+    that analytic cost equals the exported file's cost, so it is an error.
     """
     consumers: Dict[str, int] = {}
     last_use: Dict[str, int] = {}
-    ops = {INPUT: "input"}
     for i, n in enumerate(nodes):
-        ops[n.id] = n.op
         for src in n.inputs:
             consumers[src] = consumers.get(src, 0) + 1
             last_use[src] = i
     last_use[output] = len(nodes)
-    folded = frozenset(
-        n.inputs[0] for n in nodes
-        if n.op == "batchnorm" and ops[n.inputs[0]] == "conv2d" and consumers[n.inputs[0]] == 1
-    )
-    frees = tuple(tuple(src for src in set(n.inputs) if last_use[src] == i) for i, n in enumerate(nodes))
-    return folded, frees
-
-
-def _check_reaches_output(nodes: Sequence[Node], output: str) -> None:
-    """A node that does not feed the output would be pruned by the exporter and break the
-    promise that analytic cost equals the exported file's cost, so it is an error."""
     needed = {output}
     for n in reversed(nodes):
         if n.id in needed:
             needed.update(n.inputs)
-    for n in nodes:
-        if n.id not in needed:
-            raise SpecError(f"node {n.id!r}: does not reach the output {output!r}; remove it or connect it")
+    if len(needed) <= len(nodes):
+        for n in nodes:
+            if n.id not in needed:
+                raise SpecError(f"node {n.id!r}: does not reach the output {output!r}; remove it or connect it")
+    absorbs = _ABSORBS_BATCHNORM
+    folds = _FOLDS_INTO_PRODUCER
+    ops = {n.id: n.op for n in nodes}
+    folded = frozenset(
+        n.inputs[0] for n in nodes
+        if n.op in folds and ops.get(n.inputs[0]) in absorbs and consumers[n.inputs[0]] == 1
+    )
+    frees = tuple(
+        ((n.inputs[0],) if last_use[n.inputs[0]] == i else ()) if len(n.inputs) == 1
+        else tuple(src for src in set(n.inputs) if last_use[src] == i)
+        for i, n in enumerate(nodes)
+    )
+    return folded, frees
+
+
+_ABSORBS_BATCHNORM = frozenset(name for name, op in REGISTRY.items() if op.absorbs_batchnorm)
+_FOLDS_INTO_PRODUCER = frozenset(name for name, op in REGISTRY.items() if op.folds_into_producer)

@@ -1,0 +1,49 @@
+"""An ArchSpec as the neutral operator list the calibration features are computed from.
+
+``hostside.calibration.features`` turns both an ArchSpec and an ONNX file into one list of
+neutral operators ``(kind, output id, input ids, payload)`` and computes the latency features
+from that list. The ArchSpec side is this walk: the exporter's input normalisation, then each
+node's own :meth:`~hostside.arch.ops.base.Op.calibration_ops` (so a new op states its
+operators in its own module). Kinds and payloads:
+
+- ``conv``:    (cin, cout, groups, kh, kw, out_shape, deployed params)
+- ``linear``:  (fin, fout, deployed params)
+- ``act``:     (activation name, shape)
+- ``bn``:      (shape, deployed params)
+- ``pool``:    (in_shape, out_shape, is_global)
+- ``eltwise``: (moved elements,)  -- binary ops, pads, constant scaling
+- ``concat``:  (out_shape,)
+- ``reshape``: ()
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+from hostside.arch.ops import REGISTRY
+from hostside.arch.ops.base import INPUT, Shape, elements
+
+NeutralOp = Tuple[str, str, Tuple[str, ...], tuple]
+
+
+def spec_neutral_ops(spec) -> Tuple[List[NeutralOp], Dict[str, Shape]]:
+    """(operators, tensor shapes) of an ArchSpec as its exported ONNX graph runs it."""
+    shapes: Dict[str, Shape] = {INPUT: spec.input_shape}
+    alias: Dict[str, str] = {INPUT: "norm"}
+    n_in = elements(spec.input_shape)
+    ops: List[NeutralOp] = [("eltwise", "centred", (INPUT,), (2 * n_in,)),
+                            ("eltwise", "norm", ("centred",), (2 * n_in,))]
+    shapes["centred"] = shapes["norm"] = spec.input_shape
+    folded_convs = spec.folded_convs
+    for node, layer in zip(spec.nodes, spec.cost.layers):
+        op = REGISTRY[node.op]
+        srcs = tuple(alias[s] for s in node.inputs)
+        folded = op.folds_into_producer and node.inputs[0] in folded_convs
+        emitted = op.calibration_ops(node, srcs, shapes, layer.output_shape, layer, folded)
+        if emitted is None:
+            alias[node.id] = srcs[0]
+            continue
+        alias[node.id] = node.id
+        shapes[node.id] = layer.output_shape
+        ops.extend(emitted)
+    return ops, shapes
