@@ -7,35 +7,47 @@ finished ones (``measured``, ``rejected``, ``failed``) are never touched. As in 
 storage contract, finished candidates are immutable except for the annotations the report
 adds (spot checks of rejected candidates).
 
-A candidate's ``key`` (the ArchSpec content hash plus the training settings its genotype
-carries) is unique, so the same network is never trained twice in a run. Structured
-fields are stored as JSON text, never pickled.
+A candidate is one training exercise of one network. Its ``key`` (the network's structure
+hash, the training settings its genotype carries and, when set, where its initial weights
+came from and how this exercise trains) is unique, so the same experiment is never run
+twice, while a survivor trained again or the same network with other inherited weights is a
+new candidate. Structured fields are stored as JSON text, never pickled.
+
+Two extension tables: ``attrs`` (namespaced strategy attributes such as ``ea4cnn.age``,
+written by the engine from ``Strategy.tell``) and ``artifacts`` (every file a candidate owns,
+ONNX, weights ``.npz`` and later pruned or quantised variants, with its sha256).
+
+Schema versions: a journal of an older version is migrated in place when opened (one
+transaction per step, each step in ``MIGRATIONS``); a newer one is refused with both version
+numbers, since this code cannot know what it would lose.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
 
 from hostside.errors import UserError
 
 JOURNAL_FILE = "journal.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("pending", "rejected", "training", "trained", "measured", "failed")
 FINISHED = ("rejected", "measured", "failed")
 
 #: Columns holding JSON text; decoded on read, encoded on write.
 JSON_COLUMNS = frozenset({
     "parents", "genotype", "spec", "cost", "filter_margins", "train_metrics", "measurement", "timings",
-    "spot_check",
+    "spot_check", "exercise",
 })
 
-_SCHEMA = f"""
+#: Version 1: the first journal (kept verbatim: new journals are created as v1, then migrated).
+_SCHEMA_V1 = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
     id INTEGER PRIMARY KEY,
@@ -88,6 +100,37 @@ CREATE TABLE IF NOT EXISTS final_models (
 """
 
 
+_V2_COLUMNS = (
+    ("weights_path", "TEXT"), ("weights_sha256", "TEXT"), ("inherited_fraction", "REAL"), ("exercise", "TEXT"),
+)
+_V2 = "".join(f"ALTER TABLE candidates ADD COLUMN {name} {kind};\n" for name, kind in _V2_COLUMNS) + """
+CREATE TABLE attrs (
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (candidate_id, key)
+);
+CREATE TABLE artifacts (
+    id INTEGER PRIMARY KEY,
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id),
+    kind TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    meta TEXT,
+    created_at REAL NOT NULL,
+    UNIQUE (candidate_id, kind, path)
+);
+INSERT INTO artifacts (candidate_id, kind, path, sha256, size_bytes, meta, created_at)
+    SELECT id, 'onnx', onnx_path, onnx_sha256, -1, NULL, updated_at FROM candidates
+    WHERE onnx_path IS NOT NULL AND onnx_sha256 IS NOT NULL;
+"""
+
+#: version -> SQL that brings a journal of that version to the next one.
+MIGRATIONS = {1: _V2}
+
+
 def _encode(column: str, value: Any) -> Any:
     if column in JSON_COLUMNS and value is not None:
         return json.dumps(value)
@@ -117,9 +160,10 @@ class Journal:
             raise UserError(f"{run_dir} already holds a search run; resume it with --resume {run_dir} or choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
         journal = cls(path)
-        journal._db.executescript(_SCHEMA)
-        journal.set_meta("schema_version", SCHEMA_VERSION)
+        journal._db.executescript(_SCHEMA_V1)
+        journal.set_meta("schema_version", 1)
         journal.set_meta("created_at", time.time())
+        journal._migrate(1)
         return journal
 
     @classmethod
@@ -129,10 +173,29 @@ class Journal:
             raise UserError(f"{run_dir} is not a search run (no {JOURNAL_FILE}); give a run directory from `hostside runs list`")
         journal = cls(path)
         version = journal.meta("schema_version")
-        if version != SCHEMA_VERSION:
+        if not isinstance(version, int) or version < 1:
             journal.close()
-            raise UserError(f"{path}: journal schema {version!r} is not supported (this is {SCHEMA_VERSION}); use the hostside version that wrote it")
+            raise UserError(f"{path}: journal schema {version!r} is not one hostside wrote; give a run directory "
+                            f"from `hostside runs list`")
+        if version > SCHEMA_VERSION:
+            journal.close()
+            raise UserError(f"{path}: journal schema {version} is newer than this hostside supports "
+                            f"({SCHEMA_VERSION}); upgrade hostside to open it")
+        journal._migrate(version)
         return journal
+
+    def _migrate(self, version: int) -> None:
+        """Bring the file from ``version`` to ``SCHEMA_VERSION``; each step is one transaction."""
+        while version < SCHEMA_VERSION:
+            script = MIGRATIONS[version]
+            self._db.executescript(f"BEGIN IMMEDIATE;\n{script}\n"
+                                   f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{version + 1}');\n"
+                                   f"COMMIT;")
+            version += 1
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.meta("schema_version"))
 
     def close(self) -> None:
         self._db.close()
@@ -198,6 +261,65 @@ class Journal:
             "SELECT measurement FROM candidates WHERE arch_hash = ? AND status = 'measured' LIMIT 1", (arch_hash,)
         ).fetchone()
         return json.loads(row["measurement"]) if row else None
+
+    def training_exercises(self, unit: str = "exercises") -> int:
+        """Trainings the budget has paid for: every candidate that went to training (failed ones
+        included, as before schema 2); with ``unit="epochs"`` the epochs each was given."""
+        rows = self._db.execute(
+            "SELECT train_metrics, exercise FROM candidates WHERE status IN ('trained', 'measured', 'failed')").fetchall()
+        if unit == "exercises":
+            return len(rows)
+        total = 0
+        for row in rows:
+            exercise = json.loads(row["exercise"]) if row["exercise"] else {}
+            metrics = json.loads(row["train_metrics"]) if row["train_metrics"] else {}
+            total += int(exercise.get("epochs") or (metrics.get("config") or {}).get("epochs") or 0)
+        return total
+
+    # -- strategy attributes and artifacts ----------------------------------------------------
+
+    def set_attrs(self, candidate_id: int, attrs: Dict[str, Any]) -> None:
+        """Upsert namespaced attributes of one candidate (one transaction)."""
+        now = time.time()
+        with self._transaction():
+            for key, value in attrs.items():
+                self._db.execute("INSERT OR REPLACE INTO attrs (candidate_id, key, value, updated_at) VALUES (?, ?, ?, ?)",
+                                 (candidate_id, key, json.dumps(value), now))
+
+    def attrs(self, candidate_id: int) -> Dict[str, Any]:
+        rows = self._db.execute("SELECT key, value FROM attrs WHERE candidate_id = ? ORDER BY key", (candidate_id,))
+        return {r["key"]: json.loads(r["value"]) for r in rows}
+
+    def all_attrs(self) -> Dict[int, Dict[str, Any]]:
+        result: Dict[int, Dict[str, Any]] = {}
+        for r in self._db.execute("SELECT candidate_id, key, value FROM attrs ORDER BY candidate_id, key"):
+            result.setdefault(int(r["candidate_id"]), {})[r["key"]] = json.loads(r["value"])
+        return result
+
+    def add_artifact(self, candidate_id: int, kind: str, path: str, sha256: str, size_bytes: int,
+                     meta: Optional[Dict[str, Any]] = None) -> None:
+        """Record (or replace) one file of a candidate; ``path`` relative to the run directory."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO artifacts (candidate_id, kind, path, sha256, size_bytes, meta, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (candidate_id, kind, path, sha256, int(size_bytes), json.dumps(meta) if meta is not None else None, time.time()))
+
+    def artifacts(self, candidate_id: Optional[int] = None) -> List[Dict[str, Any]]:
+        if candidate_id is None:
+            rows = self._db.execute("SELECT * FROM artifacts ORDER BY candidate_id, id").fetchall()
+        else:
+            rows = self._db.execute("SELECT * FROM artifacts WHERE candidate_id = ? ORDER BY id", (candidate_id,)).fetchall()
+        return [{**dict(r), "meta": json.loads(r["meta"]) if r["meta"] else None} for r in rows]
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     # -- re-trained Pareto models -------------------------------------------------------------
 

@@ -12,10 +12,10 @@ import datetime
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from hostside.errors import UserError
-from hostside.search.config import OBJECTIVES, STRATEGIES, build_config, load_toml, split_list
+from hostside.search.config import OBJECTIVES, POLICIES, build_config, load_toml, split_list
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,13 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Search for CNNs that trade accuracy against latency/energy/size on a board. "
                     "Flags override the --config file, which overrides the defaults.")
     search.add_argument("--config", type=Path, help="TOML file with search settings (keys as the flags, "
-                                                     "plus [budgets], [train], [space_options] tables)")
+                                                     "plus [budgets], [train], [space_options], [strategy] tables)")
     search.add_argument("--dataset", help="dataset source (default digits)")
     search.add_argument("--board", help="board name, or several of one kind comma-separated (default local)")
-    search.add_argument("--budget", type=int, help="number of candidates to train (default 40)")
+    search.add_argument("--budget", type=int, help="training exercises (a retrained survivor counts again; default 40)")
     search.add_argument("--population", type=int, help="candidates trained per generation (default 8)")
     search.add_argument("--out", type=Path, help="run directory (default ./runs/<UTC timestamp>)")
-    search.add_argument("--strategy", help=f"search strategy: {', '.join(STRATEGIES)} (default nsga2)")
+    search.add_argument("--strategy", help="search strategy, e.g. nsga2 (default), random, ea4cnn, rs-cnn; "
+                                           "options in the config's [strategy] table")
+    search.add_argument("--space", help="search space (default layer_list); options in [space_options]")
+    search.add_argument("--policy", choices=POLICIES, help="generational (default; a barrier per generation) or "
+                                                           "steady-state (ask one as a training slot frees)")
     search.add_argument("--objectives", help=f"comma-separated, at least two of: {', '.join(OBJECTIVES)} "
                                              f"(default accuracy,measured_latency)")
     search.add_argument("--latency-budget-ms", type=float, help="hard limit on batch-1 latency on the board")
@@ -64,7 +68,7 @@ def _progress(message: str) -> None:
 def flag_values(args: argparse.Namespace) -> Dict[str, Any]:
     values: Dict[str, Any] = {
         "dataset": args.dataset, "board": args.board, "budget": args.budget, "population": args.population,
-        "strategy": args.strategy, "epochs": args.epochs, "final_epochs": args.final_epochs, "seed": args.seed,
+        "strategy": args.strategy, "space": args.space, "policy": args.policy, "epochs": args.epochs, "final_epochs": args.final_epochs, "seed": args.seed,
         "workers": args.workers, "cluster": args.cluster, "calibration": args.calibration, "budgets.latency_ms": args.latency_budget_ms,
         "objectives": split_list(args.objectives) if args.objectives is not None else None,
         "use_filter": False if args.no_filter else None,
@@ -122,7 +126,7 @@ def show_run(args: argparse.Namespace) -> int:
     try:
         report = build_report(run_dir, journal)
         if args.json:
-            report["candidates"] = candidate_summaries(journal)
+            report["candidates"] = with_lineage(candidate_summaries(journal), journal)
             print(json.dumps(report, indent=1))
         else:
             print(markdown(report))
@@ -130,3 +134,27 @@ def show_run(args: argparse.Namespace) -> int:
         journal.close()
     return 0
 
+
+
+def with_lineage(summaries: List[Dict[str, Any]], journal: Any) -> List[Dict[str, Any]]:
+    """Add what follows a lineage from the outside: parents (already there), the strategy's
+    attributes (namespaced, and flattened to ``age``, ``species``, ``fitness``... where no other
+    key has that name), the inherited fraction and the weights file with its hash."""
+    rows = {r["id"]: r for r in journal.candidates()}
+    attrs = journal.all_attrs()
+    result = []
+    for summary in summaries:
+        row = rows[summary["id"]]
+        own = {k: v for k, v in attrs.get(summary["id"], {}).items() if not k.startswith("engine.")}
+        entry = {**summary, "parents": row["parents"], "attrs": own,
+                 "inherited_fraction": row.get("inherited_fraction"), "weights_path": row.get("weights_path"),
+                 "weights_sha256": row.get("weights_sha256"),
+                 "weights_from": (row.get("exercise") or {}).get("weights_from", []),
+                 "epochs": (row.get("exercise") or {}).get("epochs")}
+        short = {}
+        for key, value in own.items():
+            name = key.split(".", 1)[-1]
+            short[name] = None if name in short else value
+        entry.update({k: v for k, v in short.items() if k not in entry})
+        result.append(entry)
+    return result

@@ -7,9 +7,11 @@ the key and what is allowed. A config file looks like::
 
     dataset = "digits"
     board = "pi4-a,pi4-b"          # a pool of boards of one kind
-    strategy = "nsga2"             # or "random"
+    strategy = "nsga2"             # or "random", "ea4cnn", ... (or a [strategy] table, below)
+    policy = "generational"        # or "steady-state" (no generation barrier)
+    space = "layer_list"
     objectives = ["accuracy", "measured_latency", "params"]
-    budget = 60                    # candidates trained
+    budget = 60                    # training exercises (a retrained survivor counts again)
     population = 10
     epochs = 5
     final_epochs = 30
@@ -24,6 +26,10 @@ the key and what is allowed. A config file looks like::
 
     [space_options]
     max_layers = 6
+
+    [strategy]                     # instead of strategy = "...": the name and its options
+    name = "nsga2"
+    immigrant_rate = 0.2
 """
 
 from __future__ import annotations
@@ -35,34 +41,17 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from hostside.errors import UserError
+from hostside.search.objectives import BUDGETS, OBJECTIVES
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
-#: Objective name -> (journal column, "min" or "max").
-OBJECTIVES: Dict[str, Tuple[str, str]] = {
-    "accuracy": ("accuracy", "max"),
-    "params": ("params", "min"),
-    "macs": ("macs", "min"),
-    "predicted_latency": ("predicted_latency_ms", "min"),
-    "measured_latency": ("latency_ms", "min"),
-    "energy": ("energy_mj", "min"),
-    "activation_memory": ("activation_bytes", "min"),
-}
-
-#: Budget name -> (journal column, "max" for an upper bound, "min" for a lower bound).
-BUDGETS: Dict[str, Tuple[str, str]] = {
-    "latency_ms": ("latency_ms", "max"),
-    "params": ("params", "max"),
-    "macs": ("macs", "max"),
-    "activation_bytes": ("activation_bytes", "max"),
-    "energy_mj": ("energy_mj", "max"),
-    "accuracy": ("accuracy", "min"),
-}
-
-STRATEGIES = ("nsga2", "random")
+#: How evaluations are scheduled (``hostside.search.scheduler``).
+POLICIES = ("generational", "steady-state")
+#: What ``budget`` counts: training exercises (a retrained survivor counts again) or epochs trained.
+BUDGET_UNITS = ("exercises", "epochs")
 #: How the filter judges predicted latency: the point prediction; only rejecting when the whole
 #: 90% prediction interval is over the budget (fewest false rejects); or rejecting unless the
 #: whole interval is under it (every accepted model surely fits).
@@ -79,6 +68,9 @@ class SearchConfig:
     budget: int = 40
     population: int = 8
     strategy: str = "nsga2"
+    strategy_options: Dict[str, Any] = field(default_factory=dict)
+    policy: str = "generational"
+    budget_unit: str = "exercises"
     space: str = "layer_list"
     space_options: Dict[str, Any] = field(default_factory=dict)
     objectives: List[str] = field(default_factory=lambda: ["accuracy", "measured_latency"])
@@ -110,8 +102,16 @@ class SearchConfig:
             raise UserError(f"config key 'spot_checks': {self.spot_checks!r} is not allowed; give an integer >= 0")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise UserError(f"config key 'seed': {self.seed!r} is not allowed; give an integer")
-        if self.strategy not in STRATEGIES:
-            raise UserError(f"config key 'strategy': {self.strategy!r} is not allowed; choose one of {', '.join(STRATEGIES)}")
+        if self.policy not in POLICIES:
+            raise UserError(f"config key 'policy': {self.policy!r} is not allowed; choose one of {', '.join(POLICIES)}")
+        if self.budget_unit not in BUDGET_UNITS:
+            raise UserError(f"config key 'budget_unit': {self.budget_unit!r} is not allowed; "
+                            f"choose one of {', '.join(BUDGET_UNITS)}")
+        if not isinstance(self.strategy, str):
+            raise UserError(f"config key 'strategy': {self.strategy!r} is not allowed; give a strategy name")
+        from hostside.search.strategies import parse_options, strategy_class
+
+        parse_options(strategy_class(self.strategy).Options, self.strategy_options, f"strategy {self.strategy!r}")
         for key in ("dataset", "board", "space"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise UserError(f"config key {key!r}: {getattr(self, key)!r} is not allowed; give a non-empty string")
@@ -162,6 +162,12 @@ class SearchConfig:
             if key not in known:
                 raise UserError(f"{prefix}config key {key!r} is unknown; allowed keys: {', '.join(known)}")
         values = dict(data)
+        if isinstance(values.get("strategy"), dict):  # the [strategy] table: name plus options
+            table = dict(values["strategy"])
+            if "name" not in table:
+                raise UserError(f"{prefix}config table [strategy] needs a name, e.g. name = \"nsga2\"")
+            values["strategy"] = table.pop("name")
+            values["strategy_options"] = {**dict(values.get("strategy_options") or {}), **table}
         if isinstance(values.get("objectives"), str):
             values["objectives"] = split_list(values["objectives"])
         try:

@@ -1,17 +1,21 @@
-"""The search loop: ask -> analytic cost -> filter -> train -> export -> measure -> tell.
+"""The search engine: ask -> analytic cost -> filter -> train -> export -> measure -> tell.
 
-Each generation the strategy proposes genotypes; the space decodes them to ArchSpecs whose
-content hash (plus the training settings the genotype carries) deduplicates them against the
-journal; the pre-training filter rejects those that cannot meet the budgets, and the rest
-are trained in parallel on the executor, then measured on the board. The journal is written
-at every transition, in ``finally`` blocks, so a killed run resumes with ``recover``:
-``pending``/``training`` candidates are trained again, ``trained`` ones measured, finished
-ones never touched.
+The strategy proposes (``ask``) and learns (``tell``) over frozen ``Candidate`` records; the
+space decodes genotypes to ArchSpecs; each proposal's key (the network's structure hash,
+the training settings its genotype carries and, when set, where its weights come from and
+how this exercise trains) deduplicates it against the journal; the pre-training filter
+rejects those that cannot meet the budgets; the rest are trained on the executor (from
+weights inherited by node id when the proposal asks for it), then measured on the board.
+The scheduler (``hostside.search.scheduler``) decides the order: generational or
+steady-state. The journal is written at every transition, in ``finally`` blocks, so a
+killed run resumes: ``pending``/``training`` candidates are trained again, ``trained`` ones
+measured, finished ones never touched, and finished ones the strategy was not yet told
+about are told.
 
-Measurements are taken only while no training runs: with the ``local`` board the trainings
-would share the CPU with the model being timed and inflate its latency. Remote boards could
-overlap with training, but one serial order keeps both paths identical and the measuring
-time is small next to training.
+Measurements are taken only while no training runs on a board that shares this host (the
+``local`` board, emulated boards on loopback): the trainings would share the CPU with the
+model being timed and inflate its latency. A network measured once is not measured again
+(latency does not depend on the weights), so retraining a survivor costs no board time.
 """
 
 from __future__ import annotations
@@ -20,37 +24,56 @@ import hashlib
 import json
 import os
 import time
-from concurrent.futures import as_completed
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from hostside.arch.spec import ArchSpec, SpecError
+from hostside.errors import UserError
 from hostside.journal import Journal
+from hostside.search.candidate import Candidate, Proposal, record_from_row
 from hostside.search.config import SearchConfig
 from hostside.search.executors import TrainingExecutor
 from hostside.search.filtering import PreTrainingFilter
 from hostside.search.pareto import pareto_front, violation
-from hostside.search.strategies import make_strategy
-from hostside.search.tasks import train_candidate
+from hostside.search.strategies import AskContext, StrategySettings, make_strategy
+from hostside.search.tasks import training_task
 from hostside.spaces.base import SearchSpace
 
-#: How many proposals a generation may draw per accepted candidate before the engine decides
-#: the space (under these budgets) has no new network left to offer.
+#: How many proposals the engine draws per open slot before it decides the space (under
+#: these budgets) has no new network left to offer.
 ASK_ATTEMPTS_PER_SLOT = 50
 CANDIDATES_DIR = "candidates"
+#: Engine bookkeeping attribute: the strategy has been told about this candidate.
+TOLD = "engine.told"
+UNFINISHED = ("pending", "training")
 
 Progress = Callable[[str], None]
 
 
-def candidate_key(spec: ArchSpec, training: Dict[str, Any]) -> str:
-    """The network's content hash joined with the training settings the genotype carries.
+def structure_hash(spec: ArchSpec) -> str:
+    """sha256 of the network with node ids replaced by positions: equal networks collide
+    whatever their (lineage-stable) node names."""
+    data = spec.to_dict()
+    data.pop("name", None)
+    names = {"input": "input", **{node["id"]: f"n{i}" for i, node in enumerate(data["nodes"])}}
+    for node in data["nodes"]:
+        node["id"] = names[node["id"]]
+        node["inputs"] = [names[i] for i in node["inputs"]]
+    data["output"] = names[data["output"]]
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
-    The same network with the same settings is the same experiment: trained once per run.
-    """
-    text = spec.content_hash() + json.dumps(training, sort_keys=True)
+
+def candidate_key(arch_hash: str, training: Mapping[str, Any], exercise: Mapping[str, Any]) -> str:
+    """The experiment's identity: network, genotype training settings and, when any is set,
+    the lineage (inherited weights) and this exercise's settings. A fresh training of the same
+    network is the same experiment, run once; a retraining or other inherited weights are not."""
+    text = arch_hash + json.dumps(dict(training), sort_keys=True)
+    if exercise:
+        text += json.dumps(dict(exercise), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -68,8 +91,26 @@ def measurement_fields(result: Dict[str, Any], need_energy: bool) -> Dict[str, A
     return {"measurement": kept, "latency_ms": float(result["latency_ms"]["median"]), "energy_mj": energy, "error": None}
 
 
+def write_files(out_dir: Path, files: Mapping[str, bytes]) -> Dict[str, Path]:
+    """Write a worker's returned files into ``out_dir`` (the master's side of the executor seam)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, data in files.items():
+        if Path(name).name != name:
+            raise ValueError(f"a worker returned the file name {name!r}; only plain names are accepted")
+        (out_dir / name).write_bytes(data)
+        paths[name] = out_dir / name
+    return paths
+
+
+def shares_host(board: Any) -> bool:
+    """True for a board whose CPU is this machine's: the local board, or an SSH board on loopback."""
+    config = getattr(board, "config", None)
+    return config is None or str(getattr(config, "host", "")) in ("localhost", "127.0.0.1", "::1")
+
+
 class SearchEngine:
-    """Runs the search phase of one run over its journal."""
+    """The journaled primitives of one run's search phase; the scheduler orders them."""
 
     def __init__(self, run_dir: Path, journal: Journal, config: SearchConfig, space: SearchSpace,
                  split_dict: Dict[str, Any], pool: Any, candidate_filter: PreTrainingFilter,
@@ -82,139 +123,198 @@ class SearchEngine:
         self.pool = pool
         self.filter = candidate_filter
         self.progress = progress
-        self.strategy = make_strategy(config.strategy, config.objectives, config.budgets, config.population)
+        self.settings = StrategySettings(tuple(config.objectives), dict(config.budgets), config.population,
+                                         config.epochs, config.budget, config.seed, config.workers)
+        self.strategy = make_strategy(config.strategy, config.strategy_options, self.settings)
+        self.measure_shares_host = any(shares_host(b) for b in getattr(pool, "boards", [None]))
 
-    # -- bookkeeping ------------------------------------------------------------------------
+    # -- records and budget -----------------------------------------------------------------
 
-    def trained_count(self) -> int:
-        """Candidates that used a training slot of the budget."""
-        counts = self.journal.counts()
-        return counts["trained"] + counts["measured"] + counts["failed"]
+    def records(self, rows: Optional[Sequence[Dict[str, Any]]] = None) -> List[Candidate]:
+        """Frozen records of every candidate (or of ``rows``), with their strategy attributes."""
+        rows = self.journal.candidates() if rows is None else rows
+        attrs = self.journal.all_attrs()
+        return [record_from_row(r, {k: v for k, v in attrs.get(r["id"], {}).items() if not k.startswith("engine.")},
+                                self.config.objectives, self.config.budgets) for r in rows]
 
-    def training_config(self, genotype: Dict[str, Any], epochs: int) -> Dict[str, Any]:
-        return {**self.config.train, "epochs": epochs, "seed": self.config.seed,
-                **self.space.training_overrides(genotype)}
+    def used(self) -> int:
+        """Training exercises (or epochs, with ``budget_unit = "epochs"``) spent or committed."""
+        rows = self.journal.candidates(["pending", "training", "trained", "measured", "failed"])
+        if self.config.budget_unit == "exercises":
+            return len(rows)
+        return sum(int((r["exercise"] or {}).get("epochs", self.config.epochs)) for r in rows)
 
-    # -- the loop ---------------------------------------------------------------------------
+    def remaining(self) -> int:
+        return max(0, self.config.budget - self.used())
 
-    def run(self, executor: TrainingExecutor) -> None:
-        self.recover(executor)
-        while self.trained_count() < self.config.budget:
-            generation = self.journal.last_generation() + 1
-            slots = min(self.config.population, self.config.budget - self.trained_count())
-            started = time.perf_counter()
-            ids = self.ask(generation, slots)
-            if not ids:
-                self.progress(f"generation {generation}: no new candidate passed the filter in "
-                              f"{ASK_ATTEMPTS_PER_SLOT * slots} proposals; stopping the search early")
-                break
-            self.train(ids, executor)
-            self.measure(self.journal.candidates(["trained"]))
-            self.report_generation(generation, time.perf_counter() - started)
+    def context(self, rng: np.random.Generator, generation: int) -> AskContext:
+        records = self.records()
+        return AskContext(self.space, tuple(records), rng, generation,
+                          self.journal.training_exercises(self.config.budget_unit),
+                          tuple(r for r in records if r.status in UNFINISHED))
 
-    def recover(self, executor: TrainingExecutor) -> None:
-        """Finish what a killed run left half done (nothing finished is redone)."""
-        unfinished = self.journal.candidates(["pending", "training"])
-        if unfinished:
-            self.progress(f"resuming: re-training {len(unfinished)} candidate(s) left unfinished")
-            self.train([r["id"] for r in unfinished], executor)
-        trained = self.journal.candidates(["trained"])
-        if trained:
-            self.measure(trained)
+    # -- ask --------------------------------------------------------------------------------
 
-    def ask(self, generation: int, slots: int) -> List[int]:
-        """Journal new proposals (accepted as ``pending``, the others ``rejected``); return accepted ids.
-
-        The generator is seeded by (seed, generation), so a resumed run draws what the
-        uninterrupted run would have drawn for the generations it has yet to ask.
-        """
-        rng = np.random.default_rng([self.config.seed, generation])
-        evaluated = self.journal.candidates(["measured"])
+    def ask(self, generation: int, slots: int, rng: np.random.Generator) -> List[int]:
+        """Journal up to ``slots`` new proposals (accepted as ``pending``, the others ``rejected``);
+        return the accepted ids. Stops early when the budget is committed or the strategy has
+        nothing left to propose."""
         accepted: List[int] = []
-        for _ in range(ASK_ATTEMPTS_PER_SLOT * slots):
-            if len(accepted) == slots:
+        for _ in range(ASK_ATTEMPTS_PER_SLOT * max(1, slots)):
+            wanted = min(slots - len(accepted), self.remaining() if self.config.budget_unit == "exercises" else slots)
+            if wanted <= 0 or self.remaining() <= 0:
                 break
-            proposal = self.strategy.propose(self.space, evaluated, rng)
-            try:
-                spec = self.space.decode(proposal.genotype)
-            except SpecError as exc:
-                self.progress(f"generation {generation}: the space produced an invalid network ({exc}); skipped")
-                continue
-            key = candidate_key(spec, self.space.training_overrides(proposal.genotype))
-            if self.journal.has_key(key):
-                continue
-            cost = spec.cost
-            decision = self.filter.judge(spec)
-            candidate_id = self.journal.add_candidate(
-                key=key, arch_hash=spec.content_hash(), generation=generation,
-                status="pending" if decision["filter_accepted"] else "rejected",
-                operator=proposal.operator, parents=proposal.parents, genotype=proposal.genotype,
-                spec=spec.to_dict(), cost=cost.to_dict(per_layer=False), params=cost.params, macs=cost.macs,
-                activation_bytes=cost.activation_bytes, **decision,
-            )
-            if decision["filter_accepted"]:
-                accepted.append(candidate_id)
+            proposals = self.strategy.ask(wanted, self.context(rng, generation))
+            if not proposals:
+                break
+            for proposal in proposals[:wanted]:
+                if self.remaining() <= 0:
+                    break
+                candidate_id = self._journal_proposal(proposal, generation)
+                if candidate_id is not None:
+                    accepted.append(candidate_id)
+            if len(accepted) >= slots:
+                break
         return accepted
 
-    def train(self, ids: Sequence[int], executor: TrainingExecutor) -> None:
-        """Train candidates in parallel; each ends ``trained`` or ``failed`` with its reason."""
-        futures = {}
-        for candidate_id in ids:
-            row = self.journal.candidate(candidate_id)
-            out_dir = self.run_dir / CANDIDATES_DIR / f"{candidate_id:05d}"
-            config = self.training_config(row["genotype"], self.config.epochs)
-            self.journal.update(candidate_id, status="training", timings={"submitted_at": time.time()})
-            future = executor.executor.submit(train_candidate, row["spec"], self.config.dataset, self.split_dict,
-                                              config, str(out_dir))
-            futures[future] = candidate_id
-        broken = False
-        for future in as_completed(futures):
-            candidate_id = futures[future]
-            fields: Dict[str, Any] = {"status": "failed", "error": "training did not finish"}
-            try:
-                fields = self._trained_fields(future.result())
-            except BrokenProcessPool:
-                broken = True
-                fields["error"] = "the training worker process died (killed for memory?); the search goes on"
-            except Exception as exc:  # noqa: BLE001 - any training failure is the candidate's, not the run's
-                fields["error"] = f"training failed: {type(exc).__name__}: {exc}"
-            finally:
-                self.journal.update(candidate_id, **fields)
-                self._log_candidate(candidate_id)
-        if broken:
-            executor.restart()
+    def _journal_proposal(self, proposal: Proposal, generation: int) -> Optional[int]:
+        """Journal one proposal; its id when accepted for training, None when dropped or rejected."""
+        try:
+            spec = self.space.decode(dict(proposal.genotype))
+        except SpecError as exc:
+            self.progress(f"generation {generation}: the space produced an invalid network ({exc}); skipped")
+            return None
+        self._check_attrs(proposal.attrs)
+        arch_hash = structure_hash(spec)
+        exercise = proposal.exercise()
+        key = candidate_key(arch_hash, self.space.training_overrides(dict(proposal.genotype)), exercise)
+        if self.journal.has_key(key):
+            return None
+        cost = spec.cost
+        decision = self.filter.judge(spec)
+        candidate_id = self.journal.add_candidate(
+            key=key, arch_hash=arch_hash, generation=generation,
+            status="pending" if decision["filter_accepted"] else "rejected",
+            operator=proposal.operator, parents=list(proposal.parents), genotype=dict(proposal.genotype),
+            spec=spec.to_dict(), cost=cost.to_dict(per_layer=False), params=cost.params, macs=cost.macs,
+            activation_bytes=cost.activation_bytes, exercise={"epochs": proposal.epochs or self.config.epochs,
+                                                              **exercise},
+            **decision,
+        )
+        if proposal.attrs:
+            self.journal.set_attrs(candidate_id, dict(proposal.attrs))
+        return candidate_id if decision["filter_accepted"] else None
 
-    def _trained_fields(self, metrics: Dict[str, Any]) -> Dict[str, Any]:
+    def _check_attrs(self, attrs: Mapping[str, Any]) -> None:
+        prefix = f"{self.strategy.name}."
+        for key, value in attrs.items():
+            if not key.startswith(prefix):
+                raise UserError(f"strategy {self.strategy.name!r} set attribute {key!r}; strategy attributes "
+                                f"must be named {prefix}<key>")
+            json.dumps(value)
+
+    # -- train ------------------------------------------------------------------------------
+
+    def submit(self, candidate_id: int, executor: TrainingExecutor) -> Future:
+        """Ship one pending candidate to the executor and journal it as ``training``."""
+        row = self.journal.candidate(candidate_id)
+        exercise = row["exercise"] or {}
+        config = {**self.config.train, "epochs": int(exercise.get("epochs", self.config.epochs)),
+                  "seed": self.config.seed, **self.space.training_overrides(row["genotype"])}
+        parents = [self._weights_bytes(source) for source in exercise.get("weights_from", [])]
+        task = training_task(row["spec"], self.config.dataset, self.split_dict, config,
+                             [p for p in parents if p is not None], exercise.get("data_seed"),
+                             exercise.get("train_fraction", 1.0))
+        timings = dict(row.get("timings") or {})
+        timings["submitted_at"] = time.time()
+        self.journal.update(candidate_id, status="training", timings=timings)
+        return executor.submit(task)
+
+    def _weights_bytes(self, source: Any) -> Optional[bytes]:
+        """A parent's trained state (.npz bytes): a candidate id, or a seed model's .npz path.
+        A parent without weights (failed, or from a journal older than weights) gives none."""
+        if isinstance(source, str):
+            try:
+                return Path(source).read_bytes()
+            except OSError as exc:
+                raise UserError(f"cannot read the seed weights {source!r} ({exc.strerror}); check the path") from None
+        path = self.journal.candidate(int(source)).get("weights_path")
+        if not path or not (self.run_dir / path).is_file():
+            return None
+        return (self.run_dir / path).read_bytes()
+
+    def finish_training(self, candidate_id: int, future: Future) -> bool:
+        """Journal a finished training (``trained`` or ``failed`` with its reason); True when the
+        local pool broke (a worker died) and must be restarted."""
+        fields: Dict[str, Any] = {"status": "failed", "error": "training did not finish"}
+        broken = False
+        try:
+            fields = self._trained_fields(candidate_id, future.result())
+        except BrokenProcessPool:
+            broken = True
+            fields["error"] = "the training worker process died (killed for memory?); the search goes on"
+        except Exception as exc:  # noqa: BLE001 - any training failure is the candidate's, not the run's
+            fields["error"] = f"training failed: {type(exc).__name__}: {exc}"
+        finally:
+            self.journal.update(candidate_id, **fields)
+            self._log_candidate(candidate_id)
+        return broken
+
+    def _trained_fields(self, candidate_id: int, result: Dict[str, Any]) -> Dict[str, Any]:
+        metrics = dict(result["metrics"])
+        out_dir = self.run_dir / CANDIDATES_DIR / f"{candidate_id:05d}"
+        paths = write_files(out_dir, result["files"])
+        relative = {name: str(path.relative_to(self.run_dir)) for name, path in paths.items()}
+        metrics["onnx"] = relative.get("model.onnx")
+        metrics["weights"] = relative.get("weights.npz")
+        train_metrics = {k: v for k, v in metrics.items() if k != "history"}
         if metrics.get("accuracy") is None:
-            return {"status": "failed", "train_metrics": metrics, "error": "training diverged (accuracy is not finite)"}
-        onnx = Path(metrics["onnx"])
+            return {"status": "failed", "train_metrics": train_metrics, "error": "training diverged (accuracy is not finite)"}
+        for kind, name, sha_key in (("onnx", "model.onnx", "onnx_sha256"), ("weights", "weights.npz", "weights_sha256")):
+            if name in paths:
+                self.journal.add_artifact(candidate_id, kind, relative[name], metrics[sha_key], paths[name].stat().st_size)
         return {
             "status": "trained", "accuracy": metrics["accuracy"], "val_accuracy": metrics.get("val_accuracy"),
-            "train_seconds": metrics.get("train_seconds"), "train_metrics": {k: v for k, v in metrics.items() if k != "history"},
-            "onnx_path": str(onnx.relative_to(self.run_dir)) if onnx.is_absolute() else str(onnx),
-            "onnx_sha256": metrics.get("onnx_sha256"), "error": None,
+            "train_seconds": metrics.get("train_seconds"), "train_metrics": train_metrics,
+            "onnx_path": relative.get("model.onnx"), "onnx_sha256": metrics.get("onnx_sha256"),
+            "weights_path": relative.get("weights.npz"), "weights_sha256": metrics.get("weights_sha256"),
+            "inherited_fraction": metrics.get("inherited_fraction"), "error": None,
         }
 
+    # -- measure ----------------------------------------------------------------------------
+
+    def needs_board(self, row: Mapping[str, Any]) -> bool:
+        """Whether measuring ``row`` takes board time (a network measured before is reused)."""
+        return self.journal.measurement_of_arch(row["arch_hash"]) is None
+
     def measure(self, rows: Sequence[Dict[str, Any]]) -> None:
-        """Measure trained candidates on the board pool (one result per network, reused by hash)."""
+        """Measure trained candidates on the board pool: one board measurement per network,
+        reused for every candidate of the same structure (now or measured before)."""
         if not rows:
             return
         need_energy = "energy" in self.config.objectives or "energy_mj" in self.config.budgets
-        to_measure = []
+        results: Dict[str, Dict[str, Any]] = {}
         for row in rows:
             known = self.journal.measurement_of_arch(row["arch_hash"])
             if known is not None:
-                self._finish_measurement(row, {**known, "reused": True}, need_energy, 0.0)
-            else:
-                to_measure.append(row)
-        if not to_measure:
-            return
-        started = time.perf_counter()
-        results = self.pool.measure_many([str(self.run_dir / r["onnx_path"]) for r in to_measure],
-                                         **measure_options(self.config))
-        seconds = (time.perf_counter() - started) / len(to_measure)
-        for row, result in zip(to_measure, results):
-            self._finish_measurement(row, result, need_energy, seconds)
+                results[row["arch_hash"]] = {**known, "reused": True}
+        new = {}
+        for row in rows:
+            if row["arch_hash"] not in results:
+                new.setdefault(row["arch_hash"], row)
+        seconds = 0.0
+        if new:
+            started = time.perf_counter()
+            measured = self.pool.measure_many([str(self.run_dir / r["onnx_path"]) for r in new.values()],
+                                              **measure_options(self.config))
+            seconds = (time.perf_counter() - started) / len(new)
+            results.update(zip(new, measured))
+        for row in rows:
+            first = new.get(row["arch_hash"])
+            reused = first is None or first["id"] != row["id"]
+            result = results[row["arch_hash"]]
+            self._finish_measurement(row, {**result, "reused": True} if reused else result, need_energy,
+                                     0.0 if reused else seconds)
 
     def _finish_measurement(self, row: Dict[str, Any], result: Dict[str, Any], need_energy: bool, seconds: float) -> None:
         fields = {"status": "failed", "error": "measurement did not finish"}
@@ -226,6 +326,26 @@ class SearchEngine:
             timings.update(measure_s=seconds, loadavg_1min=os.getloadavg()[0])
             self.journal.update(row["id"], timings=timings, **fields)
             self._log_candidate(row["id"])
+
+    # -- tell -------------------------------------------------------------------------------
+
+    def untold(self) -> List[Dict[str, Any]]:
+        """Finished candidates the strategy has not been told about (all of them after a kill)."""
+        attrs = self.journal.all_attrs()
+        return [r for r in self.journal.candidates(["rejected", "measured", "failed"])
+                if not attrs.get(r["id"], {}).get(TOLD)]
+
+    def tell(self, rows: Sequence[Dict[str, Any]], rng: np.random.Generator, generation: int) -> None:
+        """Tell the strategy about finished candidates and journal the attributes it returns."""
+        if not rows:
+            return
+        finished = self.records(rows)
+        updates = self.strategy.tell(finished, self.context(rng, generation))
+        for candidate_id, attrs in (updates or {}).items():
+            self._check_attrs(attrs)
+            self.journal.set_attrs(int(candidate_id), dict(attrs))
+        for row in rows:
+            self.journal.set_attrs(row["id"], {TOLD: True})
 
     # -- progress ---------------------------------------------------------------------------
 
@@ -243,18 +363,18 @@ class SearchEngine:
         self.progress(f"  candidate {candidate_id} (generation {row['generation']}, {row['operator']}): {status}"
                       + (f" - {detail}" if detail else ""))
 
-    def report_generation(self, generation: int, seconds: float) -> None:
-        rows = self.journal.candidates()
-        this = [r for r in rows if r["generation"] == generation]
-        measured = [r for r in rows if r["status"] == "measured"]
+    def report_progress(self, what: str, rows: Sequence[Dict[str, Any]], seconds: float) -> None:
+        measured = self.journal.candidates(["measured"])
         feasible = [r for r in measured if violation(r, self.config.budgets) == 0]
         front = pareto_front(feasible, self.config.objectives)
         best = max((r["accuracy"] for r in feasible), default=float("nan"))
+        unit = "epochs" if self.config.budget_unit == "epochs" else "exercises"
         self.progress(
-            f"generation {generation}: {sum(r['status'] == 'measured' for r in this)} measured, "
-            f"{sum(r['status'] == 'rejected' for r in this)} rejected by the filter, "
-            f"{sum(r['status'] == 'failed' for r in this)} failed in {seconds:.1f} s; "
-            f"trained {self.trained_count()}/{self.config.budget}; front {len(front)} model(s), best accuracy {best:.3f}"
+            f"{what}: {sum(r['status'] == 'measured' for r in rows)} measured, "
+            f"{sum(r['status'] == 'rejected' for r in rows)} rejected by the filter, "
+            f"{sum(r['status'] == 'failed' for r in rows)} failed in {seconds:.1f} s; "
+            f"trained {self.journal.training_exercises(self.config.budget_unit)}/{self.config.budget} {unit}; "
+            f"front {len(front)} model(s), best accuracy {best:.3f}"
         )
 
 

@@ -1,15 +1,19 @@
 """Where trainings run: a local process pool by default, a Dask cluster with ``--cluster``.
 
-Both are ``concurrent.futures.Executor``s, so the engine has one code path. Local workers
-are started with ``spawn``: the parent may already hold torch's thread pools, which a
-``fork`` would copy in a broken state.
+Both are ``concurrent.futures.Executor``s, so the engine has one code path: ``submit(task)``
+ships a plain-data training task (``hostside.search.tasks``) and returns a
+``concurrent.futures.Future`` of its plain-data result; results (metrics and files as bytes)
+come back to the master, which alone writes the run directory and the journal. Another
+backend (a remote cluster) only has to honour that seam. Local workers are started with
+``spawn``: the parent may already hold torch's thread pools, which a ``fork`` would copy in a
+broken state.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import Executor, ProcessPoolExecutor
-from typing import Optional
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from hostside.errors import UserError
 
@@ -39,6 +43,20 @@ class TrainingExecutor:
                 raise UserError(f"cannot reach the Dask scheduler at {self.cluster!r} ({exc}); "
                                 f"check the address (tcp://HOST:PORT) and that the scheduler runs") from None
         return self._client.get_executor()
+
+    @property
+    def slots(self) -> int:
+        """How many trainings may run at once (Dask: the cluster's worker threads, at least 1)."""
+        if self._client is None:
+            return self.workers
+        threads = sum(w.get("nthreads", 1) for w in self._client.scheduler_info().get("workers", {}).values())
+        return max(1, threads)
+
+    def submit(self, task: Mapping[str, Any], function: Optional[Callable[..., Dict[str, Any]]] = None) -> Future:
+        """Run one training task (``tasks.run_training_task`` unless ``function`` is given)."""
+        from hostside.search.tasks import run_training_task
+
+        return self.executor.submit(function or run_training_task, dict(task))
 
     def restart(self) -> None:
         """Replace a pool whose worker died (e.g. killed for memory); Dask heals itself."""

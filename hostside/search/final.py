@@ -7,8 +7,10 @@ candidate whose measured latency meets the budget is a false reject. Rejections 
 MACs or activation memory come from the exact analytic cost and cannot be false.
 
 The front (feasible measured candidates no other dominates) is re-trained for
-``final_epochs`` and measured again; results go to the journal's ``final_models`` table, so
-a run killed here also resumes without redoing finished models.
+``final_epochs`` from a fresh initialisation (so the figures compare networks, not how long a
+lineage was trained) and measured again; results go to the journal's ``final_models`` table
+and its files to ``artifacts`` (``final_onnx``, ``final_weights``), so a run killed here also
+resumes without redoing finished models.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ import numpy as np
 
 from hostside.journal import Journal
 from hostside.search.config import SearchConfig
-from hostside.search.engine import Progress, measure_options, measurement_fields
+from hostside.search.engine import Progress, measure_options, measurement_fields, write_files
 from hostside.search.executors import TrainingExecutor
 from hostside.search.filtering import PRE_TRAINING_BUDGETS
 from hostside.search.pareto import pareto_front, violation
-from hostside.search.tasks import train_candidate
+from hostside.search.tasks import training_task
 from hostside.spaces.base import SearchSpace
 
 FINAL_DIR = "final"
@@ -97,20 +99,26 @@ def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, ru
         train_config = {**config.train, "epochs": config.final_epochs, "seed": config.seed,
                         **space.training_overrides(row["genotype"])}
         journal.set_final(row["id"], status="training")
-        future = executor.executor.submit(train_candidate, row["spec"], config.dataset, split_dict, train_config,
-                                          str(run_dir / FINAL_DIR / f"{row['id']:05d}"))
+        future = executor.submit(training_task(row["spec"], config.dataset, split_dict, train_config))
         futures[future] = row["id"]
     for future in as_completed(futures):
         candidate_id = futures[future]
         fields: Dict[str, Any] = {"status": "failed", "error": "final training did not finish"}
         try:
-            metrics = future.result()
-            onnx = Path(metrics["onnx"])
+            result = future.result()
+            paths = write_files(run_dir / FINAL_DIR / f"{candidate_id:05d}", result["files"])
+            metrics = result["metrics"]
+            onnx = str(paths["model.onnx"].relative_to(run_dir))
+            weights = str(paths["weights.npz"].relative_to(run_dir))
+            metrics.update(onnx=onnx, weights=weights)
+            journal.add_artifact(candidate_id, "final_onnx", onnx, metrics["onnx_sha256"],
+                                 paths["model.onnx"].stat().st_size)
+            journal.add_artifact(candidate_id, "final_weights", weights, metrics["weights_sha256"],
+                                 paths["weights.npz"].stat().st_size)
             fields = {"status": "trained", "accuracy": metrics["accuracy"], "val_accuracy": metrics.get("val_accuracy"),
                       "train_seconds": metrics.get("train_seconds"),
                       "train_metrics": {k: v for k, v in metrics.items() if k != "history"},
-                      "onnx_path": str(onnx.relative_to(run_dir)), "onnx_sha256": metrics.get("onnx_sha256"),
-                      "error": None}
+                      "onnx_path": onnx, "onnx_sha256": metrics.get("onnx_sha256"), "error": None}
         except Exception as exc:  # noqa: BLE001 - one failed model must not lose the others
             fields["error"] = f"final training failed: {type(exc).__name__}: {exc}"
         finally:

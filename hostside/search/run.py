@@ -28,6 +28,8 @@ from hostside.search.engine import SearchEngine
 from hostside.search.executors import TrainingExecutor
 from hostside.search.filtering import PreTrainingFilter, open_calibration
 from hostside.search.final import retrain_front, spot_check
+from hostside.search.scheduler import run_search
+from hostside.search.strategies import strategy_class
 from hostside.spaces import make_space
 
 RUNS_DIR = "runs"
@@ -75,7 +77,9 @@ def start_run(config: SearchConfig, run_dir: Optional[Path] = None, progress: Pr
         journal.set_meta("dataset", {"name": dataset.name, "source": dataset.source, "sha256": dataset.fingerprint(),
                                      "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes})
         (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-        make_split(dataset, config.seed).save(run_dir / SPLIT_FILE)
+        fractions = strategy_class(config.strategy).split_fractions
+        split = make_split(dataset, config.seed) if fractions is None else make_split(dataset, config.seed, *fractions)
+        split.save(run_dir / SPLIT_FILE)
         progress(f"search run {run_dir}")
         return execute(run_dir, journal, config, progress)
     finally:
@@ -113,8 +117,9 @@ def execute(run_dir: Path, journal: Journal, config: SearchConfig, progress: Pro
     journal.set_meta("process", {"host": platform.node(), "pid": os.getpid()})
     started = time.perf_counter()
     with TrainingExecutor(config.workers, config.cluster) as executor:
-        progress(f"training on {executor.describe()}; measuring on {', '.join(config.board_names)}")
-        SearchEngine(run_dir, journal, config, space, split_dict, pool, candidate_filter, progress).run(executor)
+        progress(f"training on {executor.describe()} ({config.policy}); measuring on {', '.join(config.board_names)}")
+        engine = SearchEngine(run_dir, journal, config, space, split_dict, pool, candidate_filter, progress)
+        run_search(engine, executor, config.policy)
         spot_check(journal, config, run_dir, pool, progress)
         retrain_front(journal, config, space, run_dir, split_dict, executor, pool, progress)
     journal.set_meta("status", "finished")

@@ -5,12 +5,19 @@ operations on them: ``sample``, ``mutate``, ``crossover`` and ``decode`` to an A
 strategy only calls these, so the same NSGA-II or random search runs over the layer list
 today and over a CGP grid or a dense template later. All randomness comes from the
 ``numpy.random.Generator`` passed in (one seeded generator per generation, as in pymoo).
+
+Node identity is part of the contract: ``decode`` must give a node the same id in a child as
+in its parent when the operator kept that part of the network (a layer surviving the
+insertion or removal of others keeps its id), because weights are inherited by node id.
+A space's settings are an ``Options`` dataclass, filled from ``[space_options]`` and checked
+one key at a time (``hostside.search.options.parse_options``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Dict, Tuple
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, Optional, Tuple, Type
 
 import numpy as np
 
@@ -19,10 +26,18 @@ from hostside.arch.spec import ArchSpec
 Genotype = Dict[str, Any]
 
 
+@dataclass
+class NoSpaceOptions:
+    """The options of a space that has none."""
+
+
 class SearchSpace(ABC):
     """A family of networks for one input shape and number of classes."""
 
-    name: str = ""
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = NoSpaceOptions
+    #: Names ``mutate(..., operator=NAME)`` accepts.
+    mutation_operators: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self, input_shape: Tuple[int, int, int], num_classes: int):
         self.input_shape = tuple(int(d) for d in input_shape)
@@ -33,8 +48,10 @@ class SearchSpace(ABC):
         """A random valid genotype."""
 
     @abstractmethod
-    def mutate(self, genotype: Genotype, rng: np.random.Generator) -> Tuple[Genotype, str]:
-        """A valid mutated copy and the name of the operator used (journaled)."""
+    def mutate(self, genotype: Genotype, rng: np.random.Generator,
+               operator: Optional[str] = None) -> Tuple[Genotype, str]:
+        """A valid mutated copy and the name of the operator used (journaled); ``operator``
+        (one of ``mutation_operators``) forces which one, for strategies with their own odds."""
 
     @abstractmethod
     def crossover(self, first: Genotype, second: Genotype, rng: np.random.Generator) -> Genotype:
@@ -51,3 +68,33 @@ class SearchSpace(ABC):
     def describe(self) -> Dict[str, Any]:
         """The space's settings, journaled with the run so a resume rebuilds the same space."""
         return {"name": self.name, "input_shape": list(self.input_shape), "num_classes": self.num_classes}
+
+
+_SPACES: Dict[str, Type[SearchSpace]] = {}
+
+
+def register_space(name: str):
+    """Class decorator: make the space available as ``--space NAME``."""
+
+    def register(cls: Type[SearchSpace]) -> Type[SearchSpace]:
+        if not isinstance(cls.__dict__.get("name"), property):  # a space may derive its name itself
+            cls.name = name
+        _SPACES[name] = cls
+        return cls
+
+    return register
+
+
+def registered_spaces() -> Dict[str, Type[SearchSpace]]:
+    """Every space by name: the registered ones plus the narrow families (``narrow:<family>``)."""
+    import hostside.spaces.layer_list  # noqa: F401 - registers itself
+
+    spaces = dict(_SPACES)
+    try:
+        from hostside.spaces.narrow import NARROW_SPACES
+    except ModuleNotFoundError as exc:
+        if exc.name != "hostside.spaces.narrow":
+            raise
+    else:
+        spaces.update({name: cls for name, cls in NARROW_SPACES.items() if name not in spaces})
+    return spaces

@@ -11,18 +11,28 @@ Mutation adds, removes or modifies one layer, changes the head width or the lear
 one-point crossover joins a prefix of one parent with a suffix of the other. Every operator
 checks the result against the input size (no layer may shrink the feature map below 1x1)
 and retries, so only valid networks leave this module.
+
+Node identity: every layer carries a ``uid`` drawn when the layer is created and kept by
+every operator, and its nodes are named after it (``conv<uid>``, ``bn<uid>``, ``relu<uid>``,
+``pool<uid>``), so a layer keeps its name when others are inserted or removed before it and
+weight inheritance maps tensors layer by layer (``hostside.arch.weights``). Genotypes written
+before uids existed decode exactly as then (the position is the uid), and get their
+positions as uids the first time an operator touches them. Fresh uids are drawn at or above
+``FIRST_RANDOM_UID``, so they never meet a position.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from hostside.arch.spec import ArchSpec
-from hostside.spaces.base import Genotype, SearchSpace
+from hostside.errors import UserError
+from hostside.spaces.base import Genotype, SearchSpace, register_space
 
 KERNELS = (1, 3, 5)
 FILTERS = (4, 8, 16, 24, 32, 48, 64)
@@ -34,18 +44,31 @@ HEADS = (0, 16, 32, 64, 128)
 LEARNING_RATES = (0.001, 0.002, 0.003, 0.005, 0.01)
 MUTATIONS = ("add_layer", "remove_layer", "modify_layer", "modify_head", "modify_lr")
 MAX_TRIES = 50
+FIRST_RANDOM_UID = 1000
+UID_LIMIT = 2 ** 31
 
 
+@dataclass
+class LayerListOptions:
+    min_layers: int = 1
+    max_layers: int = 6
+
+    def validate(self) -> None:
+        if not 1 <= self.min_layers <= self.max_layers:
+            raise UserError(f"need 1 <= min_layers <= max_layers, got {self.min_layers}, {self.max_layers}")
+
+
+@register_space("layer_list")
 class LayerListSpace(SearchSpace):
     """Conv/pool layer lists of ``min_layers``..``max_layers`` layers."""
 
-    name = "layer_list"
+    Options = LayerListOptions
+    mutation_operators = MUTATIONS
 
     def __init__(self, input_shape: Tuple[int, int, int], num_classes: int, min_layers: int = 1,
                  max_layers: int = 6):
         super().__init__(input_shape, num_classes)
-        if not 1 <= min_layers <= max_layers:
-            raise ValueError(f"need 1 <= min_layers <= max_layers, got {min_layers}, {max_layers}")
+        LayerListOptions(min_layers, max_layers).validate()
         self.min_layers = min_layers
         self.max_layers = max_layers
 
@@ -78,14 +101,15 @@ class LayerListSpace(SearchSpace):
     # -- random parts ---------------------------------------------------------------------
 
     def _random_layer(self, rng: np.random.Generator, position: int) -> Dict[str, Any]:
+        uid = int(rng.integers(FIRST_RANDOM_UID, UID_LIMIT))
         # The first layer is always a convolution: pooling raw pixels only throws data away.
         if position == 0 or rng.random() < 0.7:
             kernel = int(rng.choice(KERNELS))
             return {"type": "conv", "kernel": kernel, "filters": int(rng.choice(FILTERS)),
                     "stride": int(rng.choice(CONV_STRIDES, p=(0.8, 0.2))),
-                    "padding": kernel // 2 if rng.random() < 0.8 else 0}
+                    "padding": kernel // 2 if rng.random() < 0.8 else 0, "uid": uid}
         return {"type": "pool", "kind": str(rng.choice(POOL_KINDS)), "size": int(rng.choice(POOL_SIZES)),
-                "stride": int(rng.choice(POOL_STRIDES, p=(0.3, 0.7)))}
+                "stride": int(rng.choice(POOL_STRIDES, p=(0.3, 0.7))), "uid": uid}
 
     def _retry(self, make, what: str) -> Genotype:
         for _ in range(MAX_TRIES):
@@ -101,13 +125,18 @@ class LayerListSpace(SearchSpace):
                     "head": int(rng.choice(HEADS)), "lr": float(rng.choice(LEARNING_RATES))}
         return self._retry(make, "sample")
 
-    def mutate(self, genotype: Genotype, rng: np.random.Generator) -> Tuple[Genotype, str]:
+    def mutate(self, genotype: Genotype, rng: np.random.Generator,
+               operator: Optional[str] = None) -> Tuple[Genotype, str]:
+        """One mutation (``operator`` forces one of ``MUTATIONS``); layers keep their uids."""
+        if operator is not None and operator not in MUTATIONS:
+            raise ValueError(f"layer_list has no mutation {operator!r}; choose from {', '.join(MUTATIONS)}")
+        genotype = with_uids(genotype)
         chosen: List[str] = []
 
         def make() -> Optional[Genotype]:
             child = copy.deepcopy(genotype)
             layers = child["layers"]
-            op = str(rng.choice(MUTATIONS))
+            op = operator or str(rng.choice(MUTATIONS))
             chosen[:] = [op]
             if op == "add_layer":
                 if len(layers) >= self.max_layers:
@@ -152,13 +181,20 @@ class LayerListSpace(SearchSpace):
         return layer
 
     def crossover(self, first: Genotype, second: Genotype, rng: np.random.Generator) -> Genotype:
+        first, second = with_uids(first), with_uids(second)
+
         def make() -> Genotype:
             cut_a = int(rng.integers(1, len(first["layers"]) + 1))
             cut_b = int(rng.integers(0, len(second["layers"]) + 1))
             take_head_from = first if rng.random() < 0.5 else second
             take_lr_from = first if rng.random() < 0.5 else second
-            return {"layers": copy.deepcopy(first["layers"][:cut_a] + second["layers"][cut_b:]),
-                    "head": take_head_from["head"], "lr": take_lr_from["lr"]}
+            layers = copy.deepcopy(first["layers"][:cut_a] + second["layers"][cut_b:])
+            seen = set()
+            for layer in layers:  # a layer both parents inherited from one ancestor: keep one name
+                while layer["uid"] in seen:
+                    layer["uid"] = int(rng.integers(FIRST_RANDOM_UID, UID_LIMIT))
+                seen.add(layer["uid"])
+            return {"layers": layers, "head": take_head_from["head"], "lr": take_lr_from["lr"]}
         try:
             return self._retry(make, "crossover")
         except RuntimeError:
@@ -170,7 +206,8 @@ class LayerListSpace(SearchSpace):
     def decode(self, genotype: Genotype) -> ArchSpec:
         nodes: List[Dict[str, Any]] = []
         src = "input"
-        for i, layer in enumerate(genotype["layers"]):
+        for position, layer in enumerate(genotype["layers"]):
+            i = layer.get("uid", position)
             if layer["type"] == "conv":
                 nodes += [
                     {"id": f"conv{i}", "op": "conv2d", "inputs": [src], "out_channels": layer["filters"],
@@ -195,3 +232,13 @@ class LayerListSpace(SearchSpace):
 
     def training_overrides(self, genotype: Genotype) -> Dict[str, Any]:
         return {"lr": float(genotype["lr"])}
+
+
+def with_uids(genotype: Genotype) -> Genotype:
+    """The genotype with every layer's uid set (a pre-uid genotype: its positions, as it decodes)."""
+    if all("uid" in layer for layer in genotype["layers"]):
+        return genotype
+    genotype = copy.deepcopy(dict(genotype))
+    for position, layer in enumerate(genotype["layers"]):
+        layer.setdefault("uid", position)
+    return genotype

@@ -49,7 +49,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (isinstance(self.epochs, int) and self.epochs >= 1, "epochs must be an integer >= 1"),
+            (isinstance(self.epochs, int) and not isinstance(self.epochs, bool) and self.epochs >= 0,
+             "epochs must be an integer >= 0 (0 evaluates the initial weights)"),
             (isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size must be an integer >= 1"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
@@ -142,8 +143,18 @@ def _optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 def train_model(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig,
-                progress: Optional[Callable[[Dict[str, float]], None]] = None) -> TrainResult:
-    """Train a fresh module for ``spec`` on ``split.train``; report val and test accuracy.
+                progress: Optional[Callable[[Dict[str, float]], None]] = None,
+                init_state: Optional[Mapping[str, np.ndarray]] = None, data_seed: Optional[int] = None,
+                train_fraction: float = 1.0) -> TrainResult:
+    """Train a module for ``spec`` on ``split.train``; report val and test accuracy.
+
+    The module starts from ``init_state`` (a ``hostside.arch.weights`` state of exactly this
+    network: inherited or imported weights) or, without one, from a fresh initialisation.
+    ``data_seed`` (default: ``config.seed``) orders the batches, so each training exercise
+    of a lineage can see a freshly shuffled training part; ``train_fraction`` < 1 trains on a
+    subset of it drawn with the same seed. Normalisation always uses the whole train part,
+    so a network trained in several exercises sees one input scale. ``epochs`` 0 only
+    evaluates the initial weights.
 
     Deterministic on the CPU for a given seed and thread count: weight init, shuffling,
     augmentation and dropout all draw from generators seeded here, and the caller's global
@@ -153,23 +164,36 @@ def train_model(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainCon
     """
     check_compatible(spec, dataset)
     split.check(dataset)
+    if not 0 < train_fraction <= 1:
+        raise UserError(f"training config: train_fraction {train_fraction!r} must be in (0, 1]")
     device = resolve_device(config.device)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
         with torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else [], device_type="cuda"):
             torch.manual_seed(config.seed)
-            return _train(spec, dataset, split, config, device, progress)
+            return _train(spec, dataset, split, config, device, progress, init_state,
+                          config.seed if data_seed is None else data_seed, train_fraction)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _train(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig, device: torch.device,
-           progress: Optional[Callable[[Dict[str, float]], None]]) -> TrainResult:
+           progress: Optional[Callable[[Dict[str, float]], None]], init_state: Optional[Mapping[str, np.ndarray]],
+           data_seed: int, train_fraction: float) -> TrainResult:
+    from hostside.arch.weights import load_state
+
     started = time.perf_counter()
-    module = build_module(spec).to(device)
+    module = build_module(spec)
+    if init_state is not None:
+        load_state(module, init_state)
+    module = module.to(device)
     mean, std = dataset.channel_stats(split.train)
-    x_train, y_train = _tensors(dataset, split.train, mean, std, device)
+    train_indices = split.train
+    if train_fraction < 1:
+        count = max(1, int(round(train_fraction * len(train_indices))))
+        train_indices = np.sort(np.random.default_rng(data_seed).choice(train_indices, size=count, replace=False))
+    x_train, y_train = _tensors(dataset, train_indices, mean, std, device)
     x_val, y_val = _tensors(dataset, split.val, mean, std, device)
     x_test, y_test = _tensors(dataset, split.test, mean, std, device)
     if config.crop_padding:
@@ -178,8 +202,8 @@ def _train(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig, 
     optimizer = _optimizer(module, config)
     steps_per_epoch = math.ceil(len(y_train) / config.batch_size)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
-                 if config.cosine else None)
-    generator = torch.Generator().manual_seed(config.seed)
+                 if config.cosine and config.epochs else None)
+    generator = torch.Generator().manual_seed(data_seed)
     history: List[Dict[str, float]] = []
     diverged = False
     for epoch in range(1, config.epochs + 1):
@@ -219,7 +243,7 @@ def _train(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig, 
             progress(row)
         if diverged:
             break
-    val_accuracy = history[-1]["val_accuracy"]
+    val_accuracy = history[-1]["val_accuracy"] if history else accuracy(module, x_val, y_val)
     test_accuracy = accuracy(module, x_test, y_test)
     train_seconds = time.perf_counter() - started
     return TrainResult(module.cpu().eval(), val_accuracy, test_accuracy, train_seconds, mean, std, history, diverged)

@@ -1,5 +1,6 @@
 """The unit of work a search hands to a process pool or Dask worker: plain data in (spec
-dict, dataset source, split dict, config dict), files and a plain metrics dict out.
+dict, dataset source, split dict, config dict, optional initial weights), files
+(``model.onnx``, ``weights.npz``, ``metrics.json``, ``split.json``) and a plain metrics dict out.
 
 The dataset is cached per process (``cached_dataset``), so a worker that trains dozens of
 candidates decodes its files once.
@@ -12,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
+import numpy as np
+
 from hostside.arch.cost import analyze
 from hostside.arch.spec import ArchSpec
 from hostside.train.datasets import Dataset, cached_dataset
@@ -20,6 +23,7 @@ from hostside.train.onnx_eval import evaluate_onnx
 from hostside.train.splits import Split, make_split
 
 MODEL_FILE = "model.onnx"
+WEIGHTS_FILE = "weights.npz"
 METRICS_FILE = "metrics.json"
 SPLIT_FILE = "split.json"
 
@@ -31,13 +35,16 @@ def _finite(value: float) -> Optional[float]:
 
 def export_and_measure(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig,
                        result: TrainResult, out_dir: Union[str, Path]) -> Dict[str, Any]:
-    """Write ``model.onnx``, ``split.json`` and ``metrics.json`` for a finished training and
-    return the metrics; the ONNX accuracy is measured on the same test indices."""
+    """Write ``model.onnx``, ``weights.npz`` (the unfolded, trainable state), ``split.json``
+    and ``metrics.json`` for a finished training and return the metrics; the ONNX accuracy is
+    measured on the same test indices."""
     from hostside.arch.export import export_onnx
+    from hostside.arch.weights import save_state, state_of
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     split.save(out / SPLIT_FILE)
+    weights_sha256 = save_state(state_of(result.module), out / WEIGHTS_FILE)
     report = export_onnx(result.module, out / MODEL_FILE, mean=result.mean, std=result.std)
     cost = analyze(spec)
     metrics: Dict[str, Any] = {
@@ -54,6 +61,8 @@ def export_and_measure(spec: ArchSpec, dataset: Dataset, split: Split, config: T
         "onnx": report.path,
         "onnx_sha256": report.sha256,
         "onnx_size_bytes": report.size_bytes,
+        "weights": str(out / WEIGHTS_FILE),
+        "weights_sha256": weights_sha256,
         "max_abs_diff": _finite(report.max_abs_diff),
         "dataset": dataset.name,
         "dataset_source": dataset.source,
@@ -68,18 +77,40 @@ def export_and_measure(spec: ArchSpec, dataset: Dataset, split: Split, config: T
     return metrics
 
 
+InitWeights = Union[None, str, Path, bytes, Mapping[str, np.ndarray]]
+
+
+def initial_state(init_weights: InitWeights) -> Optional[Dict[str, np.ndarray]]:
+    """A state from an ``.npz`` path, its bytes, or a state mapping (None: fresh init)."""
+    from hostside.arch.weights import load_weights, state_from_bytes
+
+    if init_weights is None:
+        return None
+    if isinstance(init_weights, bytes):
+        return state_from_bytes(init_weights, "initial weights")
+    if isinstance(init_weights, (str, Path)):
+        return load_weights(init_weights)
+    return dict(init_weights)
+
+
 def train_and_export(spec_dict: Mapping[str, Any], dataset_source: str, split_dict: Optional[Mapping[str, Any]],
-                     config_dict: Optional[Mapping[str, Any]], out_dir: Union[str, Path]) -> Dict[str, Any]:
+                     config_dict: Optional[Mapping[str, Any]], out_dir: Union[str, Path],
+                     init_weights: InitWeights = None, data_seed: Optional[int] = None,
+                     train_fraction: float = 1.0) -> Dict[str, Any]:
     """Train ``spec_dict`` on ``dataset_source`` and export it to ``out_dir``.
 
     ``split_dict`` is a :meth:`Split.to_dict` (None draws one from the config's seed);
-    returns the metrics dict also written to ``metrics.json``: ``accuracy`` (test),
-    ``val_accuracy``, ``onnx_accuracy``, ``params``, ``macs``, ``train_seconds``, ``onnx``,
-    ``onnx_sha256``, ``max_abs_diff`` and more.
+    ``init_weights`` (an ``.npz`` path, its bytes or a state) are the starting weights, which
+    must fit the spec exactly (else one ``UserError`` naming the first tensor that differs);
+    ``data_seed`` and ``train_fraction`` as in :func:`train_model`. Returns the metrics dict
+    also written to ``metrics.json``: ``accuracy`` (test), ``val_accuracy``, ``onnx_accuracy``,
+    ``params``, ``macs``, ``train_seconds``, ``onnx``, ``onnx_sha256``, ``weights``,
+    ``weights_sha256``, ``max_abs_diff`` and more.
     """
     spec = ArchSpec.from_dict(spec_dict)
     dataset = cached_dataset(dataset_source)
     config = TrainConfig.from_dict(config_dict)
     split = Split.from_dict(split_dict) if split_dict is not None else make_split(dataset, config.seed)
-    result = train_model(spec, dataset, split, config)
+    result = train_model(spec, dataset, split, config, init_state=initial_state(init_weights), data_seed=data_seed,
+                         train_fraction=train_fraction)
     return export_and_measure(spec, dataset, split, config, result, out_dir)

@@ -11,7 +11,7 @@ from hostside.search.pareto import best_tradeoff, hypervolume, pareto_front, ran
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"strategy": "anneal"}, "config key 'strategy': 'anneal' is not allowed; choose one of nsga2, random"),
+    ({"strategy": "anneal"}, "config key 'strategy': 'anneal' is not allowed; choose one of "),
     ({"objectives": ["accuracy", "speed"]}, "config key 'objectives': 'speed' is not allowed; choose from accuracy, params"),
     ({"objectives": ["accuracy"]}, "config key 'objectives'"),
     ({"budget": 0}, "config key 'budget': 0 is not allowed; give an integer >= 1"),
@@ -19,6 +19,10 @@ from hostside.search.pareto import best_tradeoff, hypervolume, pareto_front, ran
     ({"budgets": {"latency_ms": -1}}, "config key 'budgets.latency_ms': -1 is not allowed; give a positive number"),
     ({"train": {"lr": 1}}, "config key 'train.lr' is unknown; allowed keys: batch_size"),
     ({"populaton": 4}, "config key 'populaton' is unknown; allowed keys: dataset, board"),
+    ({"policy": "async"}, "config key 'policy': 'async' is not allowed; choose one of generational, steady-state"),
+    ({"strategy": {"name": "nsga2", "mutation": 1}}, "strategy 'nsga2': option 'mutation' is unknown"),
+    ({"strategy": {"immigrant_rate": 0.1}}, "config table [strategy] needs a name"),
+    ({"budget_unit": "hours"}, "config key 'budget_unit': 'hours' is not allowed"),
 ])
 def test_bad_settings_name_the_key_and_the_allowed_values(values, message):
     with pytest.raises(UserError) as info:
@@ -31,6 +35,14 @@ def test_flags_override_the_file_and_budgets_merge(tmp_path):
     path.write_text('strategy = "random"\nbudget = 5\n[budgets]\nparams = 20000\n')
     config = build_config(load_toml(path), {"budget": 7, "budgets.latency_ms": 0.5, "seed": None})
     assert (config.strategy, config.budget, config.budgets) == ("random", 7, {"params": 20000, "latency_ms": 0.5})
+    assert SearchConfig.from_dict(config.to_dict()) == config
+
+
+def test_the_strategy_table_gives_name_and_options(tmp_path):
+    path = tmp_path / "search.toml"
+    path.write_text('policy = "steady-state"\n[strategy]\nname = "nsga2"\nimmigrant_rate = 0.1\n')
+    config = build_config(load_toml(path), {})
+    assert (config.strategy, config.strategy_options, config.policy) == ("nsga2", {"immigrant_rate": 0.1}, "steady-state")
     assert SearchConfig.from_dict(config.to_dict()) == config
 
 

@@ -1,0 +1,120 @@
+"""Registries of objectives and budgets: a name, how to read it from a candidate, and its sense.
+
+An objective or budget is read from a flat mapping of the candidate's figures (a journal row,
+or ``Candidate.metrics``); by default from the column of the same meaning, so later issues add
+their own (``register_objective("mult_energy", "min", read=...)``) without touching the engine,
+the strategies or the report. ``OBJECTIVES`` and ``BUDGETS`` stay name -> (column, sense) views.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+from hostside.errors import UserError
+
+Reader = Callable[[Mapping[str, Any]], Optional[float]]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """``sense`` "max" objectives are turned into minimisation by ``1 - value`` (fractions) or
+    ``-value`` (``bounded=False``), so pymoo always minimises."""
+
+    name: str
+    sense: str
+    column: str
+    read: Reader
+    bounded: bool = True
+
+    def value(self, row: Mapping[str, Any]) -> Optional[float]:
+        value = self.read(row)
+        return None if value is None else float(value)
+
+    def minimised(self, row: Mapping[str, Any]) -> float:
+        value = self.value(row)
+        if value is None:
+            return float("nan")
+        if self.sense == "max":
+            return 1.0 - value if self.bounded else -value
+        return value
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``kind`` "max": an upper bound; "min": a lower bound."""
+
+    name: str
+    kind: str
+    column: str
+    read: Reader
+
+    def value(self, row: Mapping[str, Any]) -> Optional[float]:
+        value = self.read(row)
+        return None if value is None else float(value)
+
+
+_OBJECTIVES: Dict[str, Objective] = {}
+_BUDGETS: Dict[str, Budget] = {}
+#: name -> (column, sense): the view the report and older callers read.
+OBJECTIVES: Dict[str, Tuple[str, str]] = {}
+BUDGETS: Dict[str, Tuple[str, str]] = {}
+
+
+def _column_reader(column: str) -> Reader:
+    return lambda row: row.get(column)
+
+
+def register_objective(name: str, sense: str, column: Optional[str] = None, read: Optional[Reader] = None,
+                       bounded: bool = True) -> Objective:
+    """Add an objective; ``column`` defaults to ``name``, ``read`` to reading that column."""
+    if sense not in ("min", "max"):
+        raise ValueError(f"objective {name!r}: sense must be 'min' or 'max', not {sense!r}")
+    column = column or name
+    objective = Objective(name, sense, column, read or _column_reader(column), bounded)
+    _OBJECTIVES[name] = objective
+    OBJECTIVES[name] = (column, sense)
+    return objective
+
+
+def register_budget(name: str, kind: str, column: Optional[str] = None, read: Optional[Reader] = None) -> Budget:
+    if kind not in ("min", "max"):
+        raise ValueError(f"budget {name!r}: kind must be 'min' or 'max', not {kind!r}")
+    column = column or name
+    budget = Budget(name, kind, column, read or _column_reader(column))
+    _BUDGETS[name] = budget
+    BUDGETS[name] = (column, kind)
+    return budget
+
+
+def objective(name: str) -> Objective:
+    if name not in _OBJECTIVES:
+        raise UserError(f"objective {name!r} is unknown; choose from {', '.join(_OBJECTIVES)}")
+    return _OBJECTIVES[name]
+
+
+def budget(name: str) -> Budget:
+    if name not in _BUDGETS:
+        raise UserError(f"budget {name!r} is unknown; allowed budgets: {', '.join(_BUDGETS)}")
+    return _BUDGETS[name]
+
+
+def objective_value(row: Mapping[str, Any], name: str) -> float:
+    """The candidate's value of objective ``name`` as a quantity to minimise (NaN if missing)."""
+    return objective(name).minimised(row)
+
+
+register_objective("accuracy", "max")
+register_objective("params", "min")
+register_objective("macs", "min")
+register_objective("predicted_latency", "min", "predicted_latency_ms")
+register_objective("measured_latency", "min", "latency_ms")
+register_objective("energy", "min", "energy_mj")
+register_objective("activation_memory", "min", "activation_bytes")
+
+register_budget("latency_ms", "max")
+register_budget("params", "max")
+register_budget("macs", "max")
+register_budget("activation_bytes", "max")
+register_budget("energy_mj", "max")
+register_budget("accuracy", "min")
