@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 import traceback
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from hostside.errors import UserError
 
@@ -25,8 +25,16 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error: what is wrong and where to read more.
+    Sub-command parsers inherit the class, so ``hostside measure --runs x`` is one line too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="hostside",
         description="Hardware-aware architecture search for Raspberry Pi and ARM boards.",
     )
@@ -61,8 +69,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"hostside: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
         print("hostside: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        if debug:
+            traceback.print_exc()
+        print("hostside: error: ran out of memory; use a smaller model, batch or search space", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permission denied, a vanished file: the system said no
+        if debug:
+            traceback.print_exc()
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"hostside: error: {exc.strerror or exc}{where}; rerun with --debug for details", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
