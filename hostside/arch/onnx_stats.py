@@ -24,12 +24,15 @@ reads the graph itself instead of trusting any naming scheme. The conventions ar
   graph outputs live to the end; element sizes follow each tensor's dtype.
 
 Shapes come from ``onnx.shape_inference`` in strict mode. Subgraph bodies (If/Loop/Scan) are
-not costed; the outer tensors they read are kept alive until their node runs.
+not costed (a Conv, Gemm or MatMul inside one is refused); the outer tensors they read are kept
+alive until their node runs. A graph with an operator of unknown cost (LSTM, a custom-domain
+op, ...) is refused with the node's name rather than costed as zero.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
@@ -68,6 +71,79 @@ _FLOAT_DTYPES = frozenset(
     if name.startswith("FLOAT") or name in ("DOUBLE", "BFLOAT16")
 )
 FLOAT32_BYTES = 4
+#: Operators with MACs (counted by ``_node_macs``).
+_MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+#: Operators whose MACs are zero by the conventions above (element-wise maths, pooling,
+#: normalisation, data movement, shape arithmetic) and whose parameters, if any, are counted.
+#: Anything else (LSTM/GRU/RNN, Einsum, quantized convs, custom domains, ...) is refused.
+_ZERO_MAC_OPS = frozenset({
+    "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Asinh", "Atan", "Atanh",
+    "AveragePool", "BatchNormalization", "BitShift", "Cast", "CastLike", "Ceil", "Celu", "Clip",
+    "Compress", "Concat", "Constant", "ConstantOfShape", "Cos", "Cosh", "CumSum", "DepthToSpace",
+    "Div", "Dropout", "Elu", "Equal", "Erf", "Exp", "Expand", "EyeLike", "Flatten", "Floor", "Gather",
+    "GatherElements", "GatherND", "Gelu", "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool",
+    "Greater", "GreaterOrEqual", "GroupNormalization", "HardSigmoid", "HardSwish", "Hardmax",
+    "Identity", "If", "InstanceNormalization", "IsInf", "IsNaN", "LRN", "LayerNormalization",
+    "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "Loop", "LpNormalization", "LpPool",
+    "Max", "MaxPool", "Mean", "Min", "Mish", "Mod", "Mul", "Neg", "NonZero", "Not", "OneHot", "Or",
+    "PRelu", "Pad", "Pow", "Range", "Reciprocal", "ReduceL1", "ReduceL2", "ReduceLogSum",
+    "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum",
+    "ReduceSumSquare", "Relu", "Reshape", "Resize", "Round", "Scan", "ScatterElements", "ScatterND",
+    "Selu", "Shape", "Shrink", "Sigmoid", "Sign", "Sin", "Sinh", "Size", "Slice", "Softmax",
+    "Softplus", "Softsign", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tan", "Tanh",
+    "ThresholdedRelu", "Tile", "TopK", "Transpose", "Trilu", "Unsqueeze", "Upsample", "Where", "Xor",
+})
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A checked ONNX graph with everything a cost reader needs: shapes inferred for batch 1
+    and the tensors a runtime folds into constants. The latency features read files through
+    this too, so they accept exactly the files ``arch stats`` accepts."""
+
+    path: Path
+    model: onnx.ModelProto
+    inputs: Tuple[onnx.ValueInfoProto, ...]
+    tensors: Dict[str, Tuple[int, Dims]]
+    constants: Set[str]
+    producers: Dict[str, onnx.NodeProto]
+
+    def dims(self, tensor: str, owner: str) -> Tuple[int, ...]:
+        """The tensor's static dims (batch 1); UserError naming the node when unknown."""
+        return _known_dims(self.path, self.tensors, tensor, owner)
+
+    def runtime_nodes(self) -> List[onnx.NodeProto]:
+        """The nodes that run at inference time (constant subgraphs are folded away)."""
+        return [node for node in self.model.graph.node if node.output[0] not in self.constants]
+
+
+def node_label(node: onnx.NodeProto, index: int = 0) -> str:
+    return node.name or node.output[0] or f"{node.op_type}_{index}"
+
+
+def read_graph(path: Union[str, Path]) -> Graph:
+    """Load, check and shape-infer an ONNX file; every way it can fail is one UserError line.
+
+    Refuses graphs with operators whose cost this reader does not know (recurrent layers,
+    custom-domain ops, ...), naming the node: reporting their cost as zero would be a wrong
+    answer given without a word.
+    """
+    path = Path(path)
+    model = _load(path)
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = tuple(v for v in graph.input if v.name not in initializers)
+    if not inputs:
+        raise UserError(f"{path}: the model has no inputs; export it with the network's input as a graph input")
+    _check_structure(path, graph, initializers)
+    constants = _constant_tensors(graph, initializers)
+    # Before the shape checks and inference: those fail on unknown ops with vaguer messages.
+    _check_costable(path, graph.node, constants)
+    for value in inputs:
+        _fix_batch(path, value)
+    tensors = _infer(path, model)
+    producers = {out: node for node in graph.node for out in node.output if out}
+    return Graph(path, model, inputs, tensors, constants, producers)
 
 
 def onnx_stats(path: Union[str, Path]) -> Dict[str, Any]:
@@ -78,22 +154,13 @@ def onnx_stats(path: Union[str, Path]) -> Dict[str, Any]:
     dimension; ``[]`` if unknown); ``layers`` (op type -> node count, every node of the main
     graph) and ``per_layer`` (``name``, ``op_type``, ``params``, ``macs``, ``output_shape``
     without batch, for each node that has parameters or MACs, in graph order). Raises
-    ``UserError`` naming the file when it is missing, unreadable, not ONNX, damaged, or has
-    an input whose shape is not fixed apart from the batch.
+    ``UserError`` naming the file when it is missing, unreadable, not ONNX, damaged, has
+    an input whose shape is not fixed apart from the batch, or holds an operator it cannot
+    cost (named).
     """
-    model = _load(Path(path))
-    graph = model.graph
-    initializers = {t.name for t in graph.initializer}
-    inputs = [v for v in graph.input if v.name not in initializers]
-    if not inputs:
-        raise UserError(f"{path}: the model has no inputs; export it with the network's input as a graph input")
-    _check_structure(path, graph, initializers)
-    for value in inputs:
-        _fix_batch(path, value)
-    tensors = _infer(path, model)
-
-    constants = _constant_tensors(graph, initializers)
-    producers = {out: node for node in graph.node for out in node.output if out}
+    g = read_graph(path)
+    graph, tensors, constants, producers = g.model.graph, g.tensors, g.constants, g.producers
+    inputs = g.inputs
     layers: Dict[str, int] = {}
     per_layer: List[Dict[str, Any]] = []
     total_params = total_macs = 0
@@ -101,7 +168,7 @@ def onnx_stats(path: Union[str, Path]) -> Dict[str, Any]:
         layers[node.op_type] = layers.get(node.op_type, 0) + 1
         if node.output[0] in constants:
             continue  # folded into a constant by any runtime: no work at inference time
-        name = node.name or node.output[0] or f"{node.op_type}_{index}"
+        name = node_label(node, index)
         params = _node_params(path, node, name, tensors, constants, producers)
         macs = _node_macs(path, node, name, tensors)
         if params or macs:
@@ -125,6 +192,28 @@ def onnx_stats(path: Union[str, Path]) -> Dict[str, Any]:
         "layers": layers,
         "per_layer": per_layer,
     }
+
+
+def _check_costable(path: Union[str, Path], nodes: Iterable[onnx.NodeProto], constants: Set[str],
+                    in_subgraph: bool = False) -> None:
+    """UserError naming the first runtime node (subgraph bodies included) whose params or
+    MACs this reader does not know how to count. Subgraph bodies are not costed, so a
+    MAC-bearing node inside one is refused too."""
+    known = _ZERO_MAC_OPS if in_subgraph else _ZERO_MAC_OPS | _MAC_OPS
+    for index, node in enumerate(nodes):
+        if node.output and node.output[0] in constants:
+            continue
+        domain = node.domain or "ai.onnx"
+        if domain != "ai.onnx" or node.op_type not in known:
+            kind = f"{node.op_type}" if domain == "ai.onnx" else f"{node.op_type} (domain {domain!r})"
+            raise UserError(
+                f"{path}: node {node_label(node, index)!r} is a {kind} operator, whose params and MACs hostside "
+                f"cannot count, so its cost would be missing from the totals; hostside costs CNN operators "
+                f"(Conv, Gemm, MatMul, pooling, normalisation, element-wise)"
+            )
+        for attr in node.attribute:
+            for sub in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
+                _check_costable(path, sub.node, set(), in_subgraph=True)
 
 
 def _load(path: Path) -> onnx.ModelProto:

@@ -344,73 +344,126 @@ _ONNX_ACTS = {"Relu": "relu", "Clip": "relu6", "Sigmoid": "sigmoid", "Tanh": "ta
 _ONNX_POOLS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
 _ONNX_RESHAPES = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze"})
 _ONNX_SKIPPED = frozenset({"Identity", "Dropout"})
+#: Element-wise or data-moving operators, costed by the bytes they read and write.
+_ONNX_ELTWISE = frozenset({"Add", "Sub", "Mul", "Div", "Pad", "Sum", "Max", "Min", "Transpose", "Softmax",
+                           "LogSoftmax", "Cast"})
+#: Operators that only compute shapes: with a symbolic batch axis onnxruntime cannot fold them,
+#: but they run on a handful of integers, so they are left out like constants.
+_ONNX_SHAPE_OPS = frozenset({"Shape", "Gather", "Unsqueeze", "Concat", "Squeeze", "Slice", "Cast", "Reshape",
+                             "Mul", "Add", "Sub", "Div", "Identity", "ConstantOfShape", "Expand", "Range"})
+
+
+def _shape_tensors(nodes: Sequence, constants: set) -> set:
+    """Tensors computed from ``Shape`` outputs and constants only (shape arithmetic)."""
+    derived: set = set()
+    for node in nodes:
+        data = [n for n in node.input if n and n not in constants]
+        if node.op_type == "Shape" or (
+                data and node.op_type in _ONNX_SHAPE_OPS and all(n in derived for n in data)):
+            derived.update(o for o in node.output if o)
+    return derived
 
 
 def _onnx_ops(path: Path) -> Tuple[List[Op], Dict[str, Tuple[int, ...]]]:
-    import onnx
-    from onnx import shape_inference
+    """The neutral operator list of an ONNX file, read through ``arch stats``' graph reader
+    (so Identity-wrapped and shared initializers, Constant nodes and shape inputs are seen
+    as the constants they are). UserError naming the node for an operator the latency model
+    has no kernel for."""
+    from hostside.arch.onnx_stats import node_label, read_graph
 
-    try:
-        model = shape_inference.infer_shapes(onnx.load(str(path)))
-    except Exception as exc:  # onnx raises DecodeError, ValidationError, InferenceError, OSError
-        raise UserError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc}); "
-                        f"export it again or check the path") from None
-    graph = model.graph
-    inits = {t.name: tuple(t.dims) for t in graph.initializer}
+    g = read_graph(path)
+    nodes = g.runtime_nodes()
+    skip = _shape_tensors(nodes, g.constants)
+    constants = g.constants | skip
     shapes: Dict[str, Tuple[int, ...]] = {}
-    for value in list(graph.input) + list(graph.value_info) + list(graph.output):
-        dims = value.type.tensor_type.shape.dim
-        # The batch axis (symbolic or not) is dropped: the features describe batch-1 runs.
-        shapes[value.name] = tuple(d.dim_value for d in dims[1:])
 
-    def shape(name: str) -> Tuple[int, ...]:
-        found = shapes.get(name)
-        if found is None or any(d <= 0 for d in found):
-            raise UserError(f"{path}: the shape of tensor {name!r} is unknown; export the model with "
-                            f"static shapes (the batch axis may stay symbolic)")
-        return found
+    def shape(name: str, owner: str) -> Tuple[int, ...]:
+        if name not in shapes:
+            # The batch axis is dropped: the features describe batch-1 runs.
+            shapes[name] = tuple(g.dims(name, owner)[1:])
+        return shapes[name]
 
-    producers = {out: node for node in graph.node for out in node.output}
+    def refuse(node, label: str, why: str) -> UserError:
+        return UserError(f"{path}: node {label!r} ({node.op_type}) {why}; the latency model cannot judge this "
+                         f"file (it knows the operators of the calibration suite: convs, linear layers, pooling, "
+                         f"batchnorm, activations, add and concat)")
+
     users: Dict[str, int] = {}
-    for node in graph.node:
+    for node in nodes:
         for name in node.input:
             users[name] = users.get(name, 0) + 1
-    alias: Dict[str, str] = {}
-    swallowed: set = set()  # Sigmoid nodes that are the inner half of a SiLU
-    for node in graph.node:
+    producers = {out: node for node in nodes for out in node.output if out}
+    swallowed: set = set()  # Sigmoid outputs that are the inner half of a SiLU
+    bias_adds: Dict[str, str] = {}  # Add output -> the MatMul output whose bias it adds
+    for node in nodes:
         if node.op_type == "Mul" and len(node.input) == 2:
             a, b = node.input
-            for x, s in ((a, b), (b, a)):
-                sig = producers.get(s)
-                if sig is not None and sig.op_type == "Sigmoid" and sig.input[0] == x and users.get(s) == 1:
-                    swallowed.add(sig.output[0])
+            for x, sig_out in ((a, b), (b, a)):
+                sig = producers.get(sig_out)
+                if sig is not None and sig.op_type == "Sigmoid" and sig.input[0] == x and users.get(sig_out) == 1:
+                    swallowed.add(sig_out)
+        if node.op_type == "Add" and len(node.input) == 2:
+            for data, other in (node.input, tuple(reversed(node.input))):
+                mm = producers.get(data)
+                if (other in constants and mm is not None and mm.op_type == "MatMul" and users.get(data) == 1
+                        and mm.input[1] in g.constants):
+                    bias_adds[node.output[0]] = data
 
+    alias: Dict[str, str] = {}
+    bias_of = {mm: add for add, mm in bias_adds.items()}
     ops: List[Op] = []
-    for node in graph.node:
-        op = node.op_type
-        out = node.output[0]
-        data = tuple(alias.get(n, n) for n in node.input if n and n not in inits)
+    for index, node in enumerate(nodes):
+        op, out = node.op_type, node.output[0]
+        if out in skip:
+            continue
+        label = node_label(node, index)
+        data = tuple(alias.get(n, n) for n in node.input if n and n not in constants)
+        if not data:
+            raise refuse(node, label, "reads no network tensor")
         if op in _ONNX_SKIPPED:
             alias[out] = data[0]
             continue
+        if out in bias_adds:
+            alias[out] = alias.get(bias_adds[out], bias_adds[out])
+            continue
         if op == "Sigmoid" and out in swallowed:
             continue
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        out_shape = shape(out)
+        attrs = {a.name: onnx_attribute(a) for a in node.attribute}
+        out_shape = shape(out, label)
         if op == "Conv":
-            w = inits.get(node.input[1]) or shape(node.input[1])
+            if node.input[1] not in g.constants:
+                raise refuse(node, label, "has a weight computed at run time")
+            w = g.dims(node.input[1], label)
+            if len(w) != 4:
+                raise refuse(node, label, f"is a {len(w) - 2}-D convolution")
+            bias = g.dims(node.input[2], label)[0] if len(node.input) > 2 and node.input[2] else 0
             groups = int(attrs.get("group", 1))
-            params = _elems(w) + (w[0] if len(node.input) > 2 and node.input[2] else 0)
-            ops.append(("conv", out, data[:1], (shape(data[0])[0], w[0], groups, w[2], w[3], out_shape, params)))
-        elif op == "Gemm" or (op == "MatMul" and node.input[1] in inits):
-            w = inits[node.input[1]]
+            ops.append(("conv", out, data[:1], (shape(data[0], label)[0], w[0], groups, w[2], w[3], out_shape,
+                                                _elems(w) + bias)))
+        elif op in ("Gemm", "MatMul"):
+            if len(data) != 1 or node.input[1] not in g.constants or node.input[0] in g.constants:
+                raise refuse(node, label, "multiplies two run-time tensors")
+            x_shape = shape(data[0], label)
+            if len(x_shape) != 1:
+                raise refuse(node, label, f"multiplies a rank-{len(x_shape) + 1} tensor (expected a flattened "
+                                          f"batch of vectors)")
+            w = g.dims(node.input[1], label)
             fin, fout = (w[1], w[0]) if op == "Gemm" and attrs.get("transB", 0) else (w[0], w[1])
-            has_bias = op == "Gemm" and len(node.input) > 2 and bool(node.input[2])
-            ops.append(("linear", out, data[:1], (fin, fout, fin * fout + (fout if has_bias else 0))))
+            if op == "Gemm":
+                bias = fout if len(node.input) > 2 and node.input[2] else 0
+            else:
+                bias = fout if out in bias_of else 0
+            ops.append(("linear", out, data[:1], (fin, fout, fin * fout + bias)))
         elif op == "BatchNormalization":
             ops.append(("bn", out, data[:1], (out_shape, 2 * out_shape[0])))
         elif op in _ONNX_POOLS:
-            ops.append(("pool", out, data[:1], (shape(data[0]), out_shape, op.startswith("Global"))))
+            ops.append(("pool", out, data[:1], (shape(data[0], label), out_shape, op.startswith("Global"))))
+        elif op in ("ReduceMean", "ReduceMax"):
+            in_shape = shape(data[0], label)
+            if len(in_shape) != 3 or out_shape[:1] != in_shape[:1] or _elems(out_shape) != in_shape[0]:
+                raise refuse(node, label, "reduces other axes than a global pool does")
+            # torch's dynamo exporter writes adaptive_avg_pool2d(x, 1) this way
+            ops.append(("pool", out, data[:1], (in_shape, out_shape, True)))
         elif op in _ONNX_RESHAPES:
             ops.append(("reshape", out, data[:1], ()))
         elif op == "Concat":
@@ -420,10 +473,18 @@ def _onnx_ops(path: Path) -> Tuple[List[Op], Dict[str, Tuple[int, ...]]]:
         elif op == "Mul" and any(n in swallowed for n in node.input):
             x = next(n for n in node.input if n not in swallowed)
             ops.append(("act", out, (alias.get(x, x),), ("silu", out_shape)))
-        else:  # Sum/Add/Sub/Mul/Pad and anything else element-wise-like
-            moved = sum(_elems(shape(n)) for n in data) + _elems(out_shape)
+        elif op in _ONNX_ELTWISE:
+            moved = sum(_elems(shape(n, label)) for n in data) + _elems(out_shape)
             ops.append(("eltwise", out, data, (moved,)))
+        else:
+            raise refuse(node, label, "is an operator the calibration suite never measured")
     return ops, shapes
+
+
+def onnx_attribute(attr):
+    import onnx
+
+    return onnx.helper.get_attribute_value(attr)
 
 
 def onnx_features(path: Union[str, Path], nchwc_block: int = 0) -> List[float]:

@@ -366,3 +366,49 @@ def test_damaged_graph_structure(tmp_path):
     assert "no outputs" in _error(_save(no_outputs, tmp_path / "a.onnx"))
     nameless = _model([helper.make_node("", ["x"], ["y"])], [_value("x", [1, 4])], [_value("y", [1, 4])])
     assert "no op type" in _error(_save(nameless, tmp_path / "b.onnx"))
+
+
+# Operators whose cost is unknown: refused naming the node, never costed as zero.
+
+def _lstm_model() -> onnx.ModelProto:
+    nodes = [helper.make_node("LSTM", ["x", "w", "r"], ["y"], name="encoder_lstm", hidden_size=8)]
+    return _model(nodes, [_value("x", [5, 1, 4])], [_value("y", None)],
+                  [_floats("w", 1, 32, 4), _floats("r", 1, 32, 8)])
+
+
+def test_recurrent_layer_is_refused_naming_the_node(tmp_path):
+    message = _error(_save(_lstm_model(), tmp_path / "m.onnx"))
+    assert "'encoder_lstm'" in message and "LSTM" in message
+
+
+def test_custom_domain_operator_is_refused_naming_the_node(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["h"]),
+             helper.make_node("FancyAttention", ["h"], ["y"], name="attn", domain="com.example")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [_value("x", [1, 4])], [_value("y", None)]),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    message = _error(_save(model, tmp_path / "m.onnx"))
+    assert "'attn'" in message and "com.example" in message
+
+
+def test_a_conv_inside_a_subgraph_is_refused(tmp_path):
+    body = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["z"], name="inner_conv")], "then", [],
+                             [_value("z", None)])
+    nodes = [helper.make_node("ReduceMax", ["x"], ["m"], keepdims=0),
+             helper.make_node("Greater", ["m", "zero"], ["cond"]),
+             helper.make_node("If", ["cond"], ["y"], then_branch=body, else_branch=body)]
+    model = _model(nodes, [_value("x", [1, 3, 8, 8])], [_value("y", None)],
+                   [_floats("w", 2, 3, 3, 3), numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
+    assert "'inner_conv'" in _error(_save(model, tmp_path / "m.onnx"))
+
+
+def test_arch_stats_cli_refuses_an_lstm_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    path = _save(_lstm_model(), tmp_path / "m.onnx")
+    result = subprocess.run([sys.executable, "-m", "hostside.cli", "arch", "stats", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "encoder_lstm" in lines[0], result.stderr
+    assert "MACs" not in result.stdout
