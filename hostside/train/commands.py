@@ -148,7 +148,9 @@ def _initial_weights(spec: Any, path: Optional[str]) -> Optional[Dict[str, Any]]
     from hostside.arch.weights import load_state, load_weights
 
     state = load_weights(path)
-    load_state(build_module(spec), state, f"--init-weights {path}")
+    # The recorded input normalisation ("input/mean", "input/std") is not a tensor of the network.
+    load_state(build_module(spec), {k: v for k, v in state.items() if not k.startswith("input/")},
+               f"--init-weights {path}")
     return state
 
 

@@ -183,3 +183,45 @@ def test_cli_bad_file_is_one_line(hostside, tmp_path):
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "junk.onnx: not an ONNX model" in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def _trained_digits_net(digits) -> torch.nn.Module:
+    """A small torch CNN trained briefly on raw digits pixels (0..16), the way a user's own
+    training script would do it: no normalisation layer, batchnorm that the exporter folds."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(8 * 16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    x, y = torch.from_numpy(np.array(digits.x)), torch.from_numpy(np.array(digits.y))
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(3):
+        for start in range(0, len(y), 64):
+            loss = torch.nn.functional.cross_entropy(net(x[start:start + 64]), y[start:start + 64])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return net.eval()
+
+
+@pytest.mark.slow
+def test_imported_model_evaluates_to_the_onnx_files_accuracy(tmp_path, monkeypatch, capsys):
+    """arch import, then train --init-weights --epochs 0 on a split: the same test accuracy as
+    onnxruntime on the original file, on exactly those images."""
+    from hostside.train.datasets import load_dataset
+    from hostside.train.onnx_eval import evaluate_onnx
+    from hostside.train.splits import make_split
+
+    digits = load_dataset("digits")
+    path = torch_export(_trained_digits_net(digits), (1, 8, 8), tmp_path / "digits.onnx")
+    split = make_split(digits, seed=3)
+    split.save(tmp_path / "split.json")
+    want = evaluate_onnx(path, digits, split.test)
+    assert want > 0.8
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("hostside.arch.commands", "hostside.train.commands"))
+    assert cli.main(["arch", "import", str(path), "--out", str(tmp_path / "imp")]) == 0
+    code = cli.main(["train", str(tmp_path / "imp" / "spec.json"), "--init-weights", str(tmp_path / "imp" / "weights.npz"),
+                     "--epochs", "0", "--dataset", "digits", "--split", str(tmp_path / "split.json"),
+                     "--out", str(tmp_path / "eval")])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(want) and metrics["onnx_accuracy"] == pytest.approx(want)

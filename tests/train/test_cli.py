@@ -87,8 +87,8 @@ def test_arch_that_does_not_fit_the_dataset(hostside, tmp_path, small_cnn_dict):
 
 
 def test_bad_training_flag_and_missing_arch(hostside, arch, tmp_path):
-    code, _, err = hostside("train", arch, "--epochs", "0", "--out", tmp_path / "run")
-    assert code == 2 and "epochs must be an integer >= 1" in _one_error_line(err)
+    code, _, err = hostside("train", arch, "--epochs", "-1", "--out", tmp_path / "run")
+    assert code == 2 and "epochs must be an integer >= 0" in _one_error_line(err)
     code, _, err = hostside("train", tmp_path / "missing.json", "--out", tmp_path / "run")
     assert code == 2 and "missing.json: cannot read" in _one_error_line(err)
 
@@ -114,3 +114,52 @@ def test_console_entry_point_prints_one_line_and_exits_2(arch, tmp_path):
     )
     assert proc.returncode == 2
     assert "set.npz: holds object arrays" in _one_error_line(proc.stderr)
+
+
+def _save_weights_of(spec_dict, path):
+    from hostside.arch.build import build_module
+    from hostside.arch.spec import ArchSpec
+    from hostside.arch.weights import save_state, state_of
+
+    save_state(state_of(build_module(ArchSpec.from_dict(spec_dict))), path)
+    return path
+
+
+def test_init_weights_of_another_network_name_the_first_tensor(hostside, arch, tmp_path, small_cnn_dict):
+    small_cnn_dict["nodes"][0]["out_channels"] = 8
+    weights = _save_weights_of(small_cnn_dict, tmp_path / "other.npz")
+    code, _, err = hostside("train", arch, "--init-weights", weights, "--epochs", "0", "--out", tmp_path / "run")
+    line = _one_error_line(err)
+    assert code == 2 and f"--init-weights {weights}: tensor 'c1/weight' has shape [8, 1, 3, 3]" in line
+    assert "[16, 1, 3, 3]" in line and not (tmp_path / "run").exists()
+
+
+def test_init_weights_epochs_0_evaluates_them_unchanged(hostside, arch, tmp_path, small_cnn_dict):
+    """Train, then evaluate the saved weights with --epochs 0 on the same split: same accuracy."""
+    code, _, err = hostside("train", arch, "--epochs", "2", "--out", tmp_path / "a", "--threads", "1")
+    assert code == 0, err
+    first = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    code, _, err = hostside("train", arch, "--init-weights", tmp_path / "a" / "weights.npz", "--epochs", "0",
+                            "--split", tmp_path / "a" / "split.json", "--out", tmp_path / "b")
+    assert code == 0, err
+    again = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert again["accuracy"] == first["accuracy"] and again["onnx_accuracy"] == first["onnx_accuracy"]
+    assert again["epochs_run"] == 0
+
+
+@pytest.mark.parametrize("filters", [10 ** 9, 10 ** 30])
+def test_a_network_too_big_for_memory_is_refused_before_building(hostside, tmp_path, small_cnn_dict, filters):
+    small_cnn_dict["nodes"][0]["out_channels"] = filters
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(small_cnn_dict))
+    code, _, err = hostside("train", path, "--epochs", "1", "--out", tmp_path / "run")
+    line = _one_error_line(err)
+    assert code == 2 and "parameters and" in line and "bytes are available; make the network smaller" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_memory_estimate_counts_weights_gradients_adam_and_activations():
+    from hostside.train.commands import training_memory_bytes
+
+    assert training_memory_bytes(params=1000, activation_bytes=4096, batch_size=64) == 16 * 1000 + 2 * 64 * 4096
+    assert training_memory_bytes(10 ** 30, 0, 1) == 16 * 10 ** 30  # no overflow
