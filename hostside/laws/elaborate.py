@@ -103,3 +103,17 @@ def elaborate(space: NarrowSpace, calibration: Any, windows: Sequence[Tuple[floa
         result["png"] = str(png)
     return result
 
+
+
+def load_population(path: Path) -> Dict[str, Any]:
+    """An elaborated population written by ``elaborate``; one UserError line for a bad file."""
+    from hostside.errors import UserError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the elaborated population ({exc}); write it with "
+                        f"`hostside laws elaborate`") from None
+    if not isinstance(data, dict) or "population" not in data or "space" not in data:
+        raise UserError(f"{path}: not an elaborated population; write it with `hostside laws elaborate`")
+    return data

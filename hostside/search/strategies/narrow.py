@@ -1,0 +1,105 @@
+"""The narrow constraint search: propose the best-spread networks of an elaborated population
+that satisfy every budget, so only those are trained and measured.
+
+The elaborated population (``hostside.laws.elaborate``: laws learned for a grid of params targets,
+every sample judged by cost and, with a calibration, predicted latency) is a pure function of the
+space, the options and the seed; it is memoised per process and otherwise recomputed, or read
+from ``population_file`` (the output of ``hostside laws elaborate``). Which picks were tried is
+read from the run's records, so the strategy keeps no state and a resumed run continues.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Tuple
+
+from hostside.errors import UserError
+from hostside.search.candidate import Proposal
+from hostside.search.strategies.base import AskContext, Strategy, register_strategy
+
+_POPULATIONS: Dict[str, List[Dict[str, Any]]] = {}
+
+
+@dataclass
+class NarrowOptions:
+    """Defaults are the paper's: tau = 10^3..10^6, GA 100 + 900 laws x 10 samples, k = 10, n_val = 100."""
+
+    decades: List[int] = field(default_factory=lambda: [3, 4, 5, 6])
+    n_init: int = 100
+    n_steps: int = 900
+    n_eval: int = 10
+    k: int = 10
+    n_val: int = 100
+    spread_decades: float = 1.0
+    calibration: str = ""
+    population_file: str = ""
+
+    def validate(self) -> None:
+        if not self.decades or not all(isinstance(d, int) and 0 <= d <= 9 for d in self.decades):
+            raise UserError(f"strategy 'narrow' option 'decades': {self.decades!r}; give integers 0..9, e.g. [3, 4, 5]")
+        for name in ("n_init", "n_eval", "k", "n_val"):
+            if getattr(self, name) < 1:
+                raise UserError(f"strategy 'narrow' option {name!r}: must be at least 1")
+        if self.n_eval < 2:
+            raise UserError("strategy 'narrow' option 'n_eval': must be at least 2")
+        if self.n_steps < 0 or self.spread_decades <= 0:
+            raise UserError("strategy 'narrow' options 'n_steps' >= 0 and 'spread_decades' > 0 are required")
+
+
+@register_strategy("narrow")
+class NarrowSearch(Strategy):
+    Options = NarrowOptions
+
+    def population(self, ctx: AskContext) -> List[Dict[str, Any]]:
+        from hostside.laws.elaborate import elaborate, load_population, target_grid, windows_of
+        from hostside.laws.ga import GASettings
+
+        space = ctx.space
+        if not space.name.startswith("narrow:"):
+            raise UserError(f"--strategy narrow searches a narrow space; give --space narrow:<family> "
+                            f"(got {space.name!r})")
+        o = self.options
+        key = json.dumps([space.describe(), vars(o), self.settings.seed, sorted(self.settings.budgets.items())],
+                         sort_keys=True, default=str)
+        if key not in _POPULATIONS:
+            if o.population_file:
+                data = load_population(o.population_file)
+                if data.get("space") != space.describe():
+                    raise UserError(f"{o.population_file}: elaborated for {data.get('space')}, not for "
+                                    f"{space.describe()}; elaborate this space and input")
+                rows = data["population"]
+            else:
+                calibration = None
+                if o.calibration:
+                    from hostside.calibration.artifact import load_calibration
+
+                    calibration = load_calibration(o.calibration)
+                limit = self.settings.budgets.get("params")
+                windows = [w for w in windows_of(target_grid(o.decades)) if limit is None or w[0] < limit]
+                if not windows:
+                    raise UserError(f"budget params <= {limit:g} is below every target window of decades "
+                                    f"{o.decades}; add a smaller decade to the strategy option 'decades'")
+                settings = GASettings(n_init=o.n_init, n_steps=o.n_steps, n_eval=o.n_eval, k=o.k,
+                                      seed=self.settings.seed)
+                rows = elaborate(space, calibration, windows, settings, o.n_val, say=lambda _: None)["population"]
+            _POPULATIONS[key] = rows
+        return _POPULATIONS[key]
+
+    def picks(self, ctx: AskContext) -> List[Dict[str, int]]:
+        from hostside.laws.constraint import spread_picks
+
+        return spread_picks(self.population(ctx), self.settings.budgets, self.options.spread_decades)
+
+    def ask(self, n: int, ctx: AskContext) -> List[Proposal]:
+        tried = {json.dumps(dict(c.genotype), sort_keys=True) for c in ctx.records}
+        tried.update(json.dumps(dict(c.genotype), sort_keys=True) for c in ctx.in_flight)
+        fresh: List[Tuple[str, Dict[str, int]]] = []
+        for config in self.picks(ctx):
+            text = json.dumps(config, sort_keys=True)
+            if text not in tried:
+                fresh.append((text, config))
+                tried.add(text)
+            if len(fresh) == n:
+                break
+        return [Proposal(config, "narrow_pick") for _, config in fresh]
