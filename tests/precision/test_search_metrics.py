@@ -1,0 +1,37 @@
+"""mult_energy / weight_bytes in the search's registries, and emulated-format metrics."""
+
+import pytest
+
+from hostside.arch.examples import digits_small_cnn
+from hostside.arch.spec import ArchSpec
+from hostside.precision.energy import mult_energy_mj
+from hostside.precision.formats import FX16, parse_format
+from hostside.precision.search import mult_energy_of, precision_metrics, register_search_metrics, weight_bytes_of
+
+
+def test_registered_objective_and_budgets_read_analytic_rows():
+    from hostside.search.objectives import budget, objective, objective_value
+
+    register_search_metrics()
+    cost = ArchSpec.from_dict(digits_small_cnn()).cost.to_dict(per_layer=False)
+    row = {"macs": cost["macs"], "params": cost["params"], "cost": cost}
+    assert objective_value(row, "mult_energy") == pytest.approx(mult_energy_mj(cost["macs"], parse_format("float")))
+    fx_row = dict(row, precision="fx16")
+    ratio = objective("mult_energy").value(row) / objective("mult_energy").value(fx_row)
+    assert ratio == pytest.approx(2.4)  # EA4CNN's c1
+    assert budget("weight_bytes").value(row) == cost["weight_bytes"]["fp32"]
+    assert budget("weight_bytes").value(fx_row) == 2 * cost["deployed_params"]
+    assert budget("weight_bytes").value(dict(row, precision="int8")) == cost["weight_bytes"]["int8"]
+    assert budget("mult_energy_mj").value(fx_row) == objective("mult_energy").value(fx_row)
+    assert mult_energy_of({"params": 3}) is None and weight_bytes_of({}) is None
+
+
+def test_precision_metrics_of_a_trained_candidate(trained_digits):
+    m = precision_metrics(trained_digits.onnx, trained_digits.dataset, trained_digits.split, "fx16")
+    assert m["precision"] == "fx16" and m["precision_mode"] == "multiplication"
+    assert m["float_accuracy"] == pytest.approx(trained_digits.metrics["onnx_accuracy"])
+    assert abs(m["accuracy"] - m["float_accuracy"]) <= 0.02
+    assert m["weight_bytes"] == 2 * trained_digits.metrics["deployed_params"]
+    assert m["mult_energy_mj"] == pytest.approx(mult_energy_mj(trained_digits.metrics["macs"], FX16))
+    coarse = precision_metrics(trained_digits.onnx, trained_digits.dataset, trained_digits.split, "q2.1")
+    assert coarse["accuracy"] < m["accuracy"]
