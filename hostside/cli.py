@@ -67,7 +67,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if debug:
             traceback.print_exc()
         print(f"hostside: error: {exc}", file=sys.stderr)
-        return 2
+        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()

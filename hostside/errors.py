@@ -8,3 +8,12 @@ keeps its traceback.
 
 class UserError(Exception):
     """A bad input (file, config, flag, board address, ...) explained in one line."""
+
+
+class Interrupted(UserError):
+    """The user stopped a long command (Ctrl-C); the message says how to continue it.
+
+    The CLI prints it as one line and exits 130, the shell's code for SIGINT, so scripts can
+    tell an interrupted run from a failed one."""
+
+    exit_code = 130

@@ -1,0 +1,160 @@
+"""Reading what a user hands us, with one clear line for every way it can be wrong.
+
+A user's file can be missing, a directory, unreadable, binary, gigantic, nested 100,000
+deep, or a damaged SQLite database; each of those used to surface as a Python traceback
+(UnicodeDecodeError, RecursionError, sqlite3.DatabaseError). Every function here raises
+:class:`~hostside.errors.UserError` instead, naming the file, what is wrong and what to do.
+``what`` is how the message names the file ("ArchSpec", "calibration file", "search config").
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, Union
+
+from hostside.errors import UserError
+
+PathLike = Union[str, Path]
+#: Text inputs (specs, configs, calibrations) are kilobytes to a few megabytes.
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+#: Far deeper than any spec or config we write (a few levels), far below the recursion limit.
+DEFAULT_MAX_DEPTH = 64
+
+
+def check_file(path: PathLike, what: str) -> Path:
+    """The path of an existing regular file, or UserError saying why it is not one."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a directory, not a file; give the path of the file itself")
+    if not path.exists():
+        hint = " (a broken symbolic link)" if path.is_symlink() else ""
+        raise UserError(f"{what} {path} does not exist{hint}; check the path")
+    if not path.is_file():
+        raise UserError(f"{what} {path} is not a regular file (a device, socket or pipe); give a file")
+    return path
+
+
+def read_bytes(path: PathLike, what: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    path = check_file(path, what)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except PermissionError:
+        raise UserError(f"{what} {path} is not readable by this user; check its permissions (ls -l {path})") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise UserError(f"{what} {path} is larger than {max_bytes // (1024 * 1024)} MiB; is it the right file?")
+    return data
+
+
+def read_text(path: PathLike, what: str, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """A UTF-8 text file; binary content (a NUL byte, invalid UTF-8) is refused in one line."""
+    data = read_bytes(path, what, max_bytes)
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise UserError(f"{what} {Path(path)} is not a text file (a NUL byte at offset {nul}); is it the right file?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{what} {Path(path)} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); is it the right file?"
+        ) from None
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0), counted without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_json(text: str, what: str, *, max_depth: int = DEFAULT_MAX_DEPTH, allow_nan: bool = False) -> Any:
+    """JSON text, refusing absurd nesting (which would exhaust the parser's or our own
+    recursion) and, unless allowed, NaN/Infinity (not JSON, and poison in any comparison)."""
+    try:
+        value = json.loads(text, parse_constant=None if allow_nan else _refuse_constant)
+    except RecursionError:
+        raise UserError(f"{what} is nested too deeply to be a real one (over {max_depth} levels); is it the right file?") from None
+    except ValueError as exc:
+        raise UserError(f"{what} is not valid JSON ({str(exc)[:160]})") from None
+    if json_depth(value) > max_depth:
+        raise UserError(f"{what} is nested {json_depth(value)} levels deep, over the {max_depth} any real one needs")
+    return value
+
+
+def read_json(path: PathLike, what: str, *, max_depth: int = DEFAULT_MAX_DEPTH, allow_nan: bool = False,
+              max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+    """A JSON file: every failure (missing, binary, malformed, too deep) is one line naming it."""
+    text = read_text(path, what, max_bytes)
+    return parse_json(text, f"{what} {Path(path)}", max_depth=max_depth, allow_nan=allow_nan)
+
+
+def load_toml(path: PathLike, what: str) -> Dict[str, Any]:
+    """A TOML file, with the parser's line and column when it is malformed."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.9/3.10 hosts
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    text = read_text(path, what)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{what} {Path(path)} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UserError(f"{what} {Path(path)} is nested too deeply to be a real one; is it the right file?") from None
+
+
+def _damaged(path: Path, what: str, exc: BaseException) -> UserError:
+    return UserError(
+        f"{what} {path} is damaged or not an SQLite database ({str(exc)[:120]}); "
+        f"restore it from a backup, or move it aside to start afresh"
+    )
+
+
+def open_sqlite(path: PathLike, what: str, *, create: bool = False, timeout_s: float = 30.0) -> sqlite3.Connection:
+    """A connection to an SQLite file, checked now: a damaged header, a file that is not a
+    database or a missing one (unless ``create``) is one UserError instead of a traceback on
+    the first query. Damage deeper in the file shows up later; wrap queries in
+    :func:`sqlite_errors` to report it the same way."""
+    path = Path(path).expanduser()
+    if path.exists() or not create:
+        check_file(path, what)
+    mode = "rwc" if create else "rw"
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, timeout=timeout_s)
+    except sqlite3.Error as exc:
+        raise _damaged(path, what, exc) from None
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        connection.close()
+        raise _damaged(path, what, exc) from None
+    return connection
+
+
+@contextmanager
+def sqlite_errors(path: PathLike, what: str) -> Iterator[None]:
+    """Turn an SQLite failure inside the block into one UserError naming the file."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise UserError(f"{what} {Path(path)} is locked by another process; wait for it or stop it") from None
+        raise _damaged(Path(path), what, exc) from None
+    except sqlite3.DatabaseError as exc:
+        raise _damaged(Path(path), what, exc) from None
