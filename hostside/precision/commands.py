@@ -64,6 +64,37 @@ def register(subparsers: Any) -> None:
     quantize.set_defaults(handler=run_quantize)
 
 
+def register_runs_precision(runs_sub: Any) -> None:
+    """``hostside runs precision RUN``; called by ``hostside.search.commands``, which owns ``runs``."""
+    parser = runs_sub.add_parser(
+        "precision", help="precision analysis of every trained model of a run: fronts PNG + precision.json",
+        description="Score every trained model of RUN under float, half, T(4,3) and its best T(w,t) (full grid), "
+                    "and draw the accuracy vs weight memory fronts (RUN/precision_fronts.png, RUN/precision.json).")
+    parser.add_argument("run", help="run directory or name under ./runs")
+    parser.add_argument("--part", choices=("test", "val"), default="test", help="split part scored (default test)")
+    parser.add_argument("--mode", choices=("extrinsic", "multiplication"), default="extrinsic",
+                        help="rounding method (default extrinsic, as the IoT paper's figure 5)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(handler=run_runs_precision)
+
+
+def run_runs_precision(args: argparse.Namespace) -> int:
+    from hostside.precision.runs import precision_of_run
+
+    result = precision_of_run(args.run, args.mode, args.part, _progress)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(f"{'model':<16} {'float':>8} {'half':>8} {'T(4,3)':>8}  best type")
+    for m in result["models"]:
+        best = m["best"]
+        print(f"{m['source'] + ' ' + str(m['id']):<16} {_pct(m['float']['accuracy']):>8} {_pct(m['half']['accuracy']):>8} "
+              f"{_pct(m['T(4,3)']['accuracy']):>8}  "
+              + (f"{best['format']} ({best['bits']} bits, {_pct(best['accuracy'])})" if best else "none within 1 point"))
+    print(f"wrote {result['plot']} and {Path(result['run']) / 'precision.json'}")
+    return 0
+
+
 def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
