@@ -65,9 +65,24 @@ def make_input(shape: Sequence[int], seed: int, dtype: Any = np.float32) -> np.n
     raise ValueError(f"no random input for dtype {dtype}")
 
 
-def concrete_shape(shape: Sequence[Any]) -> List[int]:
-    """Symbolic or unknown dimensions (the batch axis, usually) become 1: batch-1 latency."""
-    return [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+def concrete_shape(shape: Sequence[Any], name: str = "input") -> List[int]:
+    """The batch axis (first), when symbolic or unknown, becomes 1: batch-1 latency. Any other
+    symbolic axis (a spatial size) has no size the agent could guess, so it is refused by
+    name instead of failing inside onnxruntime as ``Invalid input shape: {1,1}``."""
+    dims = []
+    for axis, d in enumerate(shape):
+        if isinstance(d, int) and d > 0:
+            dims.append(d)
+        elif axis == 0:
+            dims.append(1)
+        else:
+            raise MeasureError(
+                "invalid_model",
+                f"input {name!r} has a symbolic size {d!r} at axis {axis} of shape {list(shape)}; the agent fixes only the "
+                "batch axis (to 1): export the model with fixed spatial sizes (e.g. torch.onnx.export without "
+                "dynamic_axes for them)",
+            )
+    return dims
 
 
 def warm_up() -> None:
@@ -246,7 +261,7 @@ def measure_model(
         dtype = _ORT_TYPES.get(meta.type)
         if dtype is None:
             raise MeasureError("invalid_model", f"input {meta.name!r} has type {meta.type}, which the agent cannot generate")
-        shape = concrete_shape(meta.shape)
+        shape = concrete_shape(meta.shape, meta.name)
         feeds[meta.name] = make_input(shape, seed + index, dtype)
         described_inputs.append({"name": meta.name, "shape": shape, "seed": seed + index, "dtype": np.dtype(dtype).name})
 

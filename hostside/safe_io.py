@@ -10,12 +10,14 @@ deep, or a damaged SQLite database; each of those used to surface as a Python tr
 from __future__ import annotations
 
 import json
-import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Union
 
 from hostside.errors import UserError
+
+if TYPE_CHECKING:
+    import sqlite3
 
 PathLike = Union[str, Path]
 #: Text inputs (specs, configs, calibrations) are kilobytes to a few megabytes.
@@ -126,11 +128,13 @@ def _damaged(path: Path, what: str, exc: BaseException) -> UserError:
     )
 
 
-def open_sqlite(path: PathLike, what: str, *, create: bool = False, timeout_s: float = 30.0) -> sqlite3.Connection:
+def open_sqlite(path: PathLike, what: str, *, create: bool = False, timeout_s: float = 30.0) -> "sqlite3.Connection":
     """A connection to an SQLite file, checked now: a damaged header, a file that is not a
     database or a missing one (unless ``create``) is one UserError instead of a traceback on
     the first query. Damage deeper in the file shows up later; wrap queries in
     :func:`sqlite_errors` to report it the same way."""
+    import sqlite3  # here, not at the top: commands that never open a journal start faster
+
     path = Path(path).expanduser()
     if path.exists() or not create:
         check_file(path, what)
@@ -150,6 +154,8 @@ def open_sqlite(path: PathLike, what: str, *, create: bool = False, timeout_s: f
 @contextmanager
 def sqlite_errors(path: PathLike, what: str) -> Iterator[None]:
     """Turn an SQLite failure inside the block into one UserError naming the file."""
+    import sqlite3
+
     try:
         yield
     except sqlite3.OperationalError as exc:

@@ -26,6 +26,7 @@ from hostside.boards.inventory import LOCAL, BoardConfig
 from hostside.boards.transport import CommandTimeout, ExecResult, LinkDown, LocalTransport, Transport
 from hostside.errors import UserError
 from hostside.paths import hostside_home
+from hostside.safe_io import check_file
 
 DEFAULT_TIMEOUT_S = 600.0
 #: Seconds granted beyond the agent's own time limit before the host gives up on a command.
@@ -200,9 +201,7 @@ class Board:
         A failed measurement comes back with ``error = {"code", "message"}``; the codes are
         ``device_agent.protocol.ERROR_CODES``. A dropped link is retried (``host.attempts``).
         """
-        path = Path(model_path)
-        if not path.is_file():
-            raise UserError(f"model file {path} does not exist; give the path of an .onnx file")
+        path = check_file(model_path, "model file")
         options = {
             "threads": threads, "warmup": warmup, "runs": runs, "min_time_s": min_time_s, "power": power,
             "idle_s": idle_s, "spinning": spinning, "seed": seed, "timeout_s": timeout_s,

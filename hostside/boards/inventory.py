@@ -1,6 +1,7 @@
 """The board inventory: ``$HOSTSIDE_HOME/boards.toml``, one ``[boards.NAME]`` table per board.
 
-Read with the standard ``tomllib``. Written by a few lines here rather than a TOML library:
+Read with the standard ``tomllib`` (through :mod:`hostside.safe_io`, so a binary or
+malformed file is one line). Written by a few lines here rather than a TOML library:
 the file holds only flat tables of strings and integers, and ``tomli_w`` is not a dependency.
 """
 
@@ -12,13 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.9/3.10 hosts
-    import tomli as tomllib  # type: ignore[no-redef]
-
 from hostside.errors import UserError
 from hostside.paths import hostside_home
+from hostside.safe_io import load_toml
 
 LOCAL = "local"
 DEFAULT_AGENT_DIR = ".device-agent"
@@ -68,12 +65,9 @@ def check_name(name: str) -> str:
 def load() -> Dict[str, BoardConfig]:
     """All boards in the inventory; a malformed file is a UserError naming the file and the fix."""
     path = inventory_path()
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return {}
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid TOML ({exc}); fix or delete it (see deploy/boards.example.toml)") from None
+    data = load_toml(path, "board inventory")
     boards: Dict[str, BoardConfig] = {}
     known = set(BoardConfig.__dataclass_fields__) - {"name", "extra"}
     for name, table in (data.get("boards") or {}).items():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import select
 import shlex
 import socket
@@ -29,6 +30,11 @@ from hostside.boards.inventory import SYSTEM_DAEMON_TOKEN, BoardConfig
 from hostside.boards.transport import CommandTimeout, ExecResult, LinkDown, Transport, agent_env, split_pgid
 from hostside.errors import UserError
 from hostside.paths import hostside_home
+
+# paramiko logs a refused channel ("Secsh channel 1 open FAILED") at ERROR level, which with
+# no handler reaches stderr through logging's last resort; every such case is handled here
+# (a missing daemon means one-shot), so its log stays quiet unless a caller configures logging.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 KEEPALIVE_S = 5
 CONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
@@ -112,6 +118,14 @@ _RETRYABLE = (ConnectionRefusedError, socket.timeout, TimeoutError, paramiko.ssh
 
 def connect(config: BoardConfig) -> paramiko.SSHClient:
     """An authenticated client with host keys verified; retries transient failures with backoff."""
+    if config.key:
+        key = Path(config.key).expanduser()
+        if not key.is_file():
+            state = "is a directory, not a key file" if key.is_dir() else "does not exist"
+            raise UserError(
+                f"board {config.name!r}: the SSH key {key} {state}; give the private key file "
+                f"(`hostside boards remove {config.name}` and `hostside boards add ... --key PATH`)"
+            )
     attempts = max(1, config.retries + 1)
     for attempt in range(attempts):
         client = paramiko.SSHClient()
