@@ -134,6 +134,19 @@ def _ga_settings(args: argparse.Namespace):
     return settings
 
 
+def checked_reach(space: Any, metric: Any, tau1: float, tau2: float, seed: int) -> Tuple[float, float]:
+    """The metric range the space reaches, after checking the target against it (one line if bad)."""
+    import numpy as np
+
+    from hostside.laws.ga import check_target, reachable_range
+
+    if tau1 >= tau2:
+        check_target(tau1, tau2, (0.0, float("inf")), metric, space.name)
+    reach = reachable_range(space, metric, np.random.default_rng([seed, 1]))
+    check_target(tau1, tau2, reach, metric, space.name)
+    return reach
+
+
 def run_learn(args: argparse.Namespace) -> int:
     from hostside.laws.learn import learn_laws, progress_printer
     from hostside.laws.metrics import make_metric
@@ -149,9 +162,10 @@ def run_learn(args: argparse.Namespace) -> int:
     shape, classes = input_of(args)
     space = make_narrow(args.space, shape, classes)
     tau1, tau2 = args.target
+    reach = checked_reach(space, metric, tau1, tau2, settings.seed)
     _say(f"learning {settings.k} laws for {space.name} on input {list(shape)}: {metric.label} in "
          f"[{tau1:g}, {tau2:g}] ({settings.n_init} + {settings.n_steps} laws x {settings.n_eval} networks)")
-    body, samples = learn_laws(space, metric, tau1, tau2, settings, progress=progress_printer(_say, "GA"))
+    body, samples = learn_laws(space, metric, tau1, tau2, settings, progress=progress_printer(_say, "GA"), reach=reach)
     path = save_laws(body, args.out / LAWS_FILE)
     png = plot_law_distributions(args.out / "laws.png", f"{space.name}: {len(body['laws'])} learned laws vs uniform",
                                  metric.label, (tau1, tau2), samples["laws"], samples["uniform"],
