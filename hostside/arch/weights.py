@@ -6,6 +6,11 @@ be trained further; the ONNX file (batchnorm folded) is the deployable form, thi
 trainable one. Files are NumPy ``.npz`` read with ``allow_pickle=False`` and carry a format
 marker and version, and every file is referenced from the journal by its sha256.
 
+The input normalisation a state was trained under travels with it as ``input/mean`` and
+``input/std`` (one value per channel; ``input`` is a reserved node id): weights only fit the
+scale they were trained on, and a model imported from a torch export takes raw pixels
+(mean 0, std 1). ``load_state`` leaves these keys to the training loop.
+
 Inheritance follows EA4CNN's rule: every tensor of the child that has a counterpart in a
 parent (the same node id, the same number of axes) is copied over the overlapping slice;
 superfluous parent weights are cut off, missing ones keep the child's fresh initialisation.
@@ -18,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -30,6 +35,7 @@ VERSION = 1
 #: Tensors that are statistics, not learnt parameters: inherited like the others, but left out
 #: of the inherited fraction (it is the share of *parameters* a child starts with).
 STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+NORMALISATION = ("input/mean", "input/std")
 
 
 def _node_modules(module: Any):
@@ -52,6 +58,7 @@ def load_state(module: Any, state: Mapping[str, np.ndarray], where: str = "initi
     import torch
 
     expected = state_of(module)
+    state = {k: v for k, v in state.items() if k not in NORMALISATION}
     for key, tensor in expected.items():
         if key not in state:
             raise UserError(f"{where}: tensor {key!r} is missing; the weights belong to another network")
@@ -112,7 +119,19 @@ def sha256_of(path: Union[str, Path]) -> str:
 
 
 def _is_parameter(key: str) -> bool:
-    return key.rsplit("/", 1)[-1] not in STATISTICS
+    return key not in NORMALISATION and key.rsplit("/", 1)[-1] not in STATISTICS
+
+
+def with_normalisation(state: Mapping[str, np.ndarray], mean: Sequence[float], std: Sequence[float]) -> State:
+    """The state with the normalisation it was trained under (float64: the exact values used)."""
+    return {**state, "input/mean": np.asarray(mean, dtype=np.float64), "input/std": np.asarray(std, dtype=np.float64)}
+
+
+def normalisation(state: Mapping[str, np.ndarray]):
+    """(mean, std) lists the state was trained under, or None when it does not say."""
+    if not all(k in state for k in NORMALISATION):
+        return None
+    return [float(v) for v in np.ravel(state["input/mean"])], [float(v) for v in np.ravel(state["input/std"])]
 
 
 def inherit(child: Mapping[str, np.ndarray], parents: Sequence[Mapping[str, np.ndarray]]
@@ -149,9 +168,10 @@ def inherit(child: Mapping[str, np.ndarray], parents: Sequence[Mapping[str, np.n
         if _is_parameter(key):
             copied_params += copied
             total_params += int(tensor.size)
+    for key in NORMALISATION:  # the child keeps the scale its first parent was trained under
+        source = next((i for i, parent in enumerate(parents) if key in parent and key not in child), None)
+        if source is not None:
+            state[key] = np.array(parents[source][key], copy=True)
+            account[key] = {"from": source, "copied": int(state[key].size), "total": int(state[key].size)}
     fraction = copied_params / total_params if total_params else 0.0
     return state, fraction, account
-
-
-def parameter_keys(state: Mapping[str, np.ndarray]) -> List[str]:
-    return [k for k in state if _is_parameter(k)]

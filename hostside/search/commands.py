@@ -12,7 +12,7 @@ import datetime
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from hostside.errors import UserError
 from hostside.search.config import OBJECTIVES, POLICIES, build_config, load_toml, split_list
@@ -46,6 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--calibration", help="calibration.json of the board (default: the board's stored one, "
                                               "or a quick calibration made now)")
     search.add_argument("--no-filter", action="store_true", help="train every candidate (the baseline)")
+    search.add_argument("--seed-model", type=Path, metavar="MODEL.onnx",
+                        help="start the population from a trained model (strategies with a seed_model option, e.g. ea4cnn)")
+    search.add_argument("--datasets", help="narrow strategy: comma-separated dataset sources of a constraint grid")
+    search.add_argument("--constraints", help="narrow strategy: comma-separated params budgets of a constraint grid")
     search.add_argument("--resume", metavar="RUN", help="continue a stopped or killed run (path or name under ./runs)")
     search.set_defaults(handler=run_search)
 
@@ -76,18 +80,52 @@ def flag_values(args: argparse.Namespace) -> Dict[str, Any]:
     return values
 
 
+def _with_seed_model(file_values: Optional[Dict[str, Any]], seed_model: Optional[Path]) -> Optional[Dict[str, Any]]:
+    """``--seed-model`` becomes the strategy option ``seed_model`` (an absolute path)."""
+    if seed_model is None:
+        return file_values
+    if not seed_model.is_file():
+        raise UserError(f"--seed-model {seed_model}: no such file; give a trained model's .onnx file")
+    values = dict(file_values or {})
+    table = values.get("strategy")
+    key = "strategy" if isinstance(table, dict) else "strategy_options"
+    options = dict(table if isinstance(table, dict) else values.get("strategy_options") or {})
+    options["seed_model"] = str(seed_model.resolve())
+    values[key] = options
+    return values
+
+
+def _floats(text: str, flag: str) -> List[float]:
+    try:
+        return [float(part) for part in split_list(text)]
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: give comma-separated numbers, e.g. 1e3,1e4,1e5") from None
+
+
 def run_search(args: argparse.Namespace) -> int:
     from hostside.search.run import resume_run, start_run
 
     if args.resume:
         given = [name for name, value in flag_values(args).items() if value is not None]
+        given += [flag for flag, value in (("--seed-model", args.seed_model), ("--datasets", args.datasets),
+                                           ("--constraints", args.constraints)) if value is not None]
         if given or args.config or args.out:
             raise UserError("--resume continues a run with the settings it started with; drop the other flags "
                             f"({', '.join(given + (['--config'] if args.config else []) + (['--out'] if args.out else []))})")
         report = resume_run(args.resume, _progress)
     else:
-        file_values = load_toml(args.config) if args.config else None
-        config = build_config(file_values, flag_values(args), str(args.config) if args.config else None)
+        file_values = _with_seed_model(load_toml(args.config) if args.config else None, args.seed_model)
+        flags = flag_values(args)
+        config = build_config(file_values, flags, str(args.config) if args.config else None)
+        if args.seed_model is not None and "seed_model" not in config.strategy_options:
+            raise UserError(f"--seed-model: strategy {config.strategy!r} cannot start from a model; use --strategy ea4cnn")
+        if args.datasets or args.constraints:
+            from hostside.laws.constraint import run_constraint_grid
+
+            datasets = split_list(args.datasets or config.dataset)
+            constraints = _floats(args.constraints, "--constraints") if args.constraints else []
+            report = run_constraint_grid(config, datasets, constraints, args.out, _progress)
+            return 0 if report["best"] else 1
         report = start_run(config, args.out, _progress)
     return 0 if report["models"] or report["nothing_meets_budgets"] else 1
 

@@ -349,6 +349,15 @@ class SearchEngine:
 
     # -- progress ---------------------------------------------------------------------------
 
+    def write_live_report(self) -> None:
+        """Refresh report.html while the run goes on; a report failure never stops the search."""
+        try:
+            from hostside.report_html import build_report_data, write_report_html
+
+            write_report_html(self.run_dir, build_report_data(self.run_dir, self.journal))
+        except Exception as exc:  # noqa: BLE001 - the live page is a convenience, the search is the work
+            self.progress(f"  (live report not refreshed: {type(exc).__name__}: {exc})")
+
     def _log_candidate(self, candidate_id: int) -> None:
         row = self.journal.candidate(candidate_id)
         status = row["status"]

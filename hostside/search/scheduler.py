@@ -35,6 +35,7 @@ from hostside.search.executors import TrainingExecutor
 
 def run_search(engine: SearchEngine, executor: TrainingExecutor, policy: str) -> None:
     """Run the search phase under ``policy`` until the budget is spent or nothing new is left."""
+    engine.strategy.prepare(engine.run_dir, engine.space)
     if policy == "generational":
         Generational(engine, executor).run()
     elif policy == "steady-state":
@@ -67,6 +68,7 @@ class Generational:
             self.train(ids)
             engine.measure(engine.journal.candidates(["trained"]))
             self.tell_untold()
+            engine.write_live_report()
             engine.report_progress(f"generation {generation}",
                                    [r for r in engine.journal.candidates() if r["generation"] == generation],
                                    time.perf_counter() - started)
@@ -104,6 +106,7 @@ class SteadyState:
         self.engine = engine
         self.executor = executor
         self.in_flight: Dict[Future, int] = {}
+        self.reported_at = 0
 
     def generation(self) -> int:
         """Nominal generation of the next birth: finished trainings per population."""
@@ -132,7 +135,10 @@ class SteadyState:
                 broken |= engine.finish_training(self.in_flight.pop(future), future)
             if broken:
                 self._restart()
-            self.settle()
+            finished = self.settle()
+            if finished - self.reported_at >= engine.config.population:
+                self.reported_at = finished
+                engine.write_live_report()
         if exhausted:
             engine.progress(f"steady-state: no new candidate passed the filter in {ASK_ATTEMPTS_PER_SLOT} "
                             f"proposals; stopping the search early")
@@ -154,8 +160,9 @@ class SteadyState:
         engine = self.engine
         return engine.measure_shares_host and any(engine.needs_board(r) for r in engine.journal.candidates(["trained"]))
 
-    def settle(self) -> None:
-        """Measure what may be measured now, then tell the strategy every newly finished candidate."""
+    def settle(self) -> int:
+        """Measure what may be measured now, then tell the strategy every newly finished candidate;
+        returns how many trainings have finished so far."""
         engine = self.engine
         trained = engine.journal.candidates(["trained"])
         if engine.measure_shares_host and self.in_flight:
@@ -164,6 +171,7 @@ class SteadyState:
         untold = engine.untold()
         if untold:
             engine.tell(untold, self.rng(), self.generation())
+        return engine.journal.training_exercises()
 
     def _restart(self) -> None:
         """A local worker died: every other future of that pool is lost too; re-submit them."""

@@ -152,9 +152,10 @@ def train_model(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainCon
     network: inherited or imported weights) or, without one, from a fresh initialisation.
     ``data_seed`` (default: ``config.seed``) orders the batches, so each training exercise
     of a lineage can see a freshly shuffled training part; ``train_fraction`` < 1 trains on a
-    subset of it drawn with the same seed. Normalisation always uses the whole train part,
-    so a network trained in several exercises sees one input scale. ``epochs`` 0 only
-    evaluates the initial weights.
+    subset of it drawn with the same seed. The input normalisation is the one ``init_state``
+    was trained under (its ``input/mean``, ``input/std``) or else the whole train part's
+    statistics, so a network trained in several exercises sees one input scale. ``epochs`` 0
+    only evaluates the initial weights.
 
     Deterministic on the CPU for a given seed and thread count: weight init, shuffling,
     augmentation and dropout all draw from generators seeded here, and the caller's global
@@ -181,14 +182,14 @@ def train_model(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainCon
 def _train(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig, device: torch.device,
            progress: Optional[Callable[[Dict[str, float]], None]], init_state: Optional[Mapping[str, np.ndarray]],
            data_seed: int, train_fraction: float) -> TrainResult:
-    from hostside.arch.weights import load_state
+    from hostside.arch.weights import load_state, normalisation
 
     started = time.perf_counter()
     module = build_module(spec)
     if init_state is not None:
         load_state(module, init_state)
     module = module.to(device)
-    mean, std = dataset.channel_stats(split.train)
+    mean, std = (normalisation(init_state) if init_state is not None else None) or dataset.channel_stats(split.train)
     train_indices = split.train
     if train_fraction < 1:
         count = max(1, int(round(train_fraction * len(train_indices))))

@@ -39,12 +39,12 @@ def export_and_measure(spec: ArchSpec, dataset: Dataset, split: Split, config: T
     and ``metrics.json`` for a finished training and return the metrics; the ONNX accuracy is
     measured on the same test indices."""
     from hostside.arch.export import export_onnx
-    from hostside.arch.weights import save_state, state_of
+    from hostside.arch.weights import save_state, state_of, with_normalisation
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     split.save(out / SPLIT_FILE)
-    weights_sha256 = save_state(state_of(result.module), out / WEIGHTS_FILE)
+    weights_sha256 = save_state(with_normalisation(state_of(result.module), result.mean, result.std), out / WEIGHTS_FILE)
     report = export_onnx(result.module, out / MODEL_FILE, mean=result.mean, std=result.std)
     cost = analyze(spec)
     metrics: Dict[str, Any] = {

@@ -1,13 +1,15 @@
-"""The SQLite journal: durable transitions, unique keys, JSON (not pickle) payloads."""
+"""The SQLite journal: durable transitions, unique keys, JSON (not pickle) payloads, schema migration."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from hostside.errors import UserError
-from hostside.journal import JOURNAL_FILE, Journal
+from hostside.journal import JOURNAL_FILE, SCHEMA_VERSION, Journal
 
 
 def _fields(key: str, status: str = "pending"):
@@ -63,3 +65,59 @@ def test_final_models_are_upserted(tmp_path):
     journal.set_final(cid, status="measured", latency_ms=0.5, measurement={"latency_ms": {"median": 0.5}})
     (final,) = journal.finals()
     assert final["status"] == "measured" and final["measurement"]["latency_ms"]["median"] == 0.5
+
+
+V1_SQL = (Path(__file__).parent / "data" / "journal_v1_schema.sql").read_text()
+
+
+def _v1_journal(run_dir, version=1):
+    """A journal file exactly as the schema-1 code wrote it (its SQL, its meta rows)."""
+    run_dir.mkdir(parents=True)
+    db = sqlite3.connect(run_dir / JOURNAL_FILE)
+    db.executescript(V1_SQL)
+    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (json.dumps(version),))
+    fields = _fields("old", status="measured")
+    fields.update(onnx_path="candidates/00001/model.onnx", onnx_sha256="ab" * 32, accuracy=0.9, latency_ms=0.2,
+                  parents="[]", genotype='{"layers": []}', spec='{"nodes": []}', cost='{"params": 1}',
+                  created_at=1.0, updated_at=2.0)
+    db.execute(f"INSERT INTO candidates ({', '.join(fields)}) VALUES ({', '.join('?' for _ in fields)})",
+               list(fields.values()))
+    db.commit()
+    db.close()
+
+
+def test_a_schema_1_journal_is_migrated_in_place_and_keeps_its_rows(tmp_path):
+    _v1_journal(tmp_path / "run")
+    journal = Journal.open(tmp_path / "run")
+    assert journal.schema_version == SCHEMA_VERSION == 2
+    (row,) = journal.candidates()
+    assert (row["status"], row["accuracy"], row["updated_at"], row["weights_path"]) == ("measured", 0.9, 2.0, None)
+    (artifact,) = journal.artifacts(row["id"])  # the ONNX file became an artifact with its hash
+    assert (artifact["kind"], artifact["path"], artifact["sha256"]) == ("onnx", "candidates/00001/model.onnx", "ab" * 32)
+    journal.set_attrs(row["id"], {"nsga2.rank": 0})
+    cid = journal.add_candidate(**_fields("new"), exercise={"epochs": 3, "weights_from": [row["id"]]})
+    journal.update(cid, status="trained", weights_path="candidates/00002/weights.npz", inherited_fraction=0.75)
+    journal.close()
+    again = Journal.open(tmp_path / "run")  # opening a migrated file again changes nothing
+    assert again.schema_version == 2 and again.attrs(row["id"]) == {"nsga2.rank": 0}
+    assert again.candidate(cid)["exercise"] == {"epochs": 3, "weights_from": [row["id"]]}
+    assert again.training_exercises() == 2 and again.training_exercises("epochs") == 3
+
+
+def test_a_newer_schema_is_refused_naming_both_versions(tmp_path):
+    _v1_journal(tmp_path / "run", version=3)
+    with pytest.raises(UserError) as info:
+        Journal.open(tmp_path / "run")
+    assert "journal schema 3 is newer than this hostside supports (2); upgrade hostside" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_attrs_and_artifacts_round_trip_as_json(tmp_path):
+    journal = Journal.create(tmp_path / "run")
+    cid = journal.add_candidate(**_fields("a"))
+    journal.set_attrs(cid, {"ea4cnn.age": 2, "ea4cnn.species": [1, 2]})
+    journal.set_attrs(cid, {"ea4cnn.age": 3})
+    assert journal.all_attrs() == {cid: {"ea4cnn.age": 3, "ea4cnn.species": [1, 2]}}
+    journal.add_artifact(cid, "weights", "candidates/00001/weights.npz", "cd" * 32, 123, meta={"format": 1})
+    (artifact,) = journal.artifacts(cid)
+    assert artifact["size_bytes"] == 123 and artifact["meta"] == {"format": 1}

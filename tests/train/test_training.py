@@ -111,3 +111,30 @@ def test_random_hflip_mirrors_about_half():
     flipped = np.array([torch.equal(o, xi.flip(2)) for o, xi in zip(out, x)])
     kept = np.array([torch.equal(o, xi) for o, xi in zip(out, x)])
     assert (flipped | kept).all() and 150 < flipped.sum() < 250
+
+
+def test_weights_npz_round_trip_evaluates_unchanged_and_continues_training(small_cnn_dict, digits, tmp_path):
+    from hostside.arch.weights import load_weights, normalisation, sha256_of
+
+    split = make_split(digits, 0)
+    first = train_and_export(small_cnn_dict, "digits", split.to_dict(), {"epochs": 2, "seed": 0}, tmp_path / "a")
+    weights = tmp_path / "a" / "weights.npz"
+    assert first["weights_sha256"] == sha256_of(weights)
+    state = load_weights(weights)
+    assert normalisation(state) == (first["mean"], first["std"])
+    assert any(k.endswith("/running_mean") for k in state)  # unfolded: batchnorm kept, trainable
+
+    spec = ArchSpec.from_dict(small_cnn_dict)
+    again = train_model(spec, digits, split, TrainConfig(epochs=0), init_state=state)
+    assert again.history == [] and again.test_accuracy == first["accuracy"]  # evaluated unchanged
+
+    config = TrainConfig(epochs=1, seed=0, cosine=False, lr=0.001)
+    continued = train_model(spec, digits, split, config, init_state=state, data_seed=5)
+    fresh = train_model(spec, digits, split, config, data_seed=5)
+    assert continued.history[0]["train_loss"] < fresh.history[0]["train_loss"]
+    other_order = train_model(spec, digits, split, config, init_state=state, data_seed=6)
+    assert other_order.history[0]["train_loss"] != continued.history[0]["train_loss"]  # freshly shuffled
+    subset = train_model(spec, digits, split, config, init_state=state, data_seed=5, train_fraction=0.5)
+    assert subset.history[0]["train_loss"] != continued.history[0]["train_loss"]
+    with pytest.raises(UserError, match="train_fraction"):
+        train_model(spec, digits, split, config, train_fraction=0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 import numpy as np
@@ -85,6 +86,10 @@ class Strategy(ABC):
     def ask(self, n: int, ctx: AskContext) -> List[Proposal]:
         """Up to ``n`` proposals; fewer is fine, none means the strategy has nothing left to try."""
 
+    def prepare(self, run_dir: Path, space: SearchSpace) -> None:
+        """Called once before the first ask of every start and resume (e.g. convert a seed
+        model into ``run_dir``); must be idempotent. Nothing by default."""
+
     def tell(self, finished: Sequence[Candidate], ctx: AskContext) -> Dict[int, Dict[str, Any]]:
         """Attribute updates ``{candidate id: {"<name>.<key>": value}}`` for newly finished candidates."""
         return {}
@@ -109,7 +114,7 @@ def register_strategy(name: str):
 def _load_builtin() -> None:
     from hostside.search.strategies import nsga2, random  # noqa: F401 - registers them
 
-    for module in ("ea4cnn", "rs_cnn"):
+    for module in ("ea4cnn", "rs_cnn", "narrow"):
         try:
             __import__(f"hostside.search.strategies.{module}")
         except ModuleNotFoundError as exc:
