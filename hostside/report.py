@@ -211,8 +211,8 @@ def write_plots(run_dir: Path, journal: Journal, report: Dict[str, Any]) -> List
             else:
                 pad = 0.05 * (high - low or high or 1.0)
                 ax.set_xlim(low - pad, high + pad)
-        ax.set_xlabel(_LABELS[x_name])
-        ax.set_ylabel(_LABELS[y_name])
+        ax.set_xlabel(_LABELS.get(x_name, x_name))
+        ax.set_ylabel(_LABELS.get(y_name, y_name))
         ax.set_title(f"{Path(report['run']).name}: {config['strategy']} on {config['dataset']}, board {config['board']}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")

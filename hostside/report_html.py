@@ -116,6 +116,27 @@ def _relative_link(run_dir: Path, path: Optional[str]) -> Optional[str]:
     return candidate.as_posix()
 
 
+def metric_table(objectives: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+    """The known metrics plus any objective a later module registered (e.g. ``mult_energy``):
+    those are read from their journal column, labelled with their name, on a linear axis."""
+    from hostside.search.config import OBJECTIVES
+
+    table = dict(METRICS)
+    for name in objectives:
+        if name not in table:
+            column = OBJECTIVES.get(name, (name, "min"))[0]
+            table[name] = {"key": column, "label": name.replace("_", " "), "log": False}
+    return table
+
+
+def _extra_value(row: Mapping[str, Any], key: str) -> Any:
+    """A registered objective's figure: its own column if the journal has one, else the
+    training's metrics (where extra figures such as ``mult_energy_mj`` are stored)."""
+    if row.get(key) is not None:
+        return row[key]
+    return (row.get("train_metrics") or {}).get(key)
+
+
 def _charts(objectives: Sequence[str]) -> List[Dict[str, str]]:
     """(x, y) pairs as in the PNG plots: accuracy on y against every other objective."""
     from hostside.report import plot_pairs
@@ -141,11 +162,14 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
         if own:
             journal.close()
     config = report["config"]
+    metrics = metric_table(config.get("objectives", []))
+    extra_keys = [m["key"] for name, m in metrics.items() if name not in METRICS]
     front = set(report["search_front"])
     final_ids = {m["id"] for m in report["models"]}
     candidates = []
     for row in rows:
         entry = {key: row.get(key) for key in _CANDIDATE_KEYS}
+        entry.update({key: _extra_value(row, key) for key in extra_keys})
         entry["parents"] = list(row.get("parents") or [])
         entry["reason"] = _reason(row)
         entry["arch"] = arch_summary(row.get("spec"))
@@ -175,7 +199,7 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
                 "board": config.get("board"), "objectives": list(config.get("objectives", [])),
                 "budgets": dict(config.get("budgets") or {}), "final_epochs": config.get("final_epochs"),
                 "counts": report["counts"]},
-        "metrics": {name: METRICS[name] for name in METRICS},
+        "metrics": metrics,
         "charts": _charts(config.get("objectives", [])),
         "candidates": candidates,
         "models": models,

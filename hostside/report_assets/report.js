@@ -50,12 +50,12 @@
   const statuses = Array.from(new Set(data.candidates.map((c) => c.status)));
   const view = {
     sortKey: saved.sortKey || "id", sortDir: saved.sortDir || 1, text: saved.text || "",
-    hidden: new Set(saved.hidden || []), paused: !!saved.paused,
+    hidden: new Set(saved.hidden || []), paused: !!saved.paused, zoom: !!saved.zoom,
   };
   function saveView() {
     try {
       sessionStorage.setItem(stateKey, JSON.stringify({ sortKey: view.sortKey, sortDir: view.sortDir, text: view.text,
-        hidden: Array.from(view.hidden), paused: view.paused, scrollY: window.scrollY }));
+        hidden: Array.from(view.hidden), paused: view.paused, zoom: view.zoom, scrollY: window.scrollY }));
     } catch (e) { /* storage may be off for file:// pages; the view then just resets */ }
   }
 
@@ -72,6 +72,11 @@
     const budgets = Object.entries(r.budgets);
     chip("budgets", budgets.length ? budgets.map(([k, v]) => k + " \u2264 " + v).join(", ").replace("accuracy \u2264", "accuracy \u2265") : "none");
     chip("candidates", Object.entries(r.counts).filter(([, v]) => v).map(([k, v]) => v + " " + k).join(", ") || "none yet");
+    const best = modelById.get(data.best_tradeoff);
+    if (best) {
+      chip("best trade-off", "#" + best.id + ": accuracy " + fmt(best.accuracy, "acc") + ", " + fmt(best.latency_ms) + " ms, " +
+           fmt(best.params, "int") + " params", "best");
+    }
     if (r.live) {
       const live = document.getElementById("live");
       live.hidden = false;
@@ -128,11 +133,21 @@
 
   function chart(xName, yName) {
     const mx = data.metrics[xName], my = data.metrics[yName];
-    const W = 620, H = 400, L = 66, R = 18, T = 14, B = 72, strip = H - B + 16;
-    const measured = data.candidates.filter((c) => c.status === "measured" && num(c[mx.key]) && num(c[my.key]));
+    const single = data.charts.length === 1;
+    const W = single ? 860 : 620, H = single ? 460 : 400, L = 66, R = 18, T = 14, B = 72, strip = H - B + 16;
+    let measured = data.candidates.filter((c) => c.status === "measured" && num(c[mx.key]) && num(c[my.key]));
     const front = measured.filter((c) => c.front).sort((p, q) => p[mx.key] - q[mx.key]);
     const finals = data.models.filter((m) => num(m[mx.key]) && num(m[my.key]));
-    const rejected = data.candidates.filter((c) => c.status === "rejected" && num(rejectedX(c, xName)));
+    let rejected = data.candidates.filter((c) => c.status === "rejected" && num(rejectedX(c, xName)));
+    if (view.zoom && front.length + finals.length > 1) {
+      // Zoomed: the axes span the front and the re-trained models; what lies outside is left out.
+      const inner = front.concat(finals);
+      const span = (key) => [Math.min(...inner.map((c) => c[key])), Math.max(...inner.map((c) => c[key]))];
+      const [x0, x1] = span(mx.key), [y0, y1] = span(my.key);
+      const inside = (v, lo, hi) => v >= lo - 0.05 * (hi - lo) && v <= hi + 0.05 * (hi - lo);
+      measured = measured.filter((c) => c.front || (inside(c[mx.key], x0, x1) && inside(c[my.key], y0, y1)));
+      rejected = rejected.filter((c) => inside(rejectedX(c, xName), x0, x1));
+    }
     const box = el("div", { cls: "chart", "data-x": xName, "data-y": yName });
     if (!measured.length && !finals.length && !rejected.length) {
       box.append(el("p", { cls: "empty", text: "No candidate has " + mx.label + " and " + my.label + " yet." }));
@@ -140,9 +155,9 @@
     }
     const budgetX = data.run.budgets[BUDGET_OF[xName]], budgetY = data.run.budgets[BUDGET_OF[yName]];
     const xs = measured.map((c) => c[mx.key]).concat(finals.map((m) => m[mx.key]), rejected.map((c) => rejectedX(c, xName)));
-    if (num(budgetX)) xs.push(budgetX);
+    if (num(budgetX) && !view.zoom) xs.push(budgetX);
     const ys = measured.map((c) => c[my.key]).concat(finals.map((m) => m[my.key]));
-    if (num(budgetY)) ys.push(budgetY);
+    if (num(budgetY) && !view.zoom) ys.push(budgetY);
     if (!ys.length) ys.push(0, 1);
     const sx = scale(xs, true, mx.log, L, W - R), sy = scale(ys, false, my.log, H - B, T);
     const root = svg("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img",
@@ -164,11 +179,12 @@
     const yl = svg("text", { class: "axis-label", x: 14, y: (T + H - B) / 2, "text-anchor": "middle",
                              transform: "rotate(-90 14 " + (T + H - B) / 2 + ")" });
     yl.textContent = my.label + (sy.log ? " (log)" : ""); root.append(yl);
-    if (num(budgetX)) {
+    const inX = (v) => v >= sx.lo && v <= sx.hi, inY = (v) => v >= Math.min(sy.lo, sy.hi) && v <= Math.max(sy.lo, sy.hi);
+    if (num(budgetX) && inX(budgetX)) {
       root.append(svg("line", { class: "budget", x1: sx(budgetX), x2: sx(budgetX), y1: T, y2: strip + 6 }));
       const t = svg("text", { class: "budget-label", x: sx(budgetX) + 4, y: T + 12 }); t.textContent = "budget"; root.append(t);
     }
-    if (num(budgetY)) root.append(svg("line", { class: "budget", x1: L, x2: W - R, y1: sy(budgetY), y2: sy(budgetY) }));
+    if (num(budgetY) && inY(budgetY)) root.append(svg("line", { class: "budget", x1: L, x2: W - R, y1: sy(budgetY), y2: sy(budgetY) }));
     const marks = svg("g", { class: "marks" });
     const hook = (node, id, which) => {
       node.setAttribute("data-id", id);
@@ -224,9 +240,10 @@
   function showTip(e, id, which) {
     const c = byId.get(id), m = modelById.get(id);
     const src = which === "final" && m ? m : c;
+    const unit = (v, u) => num(v) ? fmt(v) + " " + u : "not measured";
     const rows = [["accuracy", fmt(src.accuracy, "acc")], ["params", fmt(c.params, "int")], ["MACs", fmt(c.macs, "int")],
-                  ["predicted latency", fmt(c.predicted_latency_ms) + " ms"], ["measured latency", fmt(src.latency_ms) + " ms"],
-                  ["energy", fmt(src.energy_mj) + " mJ"]];
+                  ["predicted latency", unit(c.predicted_latency_ms, "ms")], ["measured latency", unit(src.latency_ms, "ms")],
+                  ["energy", unit(src.energy_mj, "mJ")]];
     if (which === "rejected") rows.push(["rejected", c.reason || ""]);
     const head = "#" + id + (which === "final" ? " \u2013 re-trained front model" : which === "rejected" ? " \u2013 rejected" :
                  c.front ? " \u2013 search front" : "") + (c.operator ? " (" + c.operator + ")" : "");
@@ -249,8 +266,16 @@
 
   function charts() {
     const holder = document.getElementById("charts");
-    if (!data.charts.length) holder.append(el("p", { cls: "empty", text: "No objective pair to plot." }));
-    for (const pair of data.charts) holder.append(chart(pair.x, pair.y));
+    const draw = () => {
+      holder.replaceChildren();
+      if (!data.charts.length) holder.append(el("p", { cls: "empty", text: "No objective pair to plot." }));
+      for (const pair of data.charts) holder.append(chart(pair.x, pair.y));
+    };
+    const zoom = el("input", { type: "checkbox", id: "zoom-front" });
+    zoom.checked = view.zoom;
+    zoom.addEventListener("change", () => { view.zoom = zoom.checked; saveView(); draw(); });
+    document.getElementById("chart-controls").append(el("label", {}, [zoom, " zoom to the front"]));
+    draw();
     if (data.nothing_meets_budgets) {
       const box = document.getElementById("misses");
       box.hidden = false;

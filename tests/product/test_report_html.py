@@ -172,6 +172,21 @@ def test_hovering_a_point_shows_its_figures_and_clicking_finds_its_row(browser, 
     assert browser.errors == []
 
 
+def test_zooming_to_the_front_keeps_the_front_and_drops_the_far_points(browser, tmp_path):
+    page = _write(tmp_path, sample_data("zoom-run"))
+    browser.open(page.as_uri())
+    chart = '#charts .chart[data-x="measured_latency"]'
+    count = f"document.querySelectorAll('{chart} .reject-pt, {chart} .pt').length"
+    before = browser.evaluate(count)
+    browser.click("#zoom-front")
+    assert browser.evaluate(f"Array.from(document.querySelectorAll('{chart} .front-pt')).map(n => +n.dataset.id).sort()") == [1, 2, 6]
+    assert browser.evaluate(f"document.querySelectorAll('{chart} .reject-pt').length") == 0  # 0.31 ms, far right of the front
+    assert browser.evaluate(count) < before
+    browser.click("#zoom-front")
+    assert browser.evaluate(count) == before
+    assert browser.errors == []
+
+
 def test_table_sorts_by_a_column_and_filters_by_status_and_text(browser, tmp_path):
     page = _write(tmp_path, sample_data())
     browser.open(page.as_uri())
