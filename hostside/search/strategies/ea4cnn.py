@@ -40,6 +40,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+import hostside.spaces.ea4cnn  # noqa: F401 - registers the "ea4cnn" space this strategy evolves
 from hostside.errors import UserError
 from hostside.search.candidate import Candidate, Proposal
 from hostside.search.strategies.base import AskContext, Strategy, register_strategy
