@@ -94,6 +94,14 @@ def _node_summary(node: Mapping[str, Any]) -> str:
     return " ".join(words)
 
 
+def strategy_attributes(attrs: Mapping[str, Any]) -> Dict[str, Any]:
+    """The strategy's own attributes of a candidate (``ea4cnn.age`` shown as ``age``), without
+    the engine's bookkeeping; the namespace stays where two strategies use the same key."""
+    own = {k: v for k, v in attrs.items() if not k.startswith("engine.")}
+    short = [k.split(".", 1)[-1] for k in own]
+    return {(k.split(".", 1)[-1] if short.count(k.split(".", 1)[-1]) == 1 else k): v for k, v in sorted(own.items())}
+
+
 def _reason(row: Mapping[str, Any]) -> Optional[str]:
     """Why a candidate went nowhere: the filter's reason when rejected, the error when failed."""
     if row.get("status") == "rejected":
@@ -158,6 +166,7 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
     try:
         report = build_report(run_dir, journal)
         rows = journal.candidates()
+        attributes = journal.all_attrs()
     finally:
         if own:
             journal.close()
@@ -174,6 +183,8 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
         entry["reason"] = _reason(row)
         entry["arch"] = arch_summary(row.get("spec"))
         entry["onnx"] = _relative_link(run_dir, row.get("onnx_path"))
+        entry["inherited_fraction"] = row.get("inherited_fraction")
+        entry["attrs"] = strategy_attributes(attributes.get(row["id"], {}))
         entry["front"] = row["id"] in front
         entry["final"] = row["id"] in final_ids
         candidates.append(entry)

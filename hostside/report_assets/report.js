@@ -244,6 +244,8 @@
     const rows = [["accuracy", fmt(src.accuracy, "acc")], ["params", fmt(c.params, "int")], ["MACs", fmt(c.macs, "int")],
                   ["predicted latency", unit(c.predicted_latency_ms, "ms")], ["measured latency", unit(src.latency_ms, "ms")],
                   ["energy", unit(src.energy_mj, "mJ")]];
+    if (num(c.inherited_fraction)) rows.push(["inherited", Math.round(100 * c.inherited_fraction) + "% of the weights"]);
+    for (const [k, v] of Object.entries(c.attrs || {})) rows.push([k, typeof v === "number" ? fmt(v) : JSON.stringify(v)]);
     if (which === "rejected") rows.push(["rejected", c.reason || ""]);
     const head = "#" + id + (which === "final" ? " \u2013 re-trained front model" : which === "rejected" ? " \u2013 rejected" :
                  c.front ? " \u2013 search front" : "") + (c.operator ? " (" + c.operator + ")" : "");
@@ -322,8 +324,13 @@
     ["id", "id", "num"], ["generation", "gen", "num"], ["status", "status"], ["operator", "operator"],
     ["parents", "parents"], ["accuracy", "accuracy", "num"], ["params", "params", "num"], ["macs", "MACs", "num"],
     ["predicted_latency_ms", "predicted ms", "num"], ["latency_ms", "measured ms", "num"], ["energy_mj", "energy mJ", "num"],
-    ["train_seconds", "train s", "num"], ["reason", "reason (rejected / failed)", "wrap"], ["arch", "layers", "wrap arch-cell"],
-  ];
+    ["train_seconds", "train s", "num"], ["inherited_fraction", "inherited", "num"], ["attrs", "strategy attributes", "wrap"],
+    ["reason", "reason (rejected / failed)", "wrap"], ["arch", "layers", "wrap arch-cell"],
+  ].filter(([key]) => (key !== "inherited_fraction" && key !== "attrs") ||
+                      data.candidates.some((c) => key === "attrs" ? c.attrs && Object.keys(c.attrs).length : num(c[key])));
+  function attrText(attrs) {
+    return Object.entries(attrs || {}).map(([k, v]) => k + " " + (typeof v === "number" ? fmt(v) : JSON.stringify(v))).join(", ");
+  }
   function cell(c, key, cls) {
     if (key === "id") return el("td", { cls: "num" }, [idLink(c.id)]);
     if (key === "status") return el("td", {}, [el("span", { cls: "st st-" + c.status, text: c.status })]);
@@ -332,12 +339,15 @@
       c.parents.forEach((id, i) => { if (i) td.append(", "); td.append(idLink(id)); });
       return td;
     }
+    if (key === "inherited_fraction") return el("td", { cls: "num", text: num(c[key]) ? Math.round(100 * c[key]) + "%" : "\u2013" });
+    if (key === "attrs") return el("td", { cls: cls, text: attrText(c.attrs) });
     if (cls === "num") return el("td", { cls: "num", text: fmt(c[key], KIND[key]) });
     return el("td", { cls: cls || "", text: c[key] === null || c[key] === undefined ? "" : String(c[key]) });
   }
   function compare(key) {
     return (p, q) => {
-      const a = key === "parents" ? p.parents.join(",") : p[key], b = key === "parents" ? q.parents.join(",") : q[key];
+      const pick = (c) => key === "parents" ? c.parents.join(",") : key === "attrs" ? attrText(c.attrs) : c[key];
+      const a = pick(p), b = pick(q);
       const an = a === null || a === undefined || a === "", bn = b === null || b === undefined || b === "";
       if (an || bn) return an && bn ? p.id - q.id : an ? 1 : -1;   // blanks last, whichever direction
       if (typeof a === "number" && typeof b === "number") return view.sortDir * (a - b) || p.id - q.id;
@@ -373,7 +383,7 @@
       }
       const needle = view.text.trim().toLowerCase();
       const rows = data.candidates.filter((c) => !view.hidden.has(c.status) && (!needle ||
-        ["#" + c.id, c.operator, c.reason, c.arch, c.status].some((v) => v && String(v).toLowerCase().includes(needle))))
+        ["#" + c.id, c.operator, c.reason, c.arch, c.status, attrText(c.attrs)].some((v) => v && String(v).toLowerCase().includes(needle))))
         .sort(compare(view.sortKey));
       body.replaceChildren(...rows.map((c) => el("tr", { id: "row-" + c.id, "data-id": c.id, "data-status": c.status,
         cls: c.front ? "is-front" : "" }, COLUMNS.map(([key, , cls]) => cell(c, key, cls)))));

@@ -18,7 +18,7 @@ import pytest
 
 from hostside.arch.examples import digits_small_cnn
 from hostside.report_html import (DATA_FORMAT, DATA_VERSION, METRICS, REPORT_HTML, arch_summary, build_report_data,
-                                  render_html, write_report_html)
+                                  render_html, strategy_attributes, write_report_html)
 
 HOSTILE = "</script><script>window.__pwned = 1</script><b>bold</b>"
 
@@ -28,7 +28,7 @@ def _candidate(cid: int, status: str, **values: Any) -> Dict[str, Any]:
              "parents": [], "accuracy": None, "val_accuracy": None, "params": 1000 * cid, "macs": 20000 * cid,
              "activation_bytes": 4096, "predicted_latency_ms": 0.01 * cid, "latency_ms": None, "energy_mj": None,
              "train_seconds": None, "reason": None, "arch": "conv2d 8 3x3 > relu > flatten > linear 10",
-             "onnx": None, "front": False, "final": False}
+             "onnx": None, "front": False, "final": False, "attrs": {}, "inherited_fraction": None}
     entry.update(values)
     return entry
 
@@ -46,7 +46,8 @@ def sample_data(run_name: str = "run-a") -> Dict[str, Any]:
                    predicted_latency_ms=0.31),
         _candidate(5, "failed", reason="training failed: RuntimeError: out of memory", operator=HOSTILE),
         _candidate(6, "measured", generation=1, operator="crossover+add_layer", parents=[2, 3], accuracy=0.93,
-                   latency_ms=0.035, energy_mj=0.066, train_seconds=3.0, front=True, final=True),
+                   latency_ms=0.035, energy_mj=0.066, train_seconds=3.0, front=True, final=True,
+                   attrs={"age": 2, "species": 1, "fitness": 0.913}, inherited_fraction=0.75),
         _candidate(7, "measured", generation=2, operator="modify_lr", parents=[6], accuracy=0.90, latency_ms=0.05,
                    energy_mj=0.09, train_seconds=3.1),
         _candidate(8, "measured", generation=2, operator="immigrant", accuracy=0.52, latency_ms=0.06, energy_mj=0.1,
@@ -124,6 +125,8 @@ def test_report_shows_the_front_the_models_and_every_candidate_with_its_reason(b
     assert "exceeds the budget of 0.08 ms" in by_id[4]["cells"][reason]
     assert "out of memory" in by_id[5]["cells"][reason] and by_id[5]["status"] == "failed"
     assert HOSTILE in by_id[5]["cells"][_header_index(browser, "operator")]  # shown as text, never run
+    assert by_id[6]["cells"][_header_index(browser, "strategy attributes")] == "age 2, species 1, fitness 0.913"
+    assert by_id[6]["cells"][_header_index(browser, "inherited")] == "75%"
     assert browser.evaluate("window.__pwned === undefined && document.querySelectorAll('#candidate-table b').length === 0")
 
     cards = browser.evaluate("""Array.from(document.querySelectorAll('#model-cards .card')).map(card => ({
@@ -151,7 +154,7 @@ def test_hovering_a_point_shows_its_figures_and_clicking_finds_its_row(browser, 
     browser.hover('#charts .chart[data-x="measured_latency"] .front-pt[data-id="6"]')
     tip = browser.evaluate("document.getElementById('tooltip').hidden ? null : document.getElementById('tooltip').innerText")
     assert tip is not None and "#6" in tip
-    for expected in ("0.930", "6,000", "120,000", "0.06 ms", "0.035 ms", "0.066 mJ"):
+    for expected in ("0.930", "6,000", "120,000", "0.06 ms", "0.035 ms", "0.066 mJ", "75% of the weights", "species"):
         assert expected in tip, (expected, tip)
 
     browser.hover('#charts .chart[data-x="measured_latency"] .final-pt[data-id="6"]')
@@ -249,6 +252,11 @@ def test_arch_summary_names_each_layer():
     summary = arch_summary(digits_small_cnn())
     assert summary.startswith("conv2d") and summary.endswith("linear 10")
     assert arch_summary(None) == "" and arch_summary({"nodes": "bad"}) == ""
+
+
+def test_strategy_attributes_drop_the_engine_and_shorten_unambiguous_keys():
+    attrs = {"engine.told": True, "ea4cnn.age": 2, "ea4cnn.fitness": 0.5, "x.fitness": 1, "rs-cnn.k": 3}
+    assert strategy_attributes(attrs) == {"age": 2, "ea4cnn.fitness": 0.5, "x.fitness": 1, "k": 3}
 
 
 @pytest.mark.slow
