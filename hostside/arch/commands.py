@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = arch.add_subparsers(dest="arch_command", metavar="ARCH_COMMAND")
     sub.required = True
     stats = sub.add_parser(
-        "stats", help="params, MACs and activation memory of an ArchSpec JSON or an ONNX file",
+        "stats", help="params, MACs, conv multiplications and activation memory of an ArchSpec JSON or an ONNX file",
     )
     stats.add_argument("file", type=Path, help="ArchSpec .json or model .onnx")
     stats.add_argument("--json", action="store_true", help="print JSON")
@@ -26,14 +26,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imported.set_defaults(handler=_import)
 
 
+# ONNX op types whose MACs are convolution multiplications (n_mult, CGP's N_mult).
+_CONV_TYPES = ("Conv", "ConvTranspose")
+
+
 def arch_stats(path: Path, per_layer: bool = False) -> dict:
-    """Cost of an ArchSpec JSON (analytic) or an ONNX file (read back from the graph)."""
+    """Cost of an ArchSpec JSON (analytic) or an ONNX file (read back from the graph); both
+    give params, macs, n_mult (multiplications in convolution layers) and activation_bytes."""
     if not path.exists():
         raise UserError(f"{path}: no such file")
     if path.suffix.lower() == ".onnx":
         from hostside.arch.onnx_stats import onnx_stats
 
         stats = onnx_stats(path)
+        stats.setdefault("n_mult", sum(e["macs"] for e in stats["per_layer"] if e["op_type"] in _CONV_TYPES))
         if not per_layer:
             stats.pop("per_layer", None)
         return {"source": "onnx", **stats}
@@ -50,6 +56,7 @@ def _stats(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.file}: {stats['params']:,} params, {stats['macs']:,} MACs, "
           f"{stats['activation_bytes']:,} bytes peak activations")
+    print(f"  multiplications in convolutions (n_mult): {stats['n_mult']:,}")
     if "deployed_params" in stats:
         print(f"  deployed params (batchnorm folded): {stats['deployed_params']:,}")
     print("  layers: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats["layers"].items())))

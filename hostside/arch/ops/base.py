@@ -14,6 +14,7 @@ need them.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hostside.errors import UserError
@@ -66,8 +67,9 @@ class Attr:
         """``kind`` or ``kind = default`` (for docs and error messages)."""
         if self.default is REQUIRED:
             return f"{self.kind}, required"
-        default = list(self.default) if isinstance(self.default, tuple) else self.default
-        return f"{self.kind} = {default}"
+        if self.default is None:
+            return f"{self.kind}, {self.doc or 'optional'}"
+        return f"{self.kind} = {json.dumps(list(self.default) if isinstance(self.default, tuple) else self.default)}"
 
 
 def _is_int(value: Any) -> bool:
@@ -188,6 +190,10 @@ class Op:
     - ``conv_multiplications``: this op's MACs are multiplications in a convolution layer, the
       ``n_mult`` of the cost (CGP's N_mult).
     - ``shape_rule`` / ``cost_rule``: one line each for docs/ops.md.
+    - ``example``: attributes of a small node of this op, and ``example_input`` ("map" for a
+      feature map, "vector" for a feature vector): ``tests/arch/test_ops.py`` builds a network
+      around it for every registered op and holds analytic cost == torch == ONNX read-back and
+      onnxruntime == torch to it, so a new op is tested without a new test.
     """
 
     name: str = ""
@@ -202,6 +208,8 @@ class Op:
     conv_multiplications: bool = False
     shape_rule: str = "same as the input"
     cost_rule: str = "none"
+    example: Mapping[str, Any] = {}
+    example_input: str = "map"
 
     def __init__(self) -> None:
         # (key, check, default) per attribute: the parser's loop, built once.

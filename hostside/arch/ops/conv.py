@@ -32,6 +32,7 @@ class Conv2d(Op):
         "bias": boolean(True),
     }
     absorbs_batchnorm = True
+    example = {"out_channels": 6, "kernel": [3, 1], "padding": [1, 0], "stride": 2}
     conv_multiplications = True
     shape_rule = "(C_out, (H + 2p - d(k-1) - 1) // s + 1, same for W); groups divide C_in and C_out"
     cost_rule = ("params C_out*(C_in/groups)*kh*kw (+C_out bias); deployed gains the bias when a batchnorm "

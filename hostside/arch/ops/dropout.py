@@ -13,6 +13,7 @@ class Dropout(Op):
     family = "dropout"
     schema = {"p": prob(0.5)}
     shape_preserving = True
+    example = {"p": 0.1}
     shape_rule = "same as the input"
     cost_rule = "none; not exported"
 

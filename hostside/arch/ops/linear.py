@@ -13,6 +13,8 @@ class Linear(Op):
     family = "linear"
     schema = {"out_features": pos_int(), "bias": boolean(True)}
     shape_rule = "(out_features,); needs a feature vector"
+    example = {"out_features": 6}
+    example_input = "vector"
     cost_rule = "params = deployed = F_in*F_out (+F_out bias); MACs F_in*F_out"
 
     def infer(self, node: Any, shapes: Mapping[str, Shape], folded: frozenset) -> Inferred:

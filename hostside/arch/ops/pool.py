@@ -12,9 +12,10 @@ class Pool(Op):
     """max or average pooling over a kernel window; the stride defaults to the kernel."""
 
     family = "pool"
-    schema = {"kernel": pair(), "stride": pair(None), "padding": pad_pair(0)}
+    schema = {"kernel": pair(), "stride": pair(None, doc="defaults to the kernel"), "padding": pad_pair(0)}
     shape_rule = "(C, (H + 2p - k) // s + 1, same for W); padding at most half the kernel"
     cost_rule = "none (no params, no MACs)"
+    example = {"kernel": 3, "stride": 2, "padding": 1}
     onnx_type = ""
 
     def __init__(self, name: str, onnx_type: str):
