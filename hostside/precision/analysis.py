@@ -110,7 +110,7 @@ def analyze_model(model_path: Union[str, Path], dataset: Dataset, indices: Seque
         result = emulator.evaluate(x, y, fmt, mode)
         rows.append(_row(fmt, result.accuracy, result.reason, reference.accuracy, params, biases,
                          fmt in grid_set and isinstance(fmt, FloatFormat)))
-        if done % 23 == 0 or done == len(emulated):
+        if done % 23 == 0 or (done == len(emulated) and done % 23):
             progress(f"{done}/{len(emulated)} formats emulated ({time.perf_counter() - started:.1f} s)")
     emulation_s = time.perf_counter() - started
     if any(isinstance(f, Int8Format) for f in formats):
@@ -176,12 +176,16 @@ def plot_grid(result: Dict[str, Any], path: Union[str, Path], title: str) -> Pat
             accuracy[row["w"] - 1, row["t"] - 1] = 100 * row["accuracy"]
     fig, ax = plt.subplots(figsize=(13, 4.6))
     cmap = plt.get_cmap("viridis").with_extremes(bad="#bbbbbb")
-    image = ax.imshow(np.ma.masked_invalid(accuracy), cmap=cmap, vmin=0, vmax=100, origin="lower",
+    finite = accuracy[np.isfinite(accuracy)]
+    # The colour scale spans the accuracies that occur, so the few points between types show.
+    low = 5 * math.floor(finite.min() / 5) if finite.size else 0
+    high = max(low + 5, 5 * math.ceil(finite.max() / 5)) if finite.size else 100
+    image = ax.imshow(np.ma.masked_invalid(accuracy), cmap=cmap, vmin=low, vmax=high, origin="lower",
                       extent=(0.5, 23.5, 0.5, 8.5), aspect="auto")
     for (w, t), value in np.ndenumerate(accuracy):
-        label = "NaN" if np.isnan(value) else f"{value:.0f}"
-        ax.text(t + 1, w + 1, label, ha="center", va="center", fontsize=6.5,
-                color="black" if np.isnan(value) or value > 60 else "white")
+        label = "NaN" if np.isnan(value) else f"{value:.1f}"
+        dark = not np.isnan(value) and value < low + 0.6 * (high - low)
+        ax.text(t + 1, w + 1, label, ha="center", va="center", fontsize=6, color="white" if dark else "black")
     best = result.get("best")
     if best:
         ax.add_patch(Rectangle((best["t"] - 0.5, best["w"] - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))

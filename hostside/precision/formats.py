@@ -267,6 +267,8 @@ def parse_formats(text: str) -> Tuple[List[Format], bool]:
     for n in names:
         if n.lower() != "grid":
             fmt = parse_format(n)
-            if fmt not in formats:
+            if fmt in formats:  # a grid type asked for by name (half = T(5,10)): keep that name
+                formats[formats.index(fmt)] = fmt
+            else:
                 formats.append(fmt)
     return formats, with_grid

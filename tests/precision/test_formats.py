@@ -147,6 +147,7 @@ def test_format_names_and_bad_input():
     assert parse_format("int8").kind == "int8"
     formats, with_grid = parse_formats("grid,half,t4.3,fx16,int8")
     assert with_grid and len(formats) == 184 + 2  # half and t4.3 are in the grid
+    assert "half" in [f.name for f in formats] and formats[:23] == grid()[:23]
     for bad, words in [("t9.3", "w must be 1..8"), ("t4.0", "t must be 1..23"), ("t4.24", "t must be 1..23"),
                        ("float12", "unknown number format"), ("q20.8", r"m \+ n <= 24"), ("", "empty")]:
         with pytest.raises(UserError, match=words):
