@@ -49,7 +49,8 @@ def keygen(path: Path) -> Path:
 class LoopbackSshd:
     """``with LoopbackSshd(directory) as sshd:`` -> ``sshd.port``, ``sshd.client_key``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, sftp: bool = True) -> None:
+        """``sftp=False`` offers no SFTP subsystem, like dropbear or a minimal Buildroot board."""
         binary = sshd_binary()
         if binary is None:
             raise RuntimeError("sshd not found; install it with `apt-get install -y openssh-server`")
@@ -58,6 +59,7 @@ class LoopbackSshd:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.client_key = self.directory / "client_ed25519"
+        self.sftp = sftp
         self.process: Optional[subprocess.Popen] = None
 
     def start(self) -> "LoopbackSshd":
@@ -82,7 +84,7 @@ class LoopbackSshd:
                     "UsePAM no",
                     "AllowTcpForwarding yes",
                     "PidFile none",
-                    f"Subsystem sftp {sftp_server}",
+                    f"Subsystem sftp {sftp_server}" if self.sftp else "",
                     "LogLevel ERROR",
                     "",
                 ]

@@ -39,6 +39,10 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 KEEPALIVE_S = 5
 CONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
 SELECT_SLICE_S = 0.2
+EXEC_UPLOAD_BLOCK_BYTES = 1 << 16
+#: Writes a file from stdin under a temporary name, checks its size, then renames it: the
+#: exec-channel upload for boards without SFTP, with POSIX sh, cat, wc and mv only.
+_EXEC_PUT_SCRIPT = 'cat > "$1" && n=$(wc -c < "$1") && [ "$n" -eq "$2" ] && mv -f -- "$1" "$3"'
 
 
 def known_hosts_path() -> Path:
@@ -200,7 +204,8 @@ def trust(config: BoardConfig, key: paramiko.PKey) -> Path:
 
 
 class SSHTransport(Transport):
-    """One SSH connection to one board: commands with deadlines, SFTP upload, daemon channel."""
+    """One SSH connection to one board: commands with deadlines, file upload (SFTP, or the
+    exec channel where the board has no SFTP subsystem), daemon channel."""
 
     def __init__(self, config: BoardConfig) -> None:
         self.config = config
@@ -208,6 +213,8 @@ class SSHTransport(Transport):
         self.python = config.python
         self.client = connect(config)
         self._sftp: Optional[paramiko.SFTPClient] = None
+        #: True once the board refused the SFTP subsystem: files then travel over exec channels.
+        self.sftp_missing = False
         self._token: Optional[str] = None
         #: Why the daemon's token could not be read, for ``boards check``; None when it could.
         self.token_problem: Optional[str] = None
@@ -223,12 +230,17 @@ class SSHTransport(Transport):
         transport = self.client.get_transport()
         return transport is not None and transport.is_active()
 
-    def sftp(self) -> paramiko.SFTPClient:
-        if self._sftp is None:
+    def sftp(self) -> Optional[paramiko.SFTPClient]:
+        """The SFTP session, or None on a board without the SFTP subsystem (dropbear, some
+        Buildroot images): then files go over the exec channel (``_exec_put``) instead."""
+        if self._sftp is None and not self.sftp_missing:
             try:
                 self._sftp = self.client.open_sftp()
             except (paramiko.SSHException, OSError, EOFError) as exc:
-                raise LinkDown(f"cannot open SFTP on {self.name}: {exc}") from None
+                if not self.is_alive():
+                    raise LinkDown(f"cannot open SFTP on {self.name}: {exc}") from None
+                self.sftp_missing = True  # the connection is fine: the board has no SFTP server
+                return None
             self._sftp.get_channel().settimeout(self.config.connect_timeout_s * 3)
         return self._sftp
 
@@ -238,10 +250,10 @@ class SSHTransport(Transport):
             path = path[2:]
         if path.startswith("/"):
             return path
-        try:
-            home = self.sftp().normalize(".")
-        except (OSError, paramiko.SSHException) as exc:
-            raise LinkDown(f"cannot find the home directory on {self.name}: {exc}") from None
+        result = self._exec('printf "%s" "$HOME"', self.config.connect_timeout_s)
+        home = result.stdout.strip()
+        if result.returncode != 0 or not home.startswith("/"):
+            raise LinkDown(f"cannot find the home directory on {self.name}: {result.stderr.strip()[:200]}")
         return f"{home.rstrip('/')}/{path}"
 
     def run(self, argv: List[str], timeout_s: float, env: Optional[Dict[str, str]] = None) -> ExecResult:
@@ -252,10 +264,18 @@ class SSHTransport(Transport):
         command = " ".join(["env", *assignments, "sh", "-c", shlex.quote('"$@"; exit $?'), "sh", *map(shlex.quote, argv)])
         return self._exec(command, timeout_s)
 
-    def _exec(self, command: str, timeout_s: float) -> ExecResult:
+    def _exec(self, command: str, timeout_s: float, stdin_file: Optional[Path] = None) -> ExecResult:
+        """Run a shell command line; ``stdin_file`` is streamed to its stdin, then EOF. Without
+        one, stdin stays open while the command runs: the agent stops when it ends (the host
+        or this session died)."""
         try:
             channel = self._transport().open_session(timeout=self.config.connect_timeout_s)
             channel.exec_command(command)
+            if stdin_file is not None:
+                with open(stdin_file, "rb") as handle:
+                    for block in iter(lambda: handle.read(EXEC_UPLOAD_BLOCK_BYTES), b""):
+                        channel.sendall(block)
+                channel.shutdown_write()
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise LinkDown(f"cannot start a command on {self.name}: {exc}") from None
         out, err = bytearray(), bytearray()
@@ -298,8 +318,11 @@ class SSHTransport(Transport):
         return result
 
     def has_file(self, remote_path: str) -> bool:
+        sftp = self.sftp()
+        if sftp is None:
+            return self._exec(f"test -f {shlex.quote(remote_path)}", self.config.connect_timeout_s).returncode == 0
         try:
-            return stat.S_ISREG(self.sftp().stat(remote_path).st_mode or 0)
+            return stat.S_ISREG(sftp.stat(remote_path).st_mode or 0)
         except FileNotFoundError:
             return False
         except (OSError, paramiko.SSHException, EOFError) as exc:
@@ -307,6 +330,11 @@ class SSHTransport(Transport):
 
     def makedirs(self, remote_dir: str) -> None:
         sftp = self.sftp()
+        if sftp is None:
+            done = self._exec(f"mkdir -p -- {shlex.quote(remote_dir)}", self.config.connect_timeout_s)
+            if done.returncode != 0:
+                raise UserError(f"board {self.name!r}: cannot create {remote_dir} ({done.stderr.strip()[:200]}); check agent_dir in boards.toml")
+            return
         current = ""
         for part in remote_dir.strip("/").split("/"):
             current += "/" + part
@@ -320,12 +348,29 @@ class SSHTransport(Transport):
         partial = remote_path + ".part"
         try:
             self.makedirs(remote_path.rsplit("/", 1)[0])
-            self.sftp().put(str(local_path), partial)
-            self.sftp().posix_rename(partial, remote_path)
+            sftp = self.sftp()
+            if sftp is None:
+                self._exec_put(local_path, partial, remote_path)
+                return
+            sftp.put(str(local_path), partial)
+            sftp.posix_rename(partial, remote_path)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             if isinstance(exc, PermissionError):
                 raise UserError(f"board {self.name!r}: cannot write {remote_path} ({exc}); check agent_dir in boards.toml") from None
             raise LinkDown(f"upload to {self.name} failed: {exc}") from None
+
+    def _exec_put(self, local_path: Path, partial: str, remote_path: str) -> None:
+        """Stream the file into ``cat`` over an exec channel (no SFTP on the board)."""
+        size = Path(local_path).stat().st_size
+        args = " ".join(shlex.quote(a) for a in (partial, str(size), remote_path))
+        timeout_s = self.config.connect_timeout_s * 3 + size / 1e6  # at least ~1 MB/s
+        done = self._exec(f"sh -c {shlex.quote(_EXEC_PUT_SCRIPT)} sh {args}", timeout_s, stdin_file=Path(local_path))
+        if done.returncode != 0:
+            self._exec(f"rm -f -- {shlex.quote(partial)}", self.config.connect_timeout_s)
+            reason = done.stderr.strip()[:200] or f"{size} bytes sent, a different size arrived"
+            if "ermission denied" in reason:
+                raise UserError(f"board {self.name!r}: cannot write {remote_path} ({reason}); check agent_dir in boards.toml")
+            raise LinkDown(f"upload to {self.name} over the exec channel failed: {reason}")
 
     def open_daemon(self, port: int) -> Optional[paramiko.Channel]:
         """A direct-tcpip channel to the daemon on the board's loopback, or None if none listens."""
