@@ -77,6 +77,11 @@ class Calibration:
         return int(self.provenance["threads"])
 
     @property
+    def sha256(self) -> str:
+        """The checksum of the calibration's content (the one its file carries)."""
+        return checksum(self.body)
+
+    @property
     def fit_report(self) -> Dict[str, Any]:
         return self.body["fit_report"]
 

@@ -45,11 +45,12 @@ def protocol_kwargs(threads: int, power: Optional[str] = None) -> Dict[str, Any]
 def calibrate(boards: Sequence[Any], out_dir: Path, threads: int = 1, quick: bool = False,
               input_shape: Optional[Tuple[int, int, int]] = None, seed: int = DEFAULT_SEED,
               size: Optional[int] = None, power: Optional[str] = None,
-              progress: Optional[Progress] = None) -> Calibration:
+              progress: Optional[Progress] = None, allow_emulated: bool = False) -> Calibration:
     """Measure the suite on ``boards`` (one kind, pooled), fit, and write the calibration.
 
     ``power`` names the boards' power source (``device-agent info`` lists them) to record
-    energy per inference next to latency.
+    energy per inference next to latency. ``allow_emulated`` lets an emulated ARM rig be
+    calibrated (to test the calibration machinery itself), never into ``calibration_data/``.
 
     Raises UserError when ``out_dir`` holds measurements taken with other settings (another
     board kind, thread count, seed or input shapes), since mixing them would be meaningless.
@@ -64,16 +65,12 @@ def calibrate(boards: Sequence[Any], out_dir: Path, threads: int = 1, quick: boo
     shapes = [tuple(input_shape)] if input_shape else None
     specs = calibration_suite(size, seed, shapes)
     info = pool.boards[0].info()
-    if info.get("emulated"):
-        raise UserError(
-            f"board {pool.boards[0].name!r} is an emulated ARM rig (qemu-user): its timings are hundreds of times "
-            f"too slow to mean anything, so it cannot be calibrated; calibrate a real board"
-        )
-    provenance = _provenance(pool, key, info, threads, seed, size, shapes)
+    check_emulated(pool.boards[0], info, out_dir, allow_emulated)
+    provenance = provenance_for(pool, key, info, threads, seed, size, shapes)
     provenance["power_source"] = power
     out_dir.mkdir(parents=True, exist_ok=True)
     session = {"date": provenance["date"], "load_average_before": list(os.getloadavg())}
-    provenance["sessions"] = _check_settings(out_dir, provenance) + [session]
+    provenance["sessions"] = check_settings(out_dir, provenance) + [session]
     write_provenance(out_dir, provenance)
     kwargs = protocol_kwargs(threads, power)
     rows = measure_suite(specs, out_dir, lambda paths: pool.measure_many(paths, **kwargs),
@@ -134,7 +131,26 @@ def _plot_title(provenance: Dict[str, Any]) -> str:
     return f"{board.get('cpu_model') or board.get('key')} ({board.get('name')}), threads={provenance.get('threads')}"
 
 
-def _provenance(pool: Any, key: str, info: Dict[str, Any], threads: int, seed: int, size: int,
+def check_emulated(board: Any, info: Dict[str, Any], out_dir: Path, allow_emulated: bool) -> None:
+    """Emulated ARM rigs (qemu-user) run tens to hundreds of times slower than any real
+    board: their calibrations only serve to test the machinery, so they need
+    ``allow_emulated`` and may never land among the shipped sets."""
+    if not info.get("emulated"):
+        return
+    if not allow_emulated:
+        raise UserError(
+            f"board {board.name!r} is an emulated ARM rig (qemu-user): its timings are hundreds of times "
+            f"too slow to mean anything, so it cannot be calibrated; calibrate a real board "
+            f"(or pass --allow-emulated to test the calibration itself, into a scratch directory)"
+        )
+    from hostside.calibration.registry import CALIBRATION_DATA
+
+    if Path(out_dir).resolve().is_relative_to(CALIBRATION_DATA):
+        raise UserError(f"{out_dir} is inside {CALIBRATION_DATA}: calibrations of emulated boards never go there; "
+                        f"use a scratch --out directory")
+
+
+def provenance_for(pool: Any, key: str, info: Dict[str, Any], threads: int, seed: int, size: int,
                 shapes: Optional[list]) -> Dict[str, Any]:
     ort = info.get("onnxruntime") or {}
     return {
@@ -154,7 +170,7 @@ def _provenance(pool: Any, key: str, info: Dict[str, Any], threads: int, seed: i
     }
 
 
-def _check_settings(out_dir: Path, provenance: Dict[str, Any]) -> List[Dict[str, Any]]:
+def check_settings(out_dir: Path, provenance: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The measuring sessions recorded so far in ``out_dir`` (resumed runs keep their history);
     UserError when they used other settings."""
     path = out_dir / PROVENANCE_JSON

@@ -24,7 +24,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cal.add_argument("--seed", type=int, help="suite seed (default: the standard suite)")
     cal.add_argument("--power", metavar="SOURCE", help="also record energy per inference from this power source "
                                                        "(rapl, hwmon, cmd:...; see `device-agent info`)")
-    cal.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory (reused to resume)")
+    cal.add_argument("--out", type=Path, metavar="DIR", help="output directory (reused to resume)")
+    cal.add_argument("--allow-emulated", action="store_true",
+                     help="let an emulated ARM rig be calibrated (tests only; never into calibration_data/)")
+    drift = cal.add_argument_group("drift check (--check)")
+    drift.add_argument("--check", action="store_true",
+                       help="re-measure a dozen suite models and report how far the board drifted from its "
+                            "calibration; exits 1 beyond the tolerance")
+    drift.add_argument("--calibration", type=Path, metavar="FILE",
+                       help="the calibration to check (default: the board's stored one)")
+    drift.add_argument("--tolerance", type=float, default=None, metavar="FRACTION",
+                       help="allowed |measured/predicted - 1| (default 0.15)")
+    moved = cal.add_argument_group("transfer (--transfer-from)")
+    moved.add_argument("--transfer-from", type=Path, metavar="CAL.json",
+                       help="adapt this calibration of another board from a few measurements instead of "
+                            "measuring the whole suite")
+    moved.add_argument("--samples", type=int, default=None, metavar="N", help="models to measure (default 10)")
     cal.set_defaults(handler=_calibrate)
 
     pred = subparsers.add_parser(
@@ -76,13 +91,23 @@ def _calibrate(args: argparse.Namespace) -> int:
     from hostside.calibration.calibrate import CALIBRATION_JSON, FIT_REPORT_JSON, PLOT_PNG, calibrate
     from hostside.calibration.suite import DEFAULT_SEED
 
+    if args.check:
+        return _check(args)
+    if args.calibration is not None or args.tolerance is not None:
+        raise UserError("--calibration and --tolerance belong to --check; add --check or drop them")
+    if args.out is None:
+        raise UserError("--out DIR is required (where the measurements and calibration.json go)")
+    if args.transfer_from is not None:
+        return _transfer(args)
+    if args.samples is not None:
+        raise UserError("--samples belongs to --transfer-from CAL.json; add it or drop --samples")
     shape = parse_input_shape(args.input_shape) if args.input_shape else None
     boards = [open_board(name) for name in _board_names(args.board)]
     progress, close = _progress_bar("measuring")
     try:
         calibration = calibrate(boards, args.out, threads=args.threads, quick=args.quick, input_shape=shape,
                                 seed=DEFAULT_SEED if args.seed is None else args.seed, power=args.power,
-                                progress=progress)
+                                progress=progress, allow_emulated=args.allow_emulated)
     finally:
         close()
     report = calibration.fit_report
@@ -94,6 +119,58 @@ def _calibrate(args: argparse.Namespace) -> int:
               f"{cv['within_20pct']:6.0%} {cv['spearman']:9.3f}")
     print(f"chosen: {calibration.chosen} (nchwc block {calibration.nchwc_block}); wrote {args.out / CALIBRATION_JSON}, "
           f"{args.out / FIT_REPORT_JSON}, {args.out / PLOT_PNG}")
+    return 0
+
+
+def _single_board(args: argparse.Namespace, what: str):
+    from hostside.boards.board import open_board
+
+    names = _board_names(args.board)
+    if len(names) != 1:
+        raise UserError(f"{what} takes one board, got {', '.join(names)}")
+    return open_board(names[0])
+
+
+def _check(args: argparse.Namespace) -> int:
+    from hostside.calibration.artifact import load_calibration
+    from hostside.calibration.drift import DEFAULT_TOLERANCE, check_drift
+    from hostside.calibration.registry import find_calibration
+
+    board = _single_board(args, "--check")
+    if args.calibration is not None:
+        calibration = load_calibration(args.calibration)
+    else:
+        info = board.info()
+        calibration = find_calibration(board.key, args.threads, (info.get("onnxruntime") or {}).get("version"))
+        if calibration is None:
+            raise UserError(f"board {board.name} has no stored calibration for threads={args.threads}; give "
+                            f"--calibration FILE or calibrate it: `hostside calibrate --board {board.name} --out DIR`")
+    report = check_drift(board, calibration, DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance)
+    print(f"calibration: {calibration.path} (sha256 {calibration.sha256[:12]})")
+    print(report.summary())
+    report.raise_if_drifted()
+    print("within tolerance: the calibration still holds")
+    return 0
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    from hostside.calibration.calibrate import CALIBRATION_JSON
+    from hostside.calibration.transfer import DEFAULT_SAMPLES, TRANSFER_JSON, transfer
+
+    board = _single_board(args, "--transfer-from")
+    progress, close = _progress_bar("measuring")
+    try:
+        calibration = transfer(board, args.transfer_from, args.out, args.samples or DEFAULT_SAMPLES,
+                               threads=args.threads, allow_emulated=args.allow_emulated, progress=progress)
+    finally:
+        close()
+    report = calibration.fit_report
+    loo = report["leave_one_out"]
+    scales = ", ".join(f"{g} x{s:.2f}" for g, s in report["group_scales"].items())
+    print(f"transferred from {args.transfer_from} with {loo['count']} measured models; leave-one-out: "
+          f"MAPE {loo['mape']:.1%}, within ±20% {loo['within_20pct']:.0%}, Spearman {loo['spearman']:.3f}")
+    print(f"kernel-group scales: {scales}")
+    print(f"wrote {args.out / CALIBRATION_JSON} and {args.out / TRANSFER_JSON}")
     return 0
 
 

@@ -34,6 +34,23 @@ from hostside.calibration.features import FEATURE_NAMES
 
 BASELINE = "loglinear_macs_params"
 MODEL_KINDS = ("loglinear_macs_params", "additive_kernels", "hybrid_kernels")
+#: A source calibration's model with one fitted scale per kernel group (``transfer``).
+TRANSFERRED = "transferred"
+#: Kernel groups of the additive model, for transfer to another board: the per-inference
+#: floor (session run, input/output copies: the intercept), the fixed cost per operator, conv
+#: kernels, linear layers (weights streamed) and memory-bound element-wise work. A new board
+#: or thread count changes these by different factors (two threads halve the conv time but
+#: not the floor).
+KERNEL_GROUPS: Dict[str, Tuple[str, ...]] = {
+    "floor": (),
+    "per_operator": ("ops", "conv_count", "group_count"),
+    "conv": ("nchwc_conv_macs", "nchwc_plain_input_macs", "nchwc_plain_input_pointwise_macs",
+             "nchwc_depthwise_macs", "gemm_pointwise_macs", "gemm_conv_macs", "im2col_bytes"),
+    "linear": ("linear_macs",),
+    "memory": ("conv_output_bytes", "reorder_input_bytes", "reorder_output_bytes", "fused_activation_bytes",
+               "cheap_eltwise_bytes", "transcendental_elems", "scalar_exp_elems", "pool_bytes",
+               "plain_pool_bytes", "concat_bytes"),
+}
 KERNEL_FEATURES: Tuple[str, ...] = tuple(n for n in FEATURE_NAMES if n not in ("macs", "params"))
 INTERVAL_QUANTILES = (0.05, 0.95)
 _RIDGE_ALPHA = 1.0
@@ -64,11 +81,43 @@ class LatencyModel:
         if self.kind == "hybrid_kernels":
             correction = np.clip(_ridge_log(d["correction"], x), *d["correction"]["clip"])
             return _additive(d["additive"], x, weight_bytes) * np.exp(correction)
+        if self.kind == TRANSFERRED:
+            scales = np.array([d["group_scales"][g] for g in KERNEL_GROUPS])
+            return kernel_contributions(LatencyModel(d["source"]), features) @ scales
         raise ValueError(f"unknown model kind {self.kind!r}")
 
     def interval(self, latency_ms: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         lo, hi = self.data["log_residual_quantiles"]
         return latency_ms * np.exp(lo), latency_ms * np.exp(hi)
+
+
+def kernel_contributions(model: LatencyModel, features: np.ndarray) -> np.ndarray:
+    """(N, len(KERNEL_GROUPS)) latency in ms each kernel group adds in ``model``'s
+    prediction; the rows sum to ``model.predict(features)``. A model without kernel terms
+    (the MACs+params baseline) puts everything into ``conv``; the hybrid model's size
+    correction scales every group alike."""
+    d = model.data
+    total = model.predict(features)
+    out = np.zeros((len(features), len(KERNEL_GROUPS)))
+    groups = list(KERNEL_GROUPS)
+    if model.kind == "loglinear_macs_params":
+        out[:, groups.index("conv")] = total
+        return out
+    additive = d["additive"] if model.kind == "hybrid_kernels" else d
+    columns = [FEATURE_NAMES.index(f) for f in d.get("features", KERNEL_FEATURES)]
+    x = features[:, columns]
+    weight_bytes = features[:, _PARAMS_COLUMN] * _F32_BYTES
+    terms = x * np.array(additive["ms_per_unit"])
+    names = list(d["features"])
+    for g, members in enumerate(KERNEL_GROUPS.values()):
+        out[:, g] = sum((terms[:, names.index(m)] for m in members if m in names), np.zeros(len(features)))
+    out[:, groups.index("floor")] += additive["intercept_ms"]
+    out[:, groups.index("linear")] += additive["ms_per_uncached_weight_byte"] * _uncached_weight_bytes(
+        weight_bytes, additive["cache_bytes"])
+    if model.kind == "hybrid_kernels":
+        raw = out.sum(axis=1)
+        out *= (total / np.where(raw > 0, raw, 1.0))[:, None]
+    return out
 
 
 def _uncached_weight_bytes(weight_bytes: np.ndarray, cache_bytes: float) -> np.ndarray:
@@ -209,7 +258,7 @@ def fit_all(features: np.ndarray, latency_ms: np.ndarray, kinds: Sequence[str] =
 
 
 def model_from_json(data: Dict[str, Any]) -> LatencyModel:
-    if data.get("kind") not in MODEL_KINDS:
+    if data.get("kind") not in MODEL_KINDS + (TRANSFERRED,):
         raise ValueError(f"unknown model kind {data.get('kind')!r}")
     return LatencyModel(data)
 
