@@ -201,11 +201,12 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
                     "onnx": _relative_link(run_dir, row["spot_check"].get("onnx")), "error": row["spot_check"].get("error")}
                    for row in rows if row.get("spot_check")]
     status = report["status"]
+    now = datetime.datetime.now(datetime.timezone.utc)
     return {
         "format": DATA_FORMAT,
         "version": DATA_VERSION,
         "run": {"name": run_dir.name, "status": status, "live": status == "running", "refresh_s": REFRESH_S,
-                "generated_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                "generated_at": now.strftime("%Y-%m-%d %H:%M:%S UTC"), "generated_at_s": now.timestamp(),
                 "strategy": config.get("strategy"), "space": config.get("space"), "dataset": config.get("dataset"),
                 "board": config.get("board"), "objectives": list(config.get("objectives", [])),
                 "budgets": dict(config.get("budgets") or {}), "final_epochs": config.get("final_epochs"),

@@ -83,8 +83,12 @@
       const button = el("button", { type: "button", id: "pause-refresh" });
       const label = el("span");
       const update = () => {
-        label.textContent = view.paused ? "Run in progress: automatic reload paused."
-          : "Run in progress: this page reloads every " + r.refresh_s + " s.";
+        // A killed run leaves its last page behind, still "live": say how old the figures are.
+        const age = num(r.generated_at_s) ? Math.max(0, Date.now() / 1000 - r.generated_at_s) : null;
+        const since = age === null ? "" : age < 120 ? " Last written " + Math.round(age) + " s ago."
+          : " Last written " + Math.round(age / 60) + " min ago: if the run stopped, `hostside runs list` says so.";
+        label.textContent = (view.paused ? "Run in progress: automatic reload paused."
+          : "Run in progress: this page reloads every " + r.refresh_s + " s.") + since;
         button.textContent = view.paused ? "resume reloading" : "pause reloading";
       };
       button.addEventListener("click", () => { view.paused = !view.paused; saveView(); update(); });

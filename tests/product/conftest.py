@@ -53,14 +53,14 @@ def product_calibration(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, product_calibration) -> Path:
-    """A real NSGA-II search on digits, small enough for a test: 6 trained candidates, two
+    """A real NSGA-II search on digits, small enough for a test: 4 trained candidates, two
     generations, a latency budget that the filter uses, the front re-trained and measured."""
     from hostside.cli import main
 
     run_dir = tmp_path_factory.mktemp("product_run") / "run"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HOSTSIDE_HOME", str(tmp_path_factory.mktemp("product_home")))
-        code = main(["search", "--budget", "6", "--population", "3", "--epochs", "2", "--final-epochs", "2",
+        code = main(["search", "--budget", "4", "--population", "2", "--epochs", "1", "--final-epochs", "1",
                      "--seed", "3", "--workers", "1", "--latency-budget-ms", "0.5",
                      "--calibration", str(product_calibration), "--out", str(run_dir)])
     assert code == 0, "the tiny search failed"

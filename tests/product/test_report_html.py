@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -216,6 +217,7 @@ def test_a_live_run_reloads_itself_and_keeps_the_view(browser, tmp_path):
     page = _write(tmp_path, data)
     browser.open(page.as_uri())
     assert "reloads every 1 s" in browser.evaluate("document.getElementById('live').textContent")
+    assert "Last written" not in browser.evaluate("document.getElementById('live').textContent")  # no time given
     browser.evaluate("window.__before_reload = true")
     browser.click('#status-filters input[data-status="rejected"]')
     # The run moves on: the file is rewritten, the page picks it up on its next reload.
@@ -227,6 +229,15 @@ def test_a_live_run_reloads_itself_and_keeps_the_view(browser, tmp_path):
     assert browser.evaluate("document.querySelector('#status-filters input[data-status=\"rejected\"]').checked") is False
     browser.click("#pause-refresh")
     assert "paused" in browser.evaluate("document.getElementById('live').textContent")
+    assert browser.errors == []
+
+
+def test_a_stale_live_page_says_how_old_it_is(browser, tmp_path):
+    data = sample_data("stale-run")
+    data["run"].update(status="running", live=True, refresh_s=600, generated_at_s=time.time() - 3600)
+    browser.open(_write(tmp_path, data).as_uri())
+    text = browser.evaluate("document.getElementById('live').textContent")
+    assert "Last written 60 min ago" in text and "hostside runs list" in text
     assert browser.errors == []
 
 
