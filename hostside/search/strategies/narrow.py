@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 from hostside.errors import UserError
 from hostside.search.candidate import Proposal
@@ -92,14 +92,16 @@ class NarrowSearch(Strategy):
         return spread_picks(self.population(ctx), self.settings.budgets, self.options.spread_decades)
 
     def ask(self, n: int, ctx: AskContext) -> List[Proposal]:
-        tried = {json.dumps(dict(c.genotype), sort_keys=True) for c in ctx.records}
-        tried.update(json.dumps(dict(c.genotype), sort_keys=True) for c in ctx.in_flight)
-        fresh: List[Tuple[str, Dict[str, int]]] = []
+        """The next ``n`` picks whose network was not tried yet. Networks are compared by content
+        hash, not genotype: variables of unused repetitions do not change the network."""
+        space = ctx.space
+        tried = {space.spec(dict(c.genotype)).content_hash() for c in ctx.records + ctx.in_flight}
+        fresh: List[Dict[str, int]] = []
         for config in self.picks(ctx):
-            text = json.dumps(config, sort_keys=True)
-            if text not in tried:
-                fresh.append((text, config))
-                tried.add(text)
+            digest = space.spec(config).content_hash()
+            if digest not in tried:
+                fresh.append(config)
+                tried.add(digest)
             if len(fresh) == n:
                 break
-        return [Proposal(config, "narrow_pick") for _, config in fresh]
+        return [Proposal(config, "narrow_pick") for config in fresh]
