@@ -41,7 +41,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
-from hostside.arch.spec import INPUT, ArchSpec
+from hostside.arch.spec import ArchSpec
 from hostside.errors import UserError
 
 #: Bumped whenever a feature is added, removed or computed differently: a calibration file
@@ -272,62 +272,11 @@ def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int) -> 
 
 # -- ArchSpec -> neutral operators -----------------------------------------------------------
 
-def _spec_ops(spec: ArchSpec) -> Tuple[List[Op], Dict[str, Tuple[int, ...]]]:
-    shapes: Dict[str, Tuple[int, ...]] = {INPUT: spec.input_shape}
-    alias: Dict[str, str] = {INPUT: "norm"}
-    n_in = _elems(spec.input_shape)
-    ops: List[Op] = [("eltwise", "centred", (INPUT,), (2 * n_in,)), ("eltwise", "norm", ("centred",), (2 * n_in,))]
-    shapes["centred"] = shapes["norm"] = spec.input_shape
-    folded = spec.folded_convs
-    for node, layer in zip(spec.nodes, spec.cost.layers):
-        op, nid, out = node.op, node.id, layer.output_shape
-        src = alias[node.inputs[0]]
-        in_shape = shapes[src]
-        if op in ("dropout", "identity") or (op == "batchnorm" and node.inputs[0] in folded):
-            alias[nid] = src
-            continue
-        alias[nid] = nid
-        shapes[nid] = out
-        if op == "conv2d":
-            a = node.attrs
-            ops.append(("conv", nid, (src,), (in_shape[0], a["out_channels"], a["groups"], a["kernel"][0],
-                                              a["kernel"][1], out, layer.deployed_params)))
-        elif op == "linear":
-            ops.append(("linear", nid, (src,), (in_shape[0], node.attrs["out_features"], layer.deployed_params)))
-        elif op == "batchnorm":
-            ops.append(("bn", nid, (src,), (out, layer.deployed_params)))
-        elif op in ("maxpool", "avgpool", "global_avgpool"):
-            ops.append(("pool", nid, (src,), (in_shape, out, op == "global_avgpool")))
-        elif op == "flatten":
-            ops.append(("reshape", nid, (src,), ()))
-        elif op in ("add", "concat"):
-            srcs = []
-            for k, raw in enumerate(node.inputs):
-                name = alias[raw]
-                shape = shapes[name]
-                if len(shape) == 3 and shape[1:] != out[1:]:
-                    pooled = f"{nid}.pool{k}"
-                    shapes[pooled] = (shape[0], out[1], out[2])
-                    ops.append(("pool", pooled, (name,), (shape, shapes[pooled], False)))
-                    name = pooled
-                if op == "add" and shape[0] != out[0]:
-                    padded = f"{nid}.pad{k}"
-                    shapes[padded] = out
-                    ops.append(("eltwise", padded, (name,), (_elems(shapes[name]) + _elems(out),)))
-                    name = padded
-                srcs.append(name)
-            if op == "concat":
-                ops.append(("concat", nid, tuple(srcs), (out,)))
-            else:
-                ops.append(("eltwise", nid, tuple(srcs), ((len(srcs) + 1) * _elems(out),)))
-        else:
-            ops.append(("act", nid, (src,), (op, out)))
-    return ops, shapes
-
-
 def spec_features(spec: ArchSpec, nchwc_block: int = 0) -> List[float]:
     """The feature vector of an ArchSpec, from its analytic shapes (tens of microseconds)."""
-    ops, shapes = _spec_ops(spec)
+    from hostside.arch.ops.neutral import spec_neutral_ops  # each op states its operators in its module
+
+    ops, shapes = spec_neutral_ops(spec)
     return _features(ops, shapes, nchwc_block)
 
 
