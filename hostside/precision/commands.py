@@ -11,7 +11,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Set
 
 from hostside.errors import UserError
 
@@ -137,7 +137,7 @@ def _pct(value: Optional[float]) -> str:
 
 def run_precision(args: argparse.Namespace) -> int:
     from hostside.precision.analysis import analyze_model, check_model_fits, plot_grid
-    from hostside.precision.formats import parse_formats
+    from hostside.precision.formats import parse_format, parse_formats
     from hostside.train.datasets import load_dataset
 
     formats, with_grid = parse_formats(args.formats)
@@ -156,21 +156,23 @@ def run_precision(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print_table(result, show_grid=not with_grid)
+    named = {parse_format(n).name for n in args.formats.split(",") if n.strip() and n.strip().lower() != "grid"}
+    print_table(result, None if not with_grid else named)
     print(f"wrote {out / PRECISION_FILE}" + (f" and {result['heatmap']}" if with_grid else ""))
     return 0
 
 
-def print_table(result: Dict[str, Any], show_grid: bool = True) -> None:
-    """The per-format table; with the grid only the formats named besides it, and the best type."""
+def print_table(result: Dict[str, Any], only: Optional[Set[str]] = None) -> None:
+    """The per-format table (with ``only``: just those formats, the grid being in the heatmap)
+    and the best type."""
     ref = result["float"]
     print(f"{result['model']} on {result['dataset']} ({result['images']} {result.get('part', 'test')} images, "
           f"{result['mode']} rounding), {result['params']:,} deployed params")
     print(f"{'format':<16} {'bits':>4} {'accuracy':>9} {'drop (pts)':>10} {'weights (B)':>12} {'pJ/mult':>8}")
     print(f"{'float':<16} {32:>4} {_pct(ref['accuracy']):>9} {'':>10} {ref['weight_bytes']:>12,} {3.7:>8.2f}")
     for row in result["formats"]:
-        if row.get("grid") and not show_grid and row["format"] == f"T({row['w']},{row['t']})":
-            continue  # a grid type not asked for by name: it is in the heatmap
+        if only is not None and row["format"] not in only:
+            continue
         drop = "" if row["drop_points"] is None else f"{row['drop_points']:+.2f}"
         print(f"{row['format']:<16} {row['bits']:>4} {_pct(row['accuracy']):>9} {drop:>10} "
               f"{row['weight_bytes']:>12,} {row['mult_pj']:>8.2f}")
