@@ -11,6 +11,7 @@ read from the run's records, so the strategy keeps no state and a resumed run co
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
@@ -76,10 +77,12 @@ class NarrowSearch(Strategy):
 
                     calibration = load_calibration(o.calibration)
                 limit = self.settings.budgets.get("params")
-                windows = [w for w in windows_of(target_grid(o.decades)) if limit is None or w[0] < limit]
-                if not windows:
-                    raise UserError(f"budget params <= {limit:g} is below every target window of decades "
-                                    f"{o.decades}; add a smaller decade to the strategy option 'decades'")
+                decades = list(o.decades)
+                if limit is not None and limit <= 10.0 ** min(decades):
+                    # A budget at the bottom of the grid: add the decade below it, so the
+                    # population holds networks that satisfy it.
+                    decades.append(max(int(math.floor(math.log10(limit))) - 1, 0))
+                windows = [w for w in windows_of(target_grid(decades)) if limit is None or w[0] < limit]
                 settings = GASettings(n_init=o.n_init, n_steps=o.n_steps, n_eval=o.n_eval, k=o.k,
                                       seed=self.settings.seed)
                 rows = elaborate(space, calibration, windows, settings, o.n_val, say=lambda _: None)["population"]
