@@ -36,6 +36,10 @@ RETRY_BACKOFF_S = (1.0, 2.0, 4.0)
 INLINE_UPLOAD_MAX_BYTES = 64 * 1024 * 1024
 
 
+class NoDaemon(Exception):
+    """Raised instead of measuring one-shot when ``Board.allow_one_shot`` is off."""
+
+
 def _last_json(text: str) -> Optional[Dict[str, Any]]:
     for line in reversed(text.splitlines()):
         if line.startswith("{"):
@@ -58,6 +62,8 @@ class Board:
         self._info: Optional[Dict[str, Any]] = None
         #: Why a daemon that listens could not be used (its token unreadable or refused), or None.
         self.daemon_problem: Optional[str] = None
+        #: Off in the control process (hostside.boards.control), which measures only through a daemon.
+        self.allow_one_shot = True
 
     # -- connection -------------------------------------------------------------------------
 
@@ -83,6 +89,9 @@ class Board:
 
     def close(self) -> None:
         self._drop()
+
+    def transport_alive(self) -> bool:
+        return self._transport is not None and self._transport.is_alive()
 
     def __enter__(self) -> "Board":
         return self
@@ -264,6 +273,8 @@ class Board:
             if (result.get("error") or {}).get("code") != "unauthorized":
                 return result
             self.daemon_problem = f"the daemon on {self.name} refused the token: {result['error']['message']}"
+        if not self.allow_one_shot:
+            raise NoDaemon(self.daemon_problem or f"no daemon on {self.name}")
         return self._measure_one_shot(transport, path, sha256, options)
 
     def _measure_with_daemon(

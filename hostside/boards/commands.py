@@ -197,23 +197,28 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from hostside.boards import open_board
+    from hostside.boards import inventory
+    from hostside.safe_io import check_file
 
-    with open_board(args.board) as board:
-        result = board.measure(
-            args.model,
-            threads=args.threads,
-            warmup=args.warmup,
-            runs=args.runs,
-            min_time_s=args.min_time,
-            power=args.power,
-            idle_s=args.idle_s,
-            spinning=args.spinning,
-            seed=args.seed,
-            timeout_s=args.timeout_s,
-            memory_limit_mb=args.memory_limit_mb,
-            keep_samples=args.keep_samples or args.plot is not None,
-        )
+    model = check_file(args.model, "model file")
+    options = dict(
+        threads=args.threads, warmup=args.warmup, runs=args.runs, min_time_s=args.min_time, power=args.power,
+        idle_s=args.idle_s, spinning=args.spinning, seed=args.seed, timeout_s=args.timeout_s,
+        memory_limit_mb=args.memory_limit_mb, keep_samples=args.keep_samples or args.plot is not None,
+    )
+    result = None
+    config = None if args.board == inventory.LOCAL else inventory.get(args.board)
+    if config is not None:
+        from hostside.boards import control
+
+        result = control.measure_via_control(config, model, options)
+    if result is None:
+        from hostside.boards import open_board
+
+        with open_board(args.board) as board:
+            result = board.measure(model, **options)
+        if config is not None and result.get("host", {}).get("path") == "daemon":
+            control.start_control(config)  # the next command finds the connection open
     if args.plot and not result.get("error"):
         from hostside.boards.plots import plot_latency
 

@@ -28,6 +28,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private HOSTSIDE_HOME so nothing touches the real ~/.hostside."""
     path = tmp_path / "hostside-home"
     monkeypatch.setenv("HOSTSIDE_HOME", str(path))
+    # A control process started by a test's `hostside measure` outlives the test only briefly.
+    monkeypatch.setenv("HOSTSIDE_CONTROL_IDLE_S", "15")
     return path
 
 
