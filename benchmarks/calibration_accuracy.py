@@ -1,32 +1,49 @@
-"""How well a calibration predicts the latency of architectures it never saw, and how fast.
+"""How well calibrations predict latency of CNN families they never saw, on this machine.
 
-Calibrates the ``local`` board (or takes ``--calibration FILE``), then measures a held-out
-set that the suite's sampler cannot produce: classic CNNs written by hand (LeNet-, VGG-,
-ResNet-, MobileNet-, inception-style at several widths and input sizes) plus
-``random_spec``'s generic random family, and prints for every model type in the file
-(the MACs+params baseline included) the share of predictions within ±10% / ±20% and the
-Spearman rank correlation. Then the batched prediction throughput (median of repeats).
+One command does it all, in one session so that every figure sees the same conditions:
 
-Targets (threads=1, this machine): >= 90% within ±20%, Spearman >= 0.95, >= 10,000 specs/s.
+1. a fresh calibration of the ``local`` board (full suite, or ``--quick``; or ``--calibration
+   FILE`` to score an existing one);
+2. a held-out set no calibration ever fits on: classic CNNs (LeNet, VGG, ResNet, MobileNet v1/v2,
+   inception) at several widths and input sizes, ``random_spec``'s generic family, and families
+   the suite's sampler cannot produce (kernels 2/4/7, non-square kernels, very narrow and very
+   wide layers, depthwise stacks, DenseNet-style concat blocks with pre-activation batchnorms,
+   bottleneck residuals), inputs 8x8..96x96, latencies ~10 µs..50 ms;
+3. those held-out models timed by an independent onnxruntime loop in this process (not the
+   device agent), interleaved with the calibration's own measuring: after every chunk of suite
+   models, the next few held-out ones, so both see the same load;
+4. with ``--transfer``: the threads=1 calibration transferred to threads=2 from 10 samples, and a
+   full threads=2 calibration, both scored on the held-out set timed at 2 threads; with
+   ``--arm BOARD`` also to an emulated ARM board (calibrations into a scratch directory).
 
-Run: python benchmarks/calibration_accuracy.py [--quick] [--calibration FILE] [--work DIR]
-Measurements are kept under --work (default $HOSTSIDE_HOME/calibration-benchmark), so a
-rerun only measures what is missing.
+Printed: per calibration and model kind the share within ±10 % / ±20 %, Spearman, MAPE and the
+90 % interval's coverage; per family (held-out families marked ``*``); the share for models
+under 0.1 ms; load averages; the predicted-vs-measured PNG (held-out families marked).
+
+Targets (threads=1): full >= 95 % within ±10 %, quick >= 90 %; transfer >= 80 % within ±20 %,
+Spearman >= 0.95. Latency figures need a quiet machine: the load is printed next to each.
+
+Run: python benchmarks/calibration_accuracy.py [--quick] [--transfer] [--arm BOARD]
+     [--calibration FILE] [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from hostside.arch.blocks import SpecBuilder
 from hostside.arch.random_specs import random_spec
-from hostside.arch.spec import INPUT, ArchSpec
+from hostside.arch.spec import INPUT, ArchSpec, SpecError
 
 Shape = Tuple[int, int, int]
 
@@ -151,34 +168,305 @@ def inception(width: float, shape: Shape) -> ArchSpec:
 
 CLASSIC_FAMILIES = {"lenet": lenet, "vgg": vgg, "resnet": resnet, "mobilenet": mobilenet,
                     "mobilenet_v2": mobilenet_v2, "inception": inception}
-HELD_OUT_SHAPES: Tuple[Shape, ...] = ((1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64))
+
+HELD_OUT_SHAPES: Tuple[Shape, ...] = ((1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64), (3, 96, 96))
 HELD_OUT_WIDTHS = (0.25, 0.5, 1.0)
-#: Held-out networks above this are skipped: they would take seconds per measurement.
+#: Held-out networks above this are skipped: ~50 ms single-threaded on a desktop core.
 MAX_MACS = 400_000_000
+MIN_TIME_S = 0.3
+WARMUP = 5
+MIN_RUNS = 10
 
 
-def held_out_specs() -> List[ArchSpec]:
-    """The hand-written classic families at every width and input size, plus 24 random specs."""
-    specs = []
+# -- families the calibration suite cannot produce ------------------------------------------
+
+def _odd_kernels(rng: np.random.Generator, shape: Shape) -> SpecBuilder:
+    b = SpecBuilder(shape)
+    x, size = INPUT, shape[1]
+    for _ in range(int(rng.integers(2, 5))):
+        k = int(rng.choice([2, 4, 7]))
+        x = b.conv_bn_act(x, int(rng.choice([8, 12, 24, 40])), k, padding=k // 2 if k % 2 else 0,
+                          act=str(rng.choice(["relu", "relu6"])))
+        size = b.shape(x)[1]
+        if size >= 8:
+            x = b.pool(x, "max", 2)
+    b.head(x, 10, global_pool=True)
+    return b
+
+
+def _non_square(rng: np.random.Generator, shape: Shape) -> SpecBuilder:
+    b = SpecBuilder(shape)
+    x = INPUT
+    width = int(rng.choice([8, 16, 24, 32]))
+    for _ in range(int(rng.integers(2, 5))):
+        for kernel in ([1, 3], [3, 1]) if rng.random() < 0.5 else ([1, 5], [5, 1]):
+            x = b.conv_bn_act(x, width, kernel)
+        if b.shape(x)[1] >= 8 and rng.random() < 0.6:
+            x = b.pool(x, "avg", 2)
+        width = min(width * 2, 128)
+    b.head(x, 10, global_pool=True)
+    return b
+
+
+def _narrow(rng: np.random.Generator, shape: Shape) -> SpecBuilder:
+    b = SpecBuilder(shape)
+    x = INPUT
+    for i in range(int(rng.integers(5, 11))):
+        x = b.conv_bn_act(x, int(rng.integers(2, 5)), 3, act="relu")
+        if i % 3 == 2 and b.shape(x)[1] >= 8:
+            x = b.pool(x, "max", 2)
+    b.head(x, 10, global_pool=bool(rng.random() < 0.5))
+    return b
+
+
+def _wide(rng: np.random.Generator, shape: Shape) -> SpecBuilder:
+    b = SpecBuilder(shape)
+    x = b.conv_bn_act(INPUT, int(rng.choice([64, 128])), 3)
+    if b.shape(x)[1] > 16:
+        x = b.pool(x, "max", 2)
+    if b.shape(x)[1] > 16:
+        x = b.pool(x, "max", 2)
+    for _ in range(int(rng.integers(1, 3))):
+        x = b.conv_bn_act(x, int(rng.choice([256, 384, 512])), int(rng.choice([1, 3])))
+    b.head(x, 10, global_pool=True)
+    return b
+
+
+def _depthwise_stack(rng: np.random.Generator, shape: Shape) -> SpecBuilder:
+    b = SpecBuilder(shape)
+    x = b.conv_bn_act(INPUT, int(rng.choice([16, 32, 48])), 3, stride=2 if shape[1] >= 32 else 1)
+    for _ in range(int(rng.integers(4, 9))):
+        channels = b.channels(x)
+        k = int(rng.choice([3, 5]))
+        x = b.conv_bn_act(x, channels, k, stride=2 if b.shape(x)[1] >= 16 and rng.random() < 0.3 else 1,
+                          groups=channels, act="relu6")
+    b.head(x, 10, global_pool=True)
+    return b
+
+
+def _dense(rng: np.random.Generator, shape: Shape) -> SpecBuilder:
+    b = SpecBuilder(shape)
+    x = b.conv_bn_act(INPUT, 16, 3)
+    for stage in range(int(rng.integers(1, 3))):
+        x = b.dense_block(x, int(rng.integers(2, 5)), int(rng.choice([8, 12, 16])), bottleneck=int(rng.choice([0, 4])))
+        if b.shape(x)[1] >= 4:
+            x = b.transition(x, max(8, b.channels(x) // 2))
+    b.head(x, 10, global_pool=True)
+    return b
+
+
+def _bottleneck(rng: np.random.Generator, shape: Shape) -> SpecBuilder:
+    b = SpecBuilder(shape)
+    x = b.conv_bn_act(INPUT, 32, 3, stride=2 if shape[1] >= 48 else 1)
+    for _ in range(int(rng.integers(2, 5))):
+        out = int(rng.choice([32, 64, 128]))
+        stride = 2 if b.shape(x)[1] >= 8 and rng.random() < 0.4 else 1
+        x = b.bottleneck(x, out, max(8, out // 4), stride=stride)
+    b.head(x, 10, global_pool=True)
+    return b
+
+
+NEW_FAMILIES: Dict[str, Callable[[np.random.Generator, Shape], SpecBuilder]] = {
+    "odd_kernels": _odd_kernels, "non_square": _non_square, "narrow": _narrow, "wide": _wide,
+    "depthwise_stack": _depthwise_stack, "dense_concat": _dense, "bottleneck": _bottleneck,
+}
+NEW_PER_FAMILY = 10
+
+
+def held_out_specs() -> List[Tuple[str, ArchSpec]]:
+    """(family, spec) of the whole held-out set, the same on every run."""
+    out: List[Tuple[str, ArchSpec]] = []
     for family, make in CLASSIC_FAMILIES.items():
-        for shape in HELD_OUT_SHAPES:
+        for shape in HELD_OUT_SHAPES[:4]:
             for width in HELD_OUT_WIDTHS:
                 spec = make(width, shape)
                 if spec.cost.macs <= MAX_MACS:
-                    specs.append(spec)
-    for seed in range(24):
+                    out.append((family, spec))
+    for seed in range(20):
         shape = HELD_OUT_SHAPES[seed % len(HELD_OUT_SHAPES)]
         spec = random_spec(90_000 + seed, 4, 14, shape, 10)
-        specs.append(ArchSpec.from_dict({**spec.to_dict(), "name": f"random-{seed}-{shape[1]}"}))
-    return specs
+        out.append(("random", ArchSpec.from_dict({**spec.to_dict(), "name": f"random-{seed}-{shape[1]}"})))
+    rng = np.random.default_rng(31_337)
+    for family, make in NEW_FAMILIES.items():
+        made = 0
+        for attempt in range(20 * NEW_PER_FAMILY):
+            if made == NEW_PER_FAMILY:
+                break
+            shape = HELD_OUT_SHAPES[int(rng.integers(len(HELD_OUT_SHAPES)))]
+            try:
+                spec = make(rng, shape).build(name=f"{family}-{made}-{shape[1]}")
+            except SpecError:
+                continue
+            if spec.cost.macs <= MAX_MACS:
+                out.append((family, spec))
+                made += 1
+    return out
 
 
-def _family(name: str) -> str:
-    return name.split("-")[0]
+# -- the independent timing loop ------------------------------------------------------------
+
+def time_onnx(path: Path, threads: int) -> float:
+    """Median batch-1 latency (ms) by a plain onnxruntime loop, with the agent's session
+    settings (sequential, all graph optimisations, no spinning) but none of its code."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    x = np.random.default_rng(0).standard_normal([1] + list(inp.shape[1:])).astype(np.float32)
+    feed = {inp.name: x}
+    for _ in range(WARMUP):
+        session.run(None, feed)
+    samples: List[float] = []
+    deadline = time.perf_counter() + MIN_TIME_S
+    while len(samples) < MIN_RUNS or time.perf_counter() < deadline:
+        start = time.perf_counter_ns()
+        session.run(None, feed)
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    return float(statistics.median(samples))
 
 
-def _progress(done: int, total: int) -> None:
-    print(f"\r  measured {done}/{total}", end="", flush=True)
+class HeldOut:
+    """The held-out set's timings at one thread count, measured a few at a time (so they can
+    be interleaved with a calibration) and kept in a JSON file of the work directory."""
+
+    def __init__(self, items: List[Tuple[str, ArchSpec]], threads: int, path: Path,
+                 timer: Optional[Callable[[Path], float]] = None):
+        self.items, self.threads, self.path = items, threads, path
+        self.timer = timer or (lambda p: time_onnx(p, threads))
+        self.measured: Dict[str, Dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+
+    def pending(self) -> List[Tuple[str, ArchSpec]]:
+        return [(f, s) for f, s in self.items if s.content_hash() not in self.measured]
+
+    def step(self, count: int) -> None:
+        from hostside.arch.build import build_module
+        from hostside.arch.export import export_onnx
+
+        with tempfile.TemporaryDirectory(prefix="heldout-") as tmp:
+            for family, spec in self.pending()[:count]:
+                path = Path(tmp) / "m.onnx"
+                export_onnx(build_module(spec), path, check=False)
+                try:
+                    latency = self.timer(path)
+                except Exception as exc:  # a board error for one model: recorded, not fatal
+                    print(f"\n  {spec.name}: not measured ({exc})", flush=True)
+                    latency = float("nan")
+                self.measured[spec.content_hash()] = {"family": family, "name": spec.name, "latency_ms": latency,
+                                                      "load_1min": os.getloadavg()[0]}
+        self.path.write_text(json.dumps(self.measured, indent=1))
+
+    def interleave(self, chunks: int) -> Callable[[int, int], None]:
+        """A calibration progress callback that times the next share of held-out models
+        after each chunk the calibration measured."""
+        per_chunk = max(1, -(-len(self.items) // max(chunks, 1)))
+        last = [-1]
+
+        def progress(done: int, total: int) -> None:
+            print(f"\r  calibration {done}/{total}, held-out {len(self.measured)}/{len(self.items)}", end="",
+                  flush=True)
+            if done != last[0] and done > 0:
+                self.step(per_chunk)
+            last[0] = done
+
+        return progress
+
+    def arrays(self) -> Tuple[List[ArchSpec], np.ndarray, np.ndarray, np.ndarray]:
+        specs, y, families, loads = [], [], [], []
+        for family, spec in self.items:
+            entry = self.measured.get(spec.content_hash())
+            if entry and np.isfinite(entry["latency_ms"]):
+                specs.append(spec)
+                y.append(entry["latency_ms"])
+                families.append(family)
+                loads.append(entry["load_1min"])
+        return specs, np.array(y), np.array(families), np.array(loads)
+
+
+# -- scoring and printing -------------------------------------------------------------------
+
+def _row(label: str, y: np.ndarray, predicted: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Dict[str, Any]:
+    from hostside.calibration.models import score
+
+    s = score(y, predicted)
+    s["interval_coverage"] = float(np.mean((y >= lo) & (y <= hi)))
+    s["label"] = label
+    return s
+
+
+def _print_rows(title: str, rows: List[Dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    print(f"  {'':34s} {'n':>4s} {'±10%':>7s} {'±20%':>7s} {'Spearman':>9s} {'MAPE':>7s} {'90%-interval':>13s}")
+    for r in rows:
+        print(f"  {r['label']:34s} {r['count']:4d} {r['within_10pct']:7.1%} {r['within_20pct']:7.1%} "
+              f"{r['spearman']:9.3f} {r['mape']:7.1%} {r['interval_coverage']:13.1%}")
+
+
+def score_calibration(name: str, calibration: Any, held: HeldOut, png: Optional[Path] = None) -> Dict[str, Any]:
+    """Print and return the figures of one calibration on the held-out timings."""
+    specs, y, families, loads = held.arrays()
+    rows = []
+    for kind in calibration.model_kinds:
+        predicted, lo, hi = calibration.predict_many(specs, model=kind)
+        mark = "*" if kind == calibration.chosen else " "
+        rows.append(_row(f"{kind}{mark}", y, predicted, lo, hi))
+    predicted, lo, hi = calibration.predict_many(specs)
+    small = y < 0.1
+    if small.sum() > 2:
+        rows.append(_row("chosen, models < 0.1 ms", y[small], predicted[small], lo[small], hi[small]))
+    new = np.isin(families, list(NEW_FAMILIES))
+    rows.append(_row("chosen, held-out families only", y[new], predicted[new], lo[new], hi[new]))
+    _print_rows(f"{name}: {len(y)} held-out models, {y.min():.3f}..{y.max():.1f} ms, threads={held.threads}, "
+                f"1-min load {loads.min():.1f}..{loads.max():.1f} (median {np.median(loads):.1f}) while timed", rows)
+    family_rows = []
+    for family in list(CLASSIC_FAMILIES) + ["random"] + list(NEW_FAMILIES):
+        mask = families == family
+        if mask.sum():
+            label = f"{'*' if family in NEW_FAMILIES else ' '} {family}"
+            family_rows.append(_row(label, y[mask], predicted[mask], lo[mask], hi[mask]))
+    _print_rows(f"{name}, per family (chosen model; * = a family the suite cannot produce)", family_rows)
+    if png is not None:
+        _plot(name, y, predicted, families, png)
+        print(f"  plot: {png}")
+    return {"name": name, "rows": rows, "families": family_rows}
+
+
+def _plot(title: str, y: np.ndarray, predicted: np.ndarray, families: np.ndarray, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    lo, hi = float(y.min()) / 1.5, float(y.max()) * 1.5
+    line = np.array([lo, hi])
+    ax.fill_between(line, line / 1.2, line * 1.2, color="tab:green", alpha=0.12, label="±20%")
+    ax.fill_between(line, line / 1.1, line * 1.1, color="tab:green", alpha=0.25, label="±10%")
+    ax.plot(line, line, color="black", lw=0.8)
+    colours = plt.get_cmap("tab20")
+    for i, family in enumerate(list(CLASSIC_FAMILIES) + ["random"] + list(NEW_FAMILIES)):
+        mask = families == family
+        if mask.any():
+            new = family in NEW_FAMILIES
+            ax.scatter(y[mask], predicted[mask], s=28 if new else 14, marker="D" if new else "o",
+                       edgecolors="black" if new else "none", linewidths=0.5, color=colours(i % 20),
+                       label=f"{family} (held-out family)" if new else family)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("measured by the independent loop (ms)")
+    ax.set_ylabel("predicted (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, loc="upper left", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _throughput(calibration: Any, specs: List[ArchSpec], repeats: int) -> float:
@@ -191,63 +479,123 @@ def _throughput(calibration: Any, specs: List[ArchSpec], repeats: int) -> float:
     return statistics.median(rates)
 
 
+def _chunks(size: int) -> int:
+    from hostside.calibration.calibrate import REFINE_SHARE
+    from hostside.calibration.measure import CHUNK
+
+    return -(-(size + size // REFINE_SHARE) // CHUNK)
+
+
+def calibrate_interleaved(board: Any, out: Path, threads: int, quick: bool, held: HeldOut,
+                          allow_emulated: bool = False, size: Optional[int] = None) -> Tuple[Any, float]:
+    """A fresh calibration with the held-out timings interleaved; (calibration, seconds the
+    calibration itself spent measuring and fitting)."""
+    from hostside.calibration.calibrate import calibrate
+    from hostside.calibration.suite import DEFAULT_SIZE, QUICK_SIZE
+
+    size = size or (QUICK_SIZE if quick else DEFAULT_SIZE)
+    spent = [0.0]
+    interleave = held.interleave(_chunks(size))
+
+    def progress(done: int, total: int) -> None:
+        start = time.perf_counter()
+        interleave(done, total)
+        spent[0] += time.perf_counter() - start
+
+    start = time.perf_counter()
+    calibration = calibrate([board], out, threads=threads, quick=quick, size=size, progress=progress,
+                            allow_emulated=allow_emulated)
+    print()
+    return calibration, time.perf_counter() - start - spent[0]
+
+
 def main() -> int:
     from hostside.boards.board import open_board
-    from hostside.boards.pool import BoardPool
     from hostside.calibration import load_calibration
-    from hostside.calibration.calibrate import TARGET_COLUMN, calibrate, protocol_kwargs
-    from hostside.calibration.measure import measure_suite
-    from hostside.calibration.models import score
+    from hostside.calibration.transfer import transfer
     from hostside.paths import hostside_home
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calibration", type=Path, help="score this calibration file instead of calibrating now")
-    parser.add_argument("--quick", action="store_true", help="calibrate with the quick suite (~60 models)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--work", type=Path, help="where measurements are kept "
-                                                  "(default $HOSTSIDE_HOME/calibration-benchmark)")
+    parser.add_argument("--quick", action="store_true", help="calibrate with the quick suite")
+    parser.add_argument("--transfer", action="store_true", help="also transfer to threads=2 from 10 samples and "
+                                                               "compare with a full threads=2 calibration")
+    parser.add_argument("--arm", metavar="BOARD", help="also transfer to this emulated ARM board (scratch dirs)")
+    parser.add_argument("--samples", type=int, default=10, help="transfer samples (default 10)")
+    parser.add_argument("--work", type=Path, help="work directory (default: a new one under "
+                                                  "$HOSTSIDE_HOME/calibration-benchmark)")
     parser.add_argument("--repeats", type=int, default=5, help="throughput repeats; the median is printed")
     args = parser.parse_args()
-    args.work = args.work or hostside_home() / "calibration-benchmark"
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    work = args.work or hostside_home() / "calibration-benchmark" / stamp
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"work directory {work}; load average at start {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    items = held_out_specs()
+    new = sum(1 for f, _ in items if f in NEW_FAMILIES)
+    print(f"held-out set: {len(items)} models ({new} of families the suite cannot produce)")
 
     board = open_board("local")
+    held1 = HeldOut(items, 1, work / "held-out-threads1.json")
+    summary: Dict[str, Any] = {"load_average_start": list(os.getloadavg())}
     if args.calibration:
-        calibration = load_calibration(args.calibration)
+        source = load_calibration(args.calibration)
+        held1.step(len(items))
+        name = f"calibration {args.calibration}"
     else:
-        print(f"calibrating the local board ({'quick' if args.quick else 'full'} suite, threads={args.threads}) ...")
-        calibration = calibrate([board], args.work / "calibration", threads=args.threads, quick=args.quick,
-                                progress=_progress)
-        print()
-    specs = held_out_specs()
-    print(f"measuring {len(specs)} held-out architectures ...")
-    pool = BoardPool([board])
-    rows = measure_suite(specs, args.work / "held-out",
-                         lambda paths: pool.measure_many(paths, **protocol_kwargs(args.threads)), board.name,
-                         progress=_progress)
-    print()
-    measured = {r["spec_sha256"]: float(r[TARGET_COLUMN]) for r in rows}
-    specs = [s for s in specs if s.content_hash() in measured]
-    y = np.array([measured[s.content_hash()] for s in specs])
-    families = np.array([_family(s.name) for s in specs])
+        mode = "quick" if args.quick else "full"
+        print(f"calibrating the local board ({mode} suite, threads=1), held-out timings interleaved ...")
+        source, seconds = calibrate_interleaved(board, work / f"calibration-{mode}-threads1", 1, args.quick, held1)
+        name = f"fresh {mode} calibration, threads=1 ({seconds:.0f} s measuring + fitting)"
+        summary["calibration_seconds"] = seconds
+    held1.step(len(items))
+    summary["threads1"] = score_calibration(name, source, held1, work / "predicted_vs_measured_threads1.png")
+    specs = held1.arrays()[0]
+    print(f"\nbatched prediction throughput: {_throughput(source, specs, args.repeats):,.0f} specs/s "
+          f"(median of {args.repeats}, 10,000 specs a batch)")
 
-    print(f"\nheld-out: {len(specs)} architectures, {y.min():.3f}..{y.max():.1f} ms measured; "
-          f"chosen model: {calibration.chosen}")
-    print(f"{'model':24s} {'within10':>9s} {'within20':>9s} {'spearman':>9s} {'MAPE':>7s}")
-    for kind in calibration.model_kinds:
-        predicted, _, _ = calibration.predict_many(specs, model=kind)
-        s = score(y, predicted)
-        print(f"{kind:24s} {s['within_10pct']:9.1%} {s['within_20pct']:9.1%} {s['spearman']:9.3f} {s['mape']:7.1%}")
-    print("\nper family (chosen model):")
-    predicted, lo, hi = calibration.predict_many(specs)
-    for family in sorted(set(families)):
-        mask = families == family
-        s = score(y[mask], predicted[mask])
-        covered = float(np.mean((y[mask] >= lo[mask]) & (y[mask] <= hi[mask])))
-        print(f"  {family:14s} n={int(mask.sum()):3d} within10 {s['within_10pct']:6.1%} within20 "
-              f"{s['within_20pct']:6.1%} spearman {s['spearman']:6.3f} interval coverage {covered:6.1%}")
-    rate = _throughput(calibration, specs, args.repeats)
-    print(f"\nbatched prediction throughput: {rate:,.0f} specs/s (median of {args.repeats}, 10,000 specs a batch)")
+    if args.transfer:
+        source_path = source.path
+        held2 = HeldOut(items, 2, work / "held-out-threads2.json")
+        print("\ntransfer to threads=2 from", args.samples, "samples ...")
+        moved = transfer(board, source_path, work / "transfer-threads2", args.samples, threads=2)
+        print("full calibration at threads=2, held-out timings at 2 threads interleaved ...")
+        target, seconds = calibrate_interleaved(board, work / "calibration-full-threads2", 2, False, held2)
+        held2.step(len(items))
+        summary["transfer_threads2"] = score_calibration(f"transfer threads1 -> threads2 from {args.samples} samples",
+                                                         moved, held2, work / "predicted_vs_measured_transfer2.png")
+        summary["full_threads2"] = score_calibration(f"full calibration at threads=2 ({seconds:.0f} s)", target,
+                                                     held2)
+    if args.arm:
+        arm = open_board(args.arm)
+        # Emulated boards are slow: only the held-out models under ~2 ms natively.
+        quick_items = [(f, s) for f, s in items if source.predict(s).latency_ms < 2.0]
+        held_arm = HeldOut(quick_items, 1, work / f"held-out-{args.arm}.json",
+                           timer=lambda p: _board_median(arm, p))
+        print(f"\ntransfer to {args.arm} from {args.samples} samples ...")
+        moved = transfer(arm, source.path, work / f"transfer-{args.arm}", args.samples, threads=1,
+                         allow_emulated=True)
+        print(f"quick calibration of {args.arm} (scratch directory), held-out timings interleaved ...")
+        target, seconds = calibrate_interleaved(arm, work / f"calibration-quick-{args.arm}", 1, True, held_arm,
+                                                allow_emulated=True)
+        held_arm.step(len(quick_items))
+        summary["transfer_arm"] = score_calibration(f"transfer to {args.arm} from {args.samples} samples", moved,
+                                                    held_arm, work / f"predicted_vs_measured_{args.arm}.png")
+        summary["quick_arm"] = score_calibration(f"quick calibration of {args.arm} ({seconds:.0f} s)", target,
+                                                 held_arm)
+    summary["load_average_end"] = list(os.getloadavg())
+    (work / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"\nload average at end {' '.join(f'{v:.2f}' for v in os.getloadavg())}; figures in {work / 'summary.json'}")
     return 0
+
+
+def _board_median(board: Any, path: Path) -> float:
+    """The board's own measurement (an emulated board cannot run our loop in this process)."""
+    from hostside.calibration.calibrate import protocol_kwargs
+
+    result = board.measure(path, timeout_s=300.0, **protocol_kwargs(1))
+    if result.get("error"):
+        raise RuntimeError(result["error"]["message"])
+    return float(result["latency_ms"]["median"])
 
 
 if __name__ == "__main__":

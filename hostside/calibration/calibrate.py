@@ -32,6 +32,10 @@ TARGET_COLUMN = "latency_median_ms"
 FIT_REPORT_JSON = "fit_report.json"
 PLOT_PNG = "predicted_vs_measured.png"
 #: Settings that must match for measurements in one directory to belong to one calibration.
+#: The adaptive second round measures size // REFINE_SHARE more models, drawn from a pool of
+#: another seed.
+REFINE_SHARE = 4
+REFINE_SEED_OFFSET = 101
 _SETTINGS = ("board_key", "threads", "suite_seed", "input_shapes", "warmup", "min_time_s", "power_source")
 
 Progress = Callable[[int, int], None]
@@ -45,12 +49,15 @@ def protocol_kwargs(threads: int, power: Optional[str] = None) -> Dict[str, Any]
 def calibrate(boards: Sequence[Any], out_dir: Path, threads: int = 1, quick: bool = False,
               input_shape: Optional[Tuple[int, int, int]] = None, seed: int = DEFAULT_SEED,
               size: Optional[int] = None, power: Optional[str] = None,
-              progress: Optional[Progress] = None, allow_emulated: bool = False) -> Calibration:
+              progress: Optional[Progress] = None, allow_emulated: bool = False,
+              refine: Optional[int] = None) -> Calibration:
     """Measure the suite on ``boards`` (one kind, pooled), fit, and write the calibration.
 
     ``power`` names the boards' power source (``device-agent info`` lists them) to record
     energy per inference next to latency. ``allow_emulated`` lets an emulated ARM rig be
     calibrated (to test the calibration machinery itself), never into ``calibration_data/``.
+    ``refine`` extra models (default a quarter of the suite) are then measured next to the
+    ones the first fit predicts worst, and everything is refitted.
 
     Raises UserError when ``out_dir`` holds measurements taken with other settings (another
     board kind, thread count, seed or input shapes), since mixing them would be meaningless.
@@ -81,10 +88,49 @@ def calibrate(boards: Sequence[Any], out_dir: Path, threads: int = 1, quick: boo
     if failed:
         print(f"hostside: {failed} of {len(specs)} suite models failed to measure (see error column of "
               f"{out_dir / 'measurements.csv'}); fitting on the rest", flush=True)
+    refine = size // REFINE_SHARE if refine is None else refine
+    if refine > 0 and len(rows) >= 20:
+        # Adaptive sampling: more models where the first fit errs most (nn-Meter's idea).
+        extra = high_error_neighbours(fit_directory(out_dir, provenance), out_dir, refine, seed, shapes)
+        provenance["refined_models"] = len(extra)
+        rows += [r for r in measure_suite(extra, out_dir, lambda paths: pool.measure_many(paths, **kwargs),
+                                          ",".join(b.name for b in pool.boards), progress)
+                 if r["spec_sha256"] in {s.content_hash() for s in extra}]
     session["load_average_after"] = list(os.getloadavg())
     provenance["measured_models"] = len(rows)
     write_provenance(out_dir, provenance)
     return fit_directory(out_dir, provenance)
+
+
+def high_error_neighbours(calibration: Calibration, out_dir: Path, count: int, seed: int,
+                          shapes: Optional[list]) -> List[Any]:
+    """``count`` new suite-like specs next to the measured models the calibration predicts
+    worst out of fold: for each of the ``count // 2`` worst, the two nearest candidates of a
+    fresh pool in standardised log-feature space."""
+    from hostside.calibration.features import features_matrix
+    from hostside.calibration.measure import MEASUREMENTS_CSV, read_measurements
+    from hostside.calibration.models import cross_validate
+
+    rows = [r for r in read_measurements(out_dir / MEASUREMENTS_CSV) if not r["error"]]
+    specs = load_measured_specs(out_dir, rows)
+    latency = np.array([float(r[TARGET_COLUMN]) for r in rows])
+    block = calibration.nchwc_block
+    measured = np.log1p(features_matrix(specs, block))
+    error = np.abs(np.log(cross_validate(calibration.chosen, features_matrix(specs, block), latency) / latency))
+    anchors = np.argsort(error)[::-1][:max(1, count // 2)]
+    known = {s.content_hash() for s in specs}
+    pool = [s for s in calibration_suite(4 * count, seed + REFINE_SEED_OFFSET, shapes) if s.content_hash() not in known]
+    candidates = np.log1p(features_matrix(pool, block))
+    scale = np.where(measured.std(axis=0) > 0, measured.std(axis=0), 1.0)
+    taken: List[int] = []
+    for anchor in anchors:
+        distance = np.linalg.norm((candidates - measured[anchor]) / scale, axis=1)
+        distance[taken] = np.inf
+        for nearest in np.argsort(distance)[:2]:
+            if len(taken) < count and np.isfinite(distance[nearest]):
+                taken.append(int(nearest))
+                distance[nearest] = np.inf
+    return [pool[i] for i in taken]
 
 
 def fit_directory(out_dir: Path, provenance: Optional[Dict[str, Any]] = None) -> Calibration:
