@@ -190,14 +190,25 @@
     }
     if (num(budgetY) && inY(budgetY)) root.append(svg("line", { class: "budget", x1: L, x2: W - R, y1: sy(budgetY), y2: sy(budgetY) }));
     const marks = svg("g", { class: "marks" });
+    const links = svg("g", { class: "parent-links" });
+    const where = new Map();   // candidate id -> its search point, for the lines to its parents
+    const showParents = (id) => {
+      const child = where.get(id), c = byId.get(id);
+      if (!child || !c) return;
+      for (const parent of c.parents) {
+        const p = where.get(parent);
+        if (p) links.append(svg("line", { class: "parent-link", x1: p[0], y1: p[1], x2: child[0], y2: child[1], "data-parent": parent }));
+      }
+    };
     const hook = (node, id, which) => {
       node.setAttribute("data-id", id);
-      node.addEventListener("mouseenter", (e) => { showTip(e, id, which); hot(id, true); });
+      node.addEventListener("mouseenter", (e) => { showTip(e, id, which); hot(id, true); showParents(id); });
       node.addEventListener("mousemove", moveTip);
-      node.addEventListener("mouseleave", () => { hideTip(); hot(id, false); });
+      node.addEventListener("mouseleave", () => { hideTip(); hot(id, false); links.replaceChildren(); });
       node.addEventListener("click", () => gotoRow(id));
       return node;
     };
+    for (const c of measured) where.set(c.id, [sx(c[mx.key]), sy(c[my.key])]);
     for (const c of measured.filter((c) => !c.front)) {
       marks.append(hook(svg("circle", { class: "pt", cx: sx(c[mx.key]), cy: sy(c[my.key]), r: 4.2 }), c.id, "search"));
     }
@@ -227,7 +238,7 @@
       const g = hook(svg("path", { class: "reject-pt", d: "M" + (x - 4) + "," + (strip - 4) + "l8,8m0,-8l-8,8" }), c.id, "rejected");
       marks.append(g);
     }
-    root.append(marks);
+    root.append(links, marks);
     box.append(root);
     const legend = el("div", { cls: "legend" });
     const item = (color, text, shape) => legend.append(el("span", {}, [el("i", { style: "background:" + color +

@@ -158,6 +158,10 @@ def test_hovering_a_point_shows_its_figures_and_clicking_finds_its_row(browser, 
     for expected in ("0.930", "6,000", "120,000", "0.06 ms", "0.035 ms", "0.066 mJ", "75% of the weights", "species"):
         assert expected in tip, (expected, tip)
 
+    links = browser.evaluate("""Array.from(document.querySelectorAll('#charts .chart[data-x="measured_latency"] .parent-link'))
+        .map(n => +n.dataset.parent).sort()""")
+    assert links == [2, 3]  # candidate 6 is a crossover of 2 and 3: lines to both parents
+
     browser.hover('#charts .chart[data-x="measured_latency"] .final-pt[data-id="6"]')
     tip = browser.evaluate("document.getElementById('tooltip').innerText")
     assert "re-trained" in tip and "0.950" in tip and "0.034 ms" in tip
@@ -167,6 +171,7 @@ def test_hovering_a_point_shows_its_figures_and_clicking_finds_its_row(browser, 
 
     browser.hover("#title")
     assert browser.evaluate("document.getElementById('tooltip').hidden") is True
+    assert browser.evaluate("document.querySelectorAll('#charts .parent-link').length") == 0
 
     browser.evaluate("document.querySelector('#status-filters input[data-status=\"measured\"]').click()")
     assert {r["status"] for r in _rows(browser)} == {"rejected", "failed"}
