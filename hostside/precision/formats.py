@@ -168,6 +168,11 @@ def round_float(x: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     in float32 rounds onto that spacing with the FPU's own round-half-even. Overflow is judged
     on the value rounded with an unbounded exponent, as IEEE 754 specifies.
     """
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinity inputs are handled below
+        return _round_bits(x, fmt)
+
+
+def _round_bits(x: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     bits = x.view(np.uint32)
     magnitude = bits & _ABS
     shift = FLOAT32_MANTISSA_BITS - fmt.t
@@ -206,11 +211,6 @@ def grid() -> List[FloatFormat]:
     return [FloatFormat(w, t) for w in range(W_RANGE[0], W_RANGE[1] + 1) for t in range(T_RANGE[0], T_RANGE[1] + 1)]
 
 
-def _ml_dtypes_variant(name: str, w: int, t: int, bias: int, max_finite: float, overflow: str,
-                       signed_zero: bool) -> FloatFormat:
-    return FloatFormat(w, t, name, bias, max_finite, overflow, signed_zero)
-
-
 FX16 = FixedFormat(8, 8, "fx16")
 INT8 = Int8Format()
 HALF = FloatFormat(5, 10, "half")
@@ -225,13 +225,16 @@ NAMED: Dict[str, Format] = {
     "float8_e5m2": FloatFormat(5, 2, "float8_e5m2"),
     "float8_e4m3": FloatFormat(4, 3, "float8_e4m3"),
     "float8_e3m4": FloatFormat(3, 4, "float8_e3m4"),
-    "float8_e4m3fn": _ml_dtypes_variant("float8_e4m3fn", 4, 3, 7, 448.0, "nan", True),
-    "float8_e4m3fnuz": _ml_dtypes_variant("float8_e4m3fnuz", 4, 3, 8, 240.0, "nan", False),
-    "float8_e4m3b11fnuz": _ml_dtypes_variant("float8_e4m3b11fnuz", 4, 3, 11, 30.0, "nan", False),
-    "float8_e5m2fnuz": _ml_dtypes_variant("float8_e5m2fnuz", 5, 2, 16, 57344.0, "nan", False),
-    "float6_e2m3fn": _ml_dtypes_variant("float6_e2m3fn", 2, 3, 1, 7.5, "saturate", True),
-    "float6_e3m2fn": _ml_dtypes_variant("float6_e3m2fn", 3, 2, 3, 28.0, "saturate", True),
-    "float4_e2m1fn": _ml_dtypes_variant("float4_e2m1fn", 2, 1, 1, 6.0, "saturate", True),
+    "float8_e4m3fn": FloatFormat(4, 3, "float8_e4m3fn", bias=7, max_finite=448.0, overflow="nan"),
+    "float8_e4m3fnuz": FloatFormat(4, 3, "float8_e4m3fnuz", bias=8, max_finite=240.0, overflow="nan",
+                                   signed_zero=False),
+    "float8_e4m3b11fnuz": FloatFormat(4, 3, "float8_e4m3b11fnuz", bias=11, max_finite=30.0, overflow="nan",
+                                      signed_zero=False),
+    "float8_e5m2fnuz": FloatFormat(5, 2, "float8_e5m2fnuz", bias=16, max_finite=57344.0, overflow="nan",
+                                   signed_zero=False),
+    "float6_e2m3fn": FloatFormat(2, 3, "float6_e2m3fn", bias=1, max_finite=7.5, overflow="saturate"),
+    "float6_e3m2fn": FloatFormat(3, 2, "float6_e3m2fn", bias=3, max_finite=28.0, overflow="saturate"),
+    "float4_e2m1fn": FloatFormat(2, 1, "float4_e2m1fn", bias=1, max_finite=6.0, overflow="saturate"),
     "fx16": FX16,
     "int8": INT8,
 }

@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("run", help="run directory or name under ./runs")
     show.add_argument("--json", action="store_true", help="print the report and every candidate as JSON")
     show.set_defaults(handler=show_run)
+    from hostside.precision.commands import register_runs_precision
+
+    register_runs_precision(runs_sub)
 
 
 def _progress(message: str) -> None:

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from hostside.cli import main
 from hostside.errors import UserError
 from hostside.journal import Journal
 from hostside.precision.runs import front, precision_of_run
@@ -25,7 +26,7 @@ def test_front_keeps_only_non_dominated_points():
 
 
 @pytest.mark.slow
-def test_runs_precision_writes_fronts_and_json(trained_digits, tmp_path):
+def test_runs_precision_writes_fronts_and_json(trained_digits, tmp_path, capsys):
     run = tmp_path / "run"
     journal = Journal.create(run)
     try:
@@ -37,9 +38,10 @@ def test_runs_precision_writes_fronts_and_json(trained_digits, tmp_path):
     finally:
         journal.close()
     trained_digits.split.save(run / "split.json")
-    messages = []
-    result = precision_of_run(run, part="val", progress=messages.append)
-    assert len(result["models"]) == 1 and len(messages) == 1
+    assert main(["runs", "precision", str(run), "--part", "val", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert len(result["models"]) == 1 and "[1/1] candidate" in captured.err
     model = result["models"][0]
     assert model["float"]["weight_bytes"] == 4 * model["params"]
     assert model["half"]["weight_bytes"] == 2 * model["params"] and model["T(4,3)"]["bits"] == 8
