@@ -50,6 +50,37 @@ class BoardConfig:
     extra: Dict[str, str] = field(default_factory=dict)
 
 
+#: (type, low, high) of each numeric setting; strings are checked in ``check_config``.
+_NUMBERS = {
+    "port": (int, 1, 65535),
+    "daemon_port": (int, 1, 65535),
+    "retries": (int, 0, 10),
+    "connect_timeout_s": (float, 0.1, 600.0),
+}
+_OPTIONAL_STRINGS = ("key", "device_key", "daemon_token")
+_STRINGS = ("host", "user", "python", "agent_dir")
+
+
+def check_config(config: BoardConfig, where: str) -> BoardConfig:
+    """Refuse settings that would fail later with a traceback (a port of "abc", a NaN
+    timeout, a negative retry count, a host with spaces); UserError names the setting."""
+    name = config.name
+    for key, (kind, low, high) in _NUMBERS.items():
+        value = getattr(config, key)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
+        if not ok or not low <= value <= high:  # NaN fails the range test too
+            raise UserError(f"{where}: board {name!r}: {key} = {value!r} is not allowed; give {kind.__name__} from {low} to {high}")
+    for key in _STRINGS + _OPTIONAL_STRINGS:
+        value = getattr(config, key)
+        if value is None and key in _OPTIONAL_STRINGS:
+            continue
+        if not isinstance(value, str) or not value or any(ch.isspace() or ord(ch) < 32 for ch in value if key in ("host", "user")):
+            raise UserError(f"{where}: board {name!r}: {key} = {value!r} is not allowed; give a non-empty string (no spaces in host/user)")
+        if any(ord(ch) < 32 for ch in value):
+            raise UserError(f"{where}: board {name!r}: {key} holds a control character; remove it")
+    return config
+
+
 def inventory_path() -> Path:
     return hostside_home() / "boards.toml"
 
@@ -70,15 +101,15 @@ def load() -> Dict[str, BoardConfig]:
     data = load_toml(path, "board inventory")
     boards: Dict[str, BoardConfig] = {}
     known = set(BoardConfig.__dataclass_fields__) - {"name", "extra"}
-    for name, table in (data.get("boards") or {}).items():
+    tables = data.get("boards") or {}
+    if not isinstance(tables, dict):
+        raise UserError(f"{path}: 'boards' must be tables ([boards.NAME]); see deploy/boards.example.toml")
+    for name, table in tables.items():
         if not isinstance(table, dict) or "host" not in table or "user" not in table:
             raise UserError(f"{path}: board {name!r} needs at least host and user (see deploy/boards.example.toml)")
         settings = {k: v for k, v in table.items() if k in known}
         extra = {k: str(v) for k, v in table.items() if k not in known}
-        try:
-            boards[name] = BoardConfig(name=name, extra=extra, **settings)
-        except TypeError as exc:
-            raise UserError(f"{path}: board {name!r}: {exc}") from None
+        boards[name] = check_config(BoardConfig(name=name, extra=extra, **settings), str(path))
     return boards
 
 
@@ -119,6 +150,7 @@ def get(name: str) -> BoardConfig:
 
 def add(config: BoardConfig) -> Path:
     check_name(config.name)
+    check_config(config, "hostside boards add")
     boards = load()
     if config.name in boards:
         raise UserError(f"board {config.name!r} already exists; remove it first with `hostside boards remove {config.name}`")

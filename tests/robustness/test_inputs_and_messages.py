@@ -59,3 +59,18 @@ def test_a_missing_key_file_is_named_not_blamed_on_the_network(tmp_path):
     assert added.returncode == 0, added.stderr
     line = assert_one_error_line(run_cli(["boards", "check", "pi"], env=env), "no_key", "does not exist")
     assert "network" not in line
+
+
+def test_wrongly_typed_board_settings_are_named(tmp_path):
+    home = tmp_path / "h"
+    home.mkdir()
+    env = {"HOSTSIDE_HOME": str(home)}
+    for table, needle in (('port = "abc"', "port = 'abc'"), ("connect_timeout_s = nan", "connect_timeout_s = nan"),
+                          ("retries = -5", "retries = -5"), ('host = "a b"', "host = 'a b'")):
+        (home / "boards.toml").write_text(f'[boards.b]\nhost = "127.0.0.1"\nuser = "u"\n{table}\n'.replace('host = "127.0.0.1"\n', "", table.startswith("host") and 1 or 0))
+        assert_one_error_line(run_cli(["boards", "check", "b"], env=env), needle)
+    (home / "boards.toml").write_text("boards = 5\n")
+    assert_one_error_line(run_cli(["boards", "list"], env=env), "[boards.NAME]")
+    (home / "boards.toml").unlink()
+    assert_one_error_line(run_cli(["boards", "add", "b", "--host", "h", "--user", "u", "--port", "99999"], env=env), "port = 99999")
+    assert not (home / "boards.toml").exists()  # nothing written
