@@ -176,7 +176,7 @@ class OnnxEmulator:
                         if feeds[name].dtype == np.float32:
                             feeds[name] = fmt.round(feeds[name])
             outputs = session.run(None, feeds)
-            for name, value in zip(node.output, outputs):
+            for name, value in zip([o for o in node.output if o], outputs):  # "" marks an unused optional output
                 if fmt is not None and extrinsic and value.dtype == np.float32 and node.op_type not in VALUE_PRESERVING:
                     value = fmt.round(value)
                 if trace is not None:

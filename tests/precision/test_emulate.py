@@ -133,6 +133,15 @@ def test_torch_route_agrees_with_onnx_route(emulator, trained_digits, mode):
     assert np.array_equal(untouched, folded.layers[0].weight.detach().numpy())
 
 
+@pytest.mark.parametrize("mode", ["extrinsic", "multiplication"])
+def test_foreign_onnx_model(conv_model, trained_digits, mode):
+    """A hand-written graph (input 'x', Gemm without transB): same bit-exact agreement."""
+    x, _ = _val(trained_digits)
+    emulator = OnnxEmulator(conv_model)
+    want = _with_casts(conv_model, TensorProto.FLOAT16, mode).run(None, {"x": x})[0]
+    assert np.array_equal(emulator.run(x, parse_format("half"), mode), want)
+
+
 def test_input_shape_mismatch_is_one_clear_error(conv_model):
     emulator = OnnxEmulator(conv_model)
     with pytest.raises(UserError, match=r"model input \[1, 8, 8\] does not fit dataset 'cifar' \[3, 32, 32\]"):
