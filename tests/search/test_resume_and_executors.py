@@ -32,13 +32,15 @@ def _rows(run_dir):
         db.close()
 
 
-def test_resume_after_sigkill_retrains_nothing_finished_and_duplicates_nothing(in_tmp_cwd, digits_calibration):
+@pytest.mark.parametrize("policy", ["generational", "steady-state"])
+def test_resume_after_sigkill_retrains_nothing_finished_and_duplicates_nothing(in_tmp_cwd, digits_calibration, policy):
     run_dir = in_tmp_cwd / "run"
     command = [sys.executable, "-m", "hostside.cli", "search", "--budget", "9", "--population", "3", "--epochs", "2",
-               "--final-epochs", "2", "--calibration", str(digits_calibration), "--out", str(run_dir)]
+               "--final-epochs", "2", "--policy", policy, "--calibration", str(digits_calibration),
+               "--out", str(run_dir)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
-    # Kill while a later generation is training, after the first one was measured.
+    # Kill while a later generation (steady-state: after `population` results) is training.
     while not any(r["status"] == "training" and r["generation"] >= 1 for r in _rows(run_dir)):
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline, "the search trained no second generation within two minutes"
@@ -68,6 +70,11 @@ def test_resume_after_sigkill_retrains_nothing_finished_and_duplicates_nothing(i
     assert not [r for r in after.values() if r["status"] in ("pending", "training", "trained")]
     assert all(after[cid]["status"] == "measured" for cid in interrupted)  # re-queued and finished
     assert json.loads((run_dir / "pareto.json").read_text())
+    journal = Journal.open(run_dir)
+    told = journal.all_attrs()
+    assert all(told.get(cid, {}).get("engine.told") for cid, r in after.items() if r["status"] != "pending")
+    assert journal.meta("config")["policy"] == policy
+    journal.close()
 
 
 def test_resume_refuses_other_flags_in_one_line(in_tmp_cwd, capsys):
@@ -78,7 +85,8 @@ def test_resume_refuses_other_flags_in_one_line(in_tmp_cwd, capsys):
     assert "no search run at 'nowhere'" in capsys.readouterr().err
 
 
-def test_trainings_run_on_a_dask_local_cluster(in_tmp_cwd, digits_calibration):
+@pytest.mark.parametrize("policy", ["generational", "steady-state"])
+def test_trainings_run_on_a_dask_local_cluster(in_tmp_cwd, digits_calibration, policy):
     from dask.distributed import Client, LocalCluster, get_task_stream
 
     from hostside.search.config import SearchConfig
@@ -86,10 +94,10 @@ def test_trainings_run_on_a_dask_local_cluster(in_tmp_cwd, digits_calibration):
 
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as observer, get_task_stream(client=observer) as stream:
-        config = SearchConfig(budget=4, population=2, epochs=1, final_epochs=1, strategy="random",
+        config = SearchConfig(budget=4, population=2, epochs=1, final_epochs=1, strategy="random", policy=policy,
                               cluster=cluster.scheduler_address, calibration=str(digits_calibration))
         report = start_run(config, in_tmp_cwd / "run", progress=lambda message: None)
-    trained_on_dask = sum(task["key"].startswith("train_candidate") for task in stream.data)  # read on exit
+    trained_on_dask = sum(task["key"].startswith("run_training_task") for task in stream.data)  # read on exit
     assert trained_on_dask == 4 + len(report["models"])
     assert report["counts"]["measured"] == 4 and report["models"]
 
