@@ -9,7 +9,6 @@ from hostside.arch.spec import ArchSpec
 from hostside.cli import main
 from hostside.laws.store import load_laws
 
-CALIBRATION = "calibration_data/amd-epyc-2c-x86_64-ort1.31.1-threads1/calibration.json"
 SMALL_GA = ["--n-init", "20", "--n-steps", "40", "-k", "3"]
 
 
@@ -72,9 +71,9 @@ def test_bad_input_is_one_line(argv, message, tmp_path, capsys):
     assert not (tmp_path / "laws.json").exists()
 
 
-def test_latency_metric_with_a_calibration(tmp_path):
-    assert main(["laws", "learn", "--space", "narrow:mobilenet", "--input-shape", "1,8,8", "--metric", "latency_ms",
-                 "--calibration", CALIBRATION, "--target", "0.2", "0.5", "--out", str(tmp_path), *SMALL_GA]) == 0
+def test_latency_metric_with_a_calibration(tmp_path, shipped_calibration):
+    assert main(["laws", "learn", "--space", "narrow:plain", "--input-shape", "1,8,8", "--metric", "latency_ms",
+                 "--calibration", shipped_calibration, "--target", "0.01", "0.05", "--out", str(tmp_path), *SMALL_GA]) == 0
     body, _, _ = load_laws(tmp_path)
     assert body["metric"]["calibration"]["board"] == "local"
     assert body["laws"][0]["validation"]["median"] > 0

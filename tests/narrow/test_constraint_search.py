@@ -11,7 +11,6 @@ from hostside.journal import Journal
 from hostside.laws.constraint import feasible_rows, run_constraint_grid, spread_picks
 from hostside.search.config import SearchConfig
 
-CALIBRATION = "calibration_data/amd-epyc-2c-x86_64-ort1.31.1-threads1/calibration.json"
 
 
 def _row(i, params, latency):
@@ -33,12 +32,12 @@ def test_budgets_filter_and_picks_spread_from_the_top():
 
 
 @pytest.mark.slow
-def test_constraint_grid_on_digits_trains_only_feasible_networks(tmp_path):
+def test_constraint_grid_on_digits_trains_only_feasible_networks(tmp_path, shipped_calibration):
     config = SearchConfig(
         dataset="digits", space="narrow:plain", strategy="narrow",
         strategy_options={"decades": [2, 3], "n_init": 20, "n_steps": 30, "n_eval": 5, "k": 2, "n_val": 20,
-                          "calibration": CALIBRATION},
-        budget=2, population=2, epochs=2, final_epochs=2, workers=1, spot_checks=0, calibration=CALIBRATION,
+                          "calibration": shipped_calibration},
+        budget=2, population=2, epochs=2, final_epochs=2, workers=1, spot_checks=0, calibration=shipped_calibration,
         budgets={"latency_ms": 5.0}, objectives=["accuracy", "measured_latency"])
     summary = run_constraint_grid(config, ["digits"], [1500, 6000], tmp_path, progress=lambda _: None)
     assert (tmp_path / "grid.png").stat().st_size > 5_000
