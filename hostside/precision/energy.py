@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Dict, Mapping, Optional, Tuple
 
-from hostside.precision.formats import FixedFormat, FloatFormat, Format, Int8Format, parse_format
+from hostside.precision.formats import FLOAT, FixedFormat, FloatFormat, Format, Int8Format, parse_format
 
 FP32_MULT_PJ = 3.7   # [H14]
 FP16_MULT_PJ = 1.1   # [H14]
@@ -77,3 +77,13 @@ def mult_energy_mj(n_mult: int, fmt: Format, table: Optional[Mapping[str, float]
         raise ValueError(f"n_mult must be >= 0, got {n_mult}")
     pj, _ = energy_per_mult_pj(fmt, table)
     return n_mult * pj * 1e-9
+
+
+def e_mult_reduction(params_orig: int, params_red: int, fmt: Format, baseline: Format = FLOAT) -> float:
+    """EA4CNN's E_mult reduction of a network with ``params_red`` parameters in ``fmt`` against
+    a baseline of ``params_orig`` in ``baseline`` (FP32): energy ratio per multiplication x
+    params_orig / params_red, "because each parameter is associated with at least one
+    multiplication" (section 3.6; c1 = 2.4 for fx16)."""
+    if params_orig <= 0 or params_red <= 0:
+        raise ValueError("parameter counts must be positive")
+    return energy_per_mult_pj(baseline)[0] / energy_per_mult_pj(fmt)[0] * params_orig / params_red
