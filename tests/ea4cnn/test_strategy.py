@@ -169,3 +169,13 @@ def test_rs_cnn_trains_population_networks_once_for_the_whole_run():
     assert len(first) == 4 and all(c.epochs == 21 and not c.weights_from for c in first)
     assert all(c.attrs["rs-cnn.fitness"] > 0 for c in first)
     assert strategy.ask(4, run.ctx(1)) == []
+
+
+def test_ea4cnn_refuses_another_space(tmp_path):
+    from hostside.spaces import make_space
+
+    strategy = make_strategy("ea4cnn", {}, settings())
+    with pytest.raises(UserError, match="add --space ea4cnn"):
+        strategy.prepare(tmp_path, make_space("layer_list", (1, 8, 8), 10))
+    strategy.prepare(tmp_path, Ea4cnnSpace((1, 8, 8), 10))  # no seed: nothing to write
+    assert not any(tmp_path.iterdir())

@@ -245,7 +245,6 @@ class Ea4cnn(Strategy):
     Options = Ea4cnnOptions
     #: 10 % fitness split (``val``), 15 % validation (``test``), the rest (75 %) for training.
     split_fractions = (0.10, 0.15)
-    default_policy = "generational"
 
     def __init__(self, options: Ea4cnnOptions, settings: Any):
         super().__init__(options, settings)
@@ -260,6 +259,9 @@ class Ea4cnn(Strategy):
     def prepare(self, run_dir: Path, space: Any) -> None:
         """Turn ``seed_model`` into ``run_dir/seed/`` (spec.json, genotype.json, weights.npz keyed
         by the genotype's node ids) once; a resumed run finds the files and reuses them."""
+        if getattr(space, "name", None) != "ea4cnn":
+            raise UserError(f"strategy 'ea4cnn' evolves the 'ea4cnn' space (its MO1-MO6 and two-child crossover), "
+                            f"not {getattr(space, 'name', space)!r}; add --space ea4cnn")
         if self.options.seed_model is None:
             return
         self.seed_dir = write_seed(Path(self.options.seed_model), space, Path(run_dir) / SEED_DIR)

@@ -50,7 +50,6 @@ class RsCnnOptions:
 class RsCnn(Strategy):
     Options = RsCnnOptions
     split_fractions = (0.10, 0.15)
-    default_policy = "generational"
 
     def ask(self, n: int, ctx: AskContext) -> List[Proposal]:
         if any(c.generation < ctx.generation for c in ctx.records):
