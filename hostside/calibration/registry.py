@@ -1,7 +1,7 @@
 """Which calibration to use for a board when the user named none.
 
 Why a lookup before measuring: a calibration is a property of the board kind, the runtime
-and the thread count, not of one search. A matching set shipped in ``calibration_data/`` or
+and the thread count, not of one search. A matching set shipped in ``hostside/calibration_data/`` or
 one measured earlier and cached under ``$HOSTSIDE_HOME/calibrations/`` is reused; only when
 neither exists is the quick suite measured now (about a minute on a desktop core) and cached.
 """
@@ -15,8 +15,9 @@ from hostside.calibration.artifact import Calibration, load_calibration
 from hostside.errors import UserError
 from hostside.paths import hostside_home
 
-#: The repository's measured calibration sets (one directory each).
-CALIBRATION_DATA = Path(__file__).resolve().parents[2] / "calibration_data"
+#: The measured calibration sets shipped with the package (one directory each; package data,
+#: so an installed wheel finds them too).
+CALIBRATION_DATA = Path(__file__).resolve().parents[1] / "calibration_data"
 
 
 def cache_dir() -> Path:
@@ -57,7 +58,7 @@ def calibration_for_board(board: Union[str, Any], threads: int = 1, quick: bool 
     """The calibration the search should use for ``board`` (a Board or a board name).
 
     A stored one matching the board's device key and ``threads`` if any (searched in
-    ``roots``, by default ``calibration_data/`` and the cache); otherwise the suite (quick by
+    ``roots``, by default ``hostside/calibration_data/`` and the cache); otherwise the suite (quick by
     default) is measured on the board now into the cache, resumably.
     """
     from hostside.boards.board import open_board

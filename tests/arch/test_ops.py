@@ -76,7 +76,7 @@ def test_n_mult_counts_only_convolution_multiplications():
 
 
 def test_existing_specs_load_and_hash_as_their_file_names():
-    files = sorted(ROOT.glob("calibration_data/*/specs/*.json"))
+    files = sorted(ROOT.glob("hostside/calibration_data/*/specs/*.json"))
     assert files
     for path in files:
         assert ArchSpec.load(path).content_hash() == path.stem, path

@@ -20,6 +20,8 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
+from hostside.calibration.registry import CALIBRATION_DATA
+
 pytestmark = [pytest.mark.arm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,5 +169,5 @@ def test_measure_through_daemon_matches_host_outputs(installed_board: Dict[str, 
         np.testing.assert_allclose(np.asarray(out["values"], dtype=np.float32).reshape(host.shape), host,
                                    rtol=1e-4, atol=1e-5)
     traces = [installed_board["name"], measured["model"]["sha256"]]
-    assert files_mentioning(REPO / "calibration_data", traces) == [], \
-        "a measurement from an emulated board was written to calibration_data/"
+    assert files_mentioning(CALIBRATION_DATA, traces) == [], \
+        "a measurement from an emulated board was written to hostside/calibration_data/"
