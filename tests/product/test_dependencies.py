@@ -10,6 +10,7 @@ inside functions and ``try`` blocks), mapped to distributions with
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import re
 import sys
@@ -71,6 +72,7 @@ def local_names() -> Set[str]:
     return names
 
 
+@functools.lru_cache(maxsize=1)
 def third_party_imports() -> Dict[str, List[str]]:
     """Top-level module -> the files that import it (absolute imports that are not ours or stdlib)."""
     ours = local_names()
