@@ -141,6 +141,12 @@ class OnnxEmulator:
                 raise UserError(f"{self.where}: onnxruntime cannot run {label} on its own ({exc})") from None
             self.nodes.append((node, session, fed))
         self.float_constants = {k for k, v in self.constants.items() if v.dtype == np.float32}
+        # Computed tensors are dropped after their last consumer, so memory stays at a few maps.
+        last_use = {name: i for i, node in enumerate(graph.node) for name in node.input if name}
+        self._drop_after: List[List[str]] = [[] for _ in graph.node]
+        for name, i in last_use.items():
+            if name not in self.constants and name != self.output_name:
+                self._drop_after[i].append(name)
 
     def check_input(self, shape: Sequence[int], dataset_name: str) -> None:
         """Refuse a dataset whose examples do not have the model's input shape."""
@@ -167,7 +173,7 @@ class OnnxEmulator:
         values[self.input_name] = fmt.round(x) if fmt is not None and extrinsic else x
         if trace is not None:
             trace.look("the rounded input", values[self.input_name])
-        for node, session, fed in self.nodes:
+        for (node, session, fed), dead in zip(self.nodes, self._drop_after):
             feeds = {name: values[name] for name in fed}
             if fmt is not None and not extrinsic:
                 for position in MULTIPLYING_INPUTS.get(node.op_type, ()):
@@ -182,6 +188,8 @@ class OnnxEmulator:
                 if trace is not None:
                     trace.look(f"{node.name or name} ({node.op_type})", value)
                 values[name] = value
+            for name in dead:
+                del values[name]
         return values[self.output_name]
 
     def _count(self, x: np.ndarray, y: np.ndarray, fmt: Optional[RoundingFormat], mode: str,
