@@ -37,7 +37,7 @@ Units: counts, ``*_macs`` in multiply-accumulates, ``*_bytes`` in bytes at float
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -46,11 +46,11 @@ from hostside.errors import UserError
 
 #: Bumped whenever a feature is added, removed or computed differently: a calibration file
 #: fitted on another feature set must not be used to predict with this one.
-FEATURE_SET = "hostside.kernel-features/4"
+FEATURE_SET = "hostside.kernel-features/5"
 NCHWC_BLOCKS = (0, 8, 16)
 
 #: (name, unit, meaning) of each feature, in vector order.
-FEATURES: Tuple[Tuple[str, str, str], ...] = (
+_KERNEL_TOTALS: Tuple[Tuple[str, str, str], ...] = (
     ("macs", "macs", "multiply-accumulates of conv and linear layers"),
     ("params", "params", "deployed parameters (batchnorms folded into convs)"),
     ("ops", "count", "operators executed, layout reorders included (fixed per-operator cost)"),
@@ -79,6 +79,17 @@ FEATURES: Tuple[Tuple[str, str, str], ...] = (
     ("plain_pool_bytes", "bytes", "bytes of the feature maps plain-layout pooling operators read"),
     ("concat_bytes", "bytes", "bytes read and written by concatenations"),
 )
+#: Per-kernel size classes (log10 of one kernel's MACs): small GEMMs run at a fraction of the
+#: speed per MAC of large ones, so each MAC feature is also split by kernel size, each kernel's
+#: MACs shared linearly between the two nearest classes (a piecewise-linear efficiency curve per
+#: kernel type, fitted like every other cost). Sizes outside the range go to the end classes.
+SIZE_CLASSES_LOG10_MACS = (3.5, 4.5, 5.5, 6.5, 7.5)
+SIZED_FEATURES = ("nchwc_conv_macs", "nchwc_plain_input_macs", "nchwc_plain_input_pointwise_macs",
+                  "nchwc_depthwise_macs", "gemm_pointwise_macs", "gemm_conv_macs", "linear_macs")
+FEATURES: Tuple[Tuple[str, str, str], ...] = _KERNEL_TOTALS + tuple(
+    (f"{name}_size{c:g}", "macs", f"{name} of kernels of about 10^{c:g} MACs each (shared with the neighbouring "
+                                  f"size classes)")
+    for name in SIZED_FEATURES for c in SIZE_CLASSES_LOG10_MACS)
 FEATURE_NAMES: Tuple[str, ...] = tuple(name for name, _, _ in FEATURES)
 # Vector positions as module constants: the feature loop runs for every candidate judged.
 (
@@ -87,7 +98,9 @@ FEATURE_NAMES: Tuple[str, ...] = tuple(name for name, _, _ in FEATURES)
     _F_IM2COL_BYTES, _F_GROUP_COUNT, _F_LINEAR_MACS, _F_CONV_OUTPUT_BYTES, _F_REORDER_INPUT_BYTES,
     _F_REORDER_OUTPUT_BYTES, _F_FUSED_ACTIVATION_BYTES, _F_CHEAP_ELTWISE_BYTES, _F_TRANSCENDENTAL_ELEMS,
     _F_SCALAR_EXP_ELEMS, _F_POOL_BYTES, _F_PLAIN_POOL_BYTES, _F_CONCAT_BYTES,
-) = range(len(FEATURES))
+) = range(len(_KERNEL_TOTALS))
+_SIZED_INDEX = {FEATURE_NAMES.index(name): k for k, name in enumerate(SIZED_FEATURES)}
+_CLASSES = np.array(SIZE_CLASSES_LOG10_MACS)
 _F32 = 4
 
 # Activations onnxruntime fuses into the conv that feeds them (FusedConv / NCHWc conv).
@@ -123,14 +136,16 @@ def _up(channels: int, block: int) -> int:
     return -(-channels // block) * block
 
 
-def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int) -> List[float]:
-    """The feature vector of a neutral operator list (see the module docstring).
+def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int,
+              kernels: Optional[List[Tuple[int, float]]] = None) -> List[float]:
+    """The feature vector of a neutral operator list (see the module docstring); with
+    ``kernels`` a list, each conv and linear kernel is appended as (feature index, MACs).
 
     Layouts are tracked as copies, as onnxruntime's NCHWc transformer keeps them: a tensor
     has a plain copy, a blocked copy or both, and each conversion runs once per tensor
     however many consumers read the converted copy.
     """
-    v = [0.0] * len(FEATURE_NAMES)
+    v = [0.0] * len(_KERNEL_TOTALS)
     consumers: Dict[str, int] = {}
     for _, _, inputs, _ in ops:
         for name in inputs:
@@ -138,6 +153,12 @@ def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int) -> 
     plain: set = set()  # blocked tensors that also have a plain-layout copy (graph inputs are plain)
     blocked: set = set()  # tensors with a blocked-layout copy
     conv_outputs: Dict[str, bool] = {}  # conv output id -> ran blocked
+
+    kernels = [] if kernels is None else kernels
+
+    def mac(index: int, amount: float) -> None:
+        v[index] += amount
+        kernels.append((index, amount))
 
     def convert(name: str, to_blocked: bool) -> None:
         have = blocked if to_blocked else plain
@@ -174,21 +195,21 @@ def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int) -> 
                 # fraction of the speed of larger ones.
                 convert(src, to_blocked=False)
                 padded = _up(cout, block) * cin * kh * kw * hw
-                v[_F_NCHWC_PLAIN_INPUT_MACS if kh * kw > 1 else _F_NCHWC_PLAIN_INPUT_POINTWISE_MACS] += padded
+                mac(_F_NCHWC_PLAIN_INPUT_MACS if kh * kw > 1 else _F_NCHWC_PLAIN_INPUT_POINTWISE_MACS, padded)
             elif use_block and groups == 1:
                 convert(src, to_blocked=True)
-                v[_F_NCHWC_CONV_MACS] += _up(cout, block) * _up(cin, block) * kh * kw * hw
+                mac(_F_NCHWC_CONV_MACS, _up(cout, block) * _up(cin, block) * kh * kw * hw)
             elif use_block:
                 convert(src, to_blocked=True)
-                v[_F_NCHWC_DEPTHWISE_MACS] += _up(cout, block) * kh * kw * hw
+                mac(_F_NCHWC_DEPTHWISE_MACS, _up(cout, block) * kh * kw * hw)
             else:
                 convert(src, to_blocked=False)
                 if groups > 1:
                     v[_F_GROUP_COUNT] += groups
                 if kh * kw == 1:
-                    v[_F_GEMM_POINTWISE_MACS] += macs
+                    mac(_F_GEMM_POINTWISE_MACS, macs)
                 else:
-                    v[_F_GEMM_CONV_MACS] += macs
+                    mac(_F_GEMM_CONV_MACS, macs)
                     v[_F_IM2COL_BYTES] += cin * kh * kw * hw * _F32
             emit(out, use_block)
             conv_outputs[out] = use_block
@@ -226,7 +247,7 @@ def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int) -> 
             v[_F_OPS] += 1
             # The GEMM kernel computes whole SIMD vectors of outputs: a 10-way classifier
             # costs as much as a 16-way one where vectors hold 16 floats (the block).
-            v[_F_LINEAR_MACS] += fin * (_up(fout, block) if block else fout)
+            mac(_F_LINEAR_MACS, fin * (_up(fout, block) if block else fout))
         elif kind == "bn":
             shape, params = p
             v[_F_PARAMS] += params
@@ -267,7 +288,21 @@ def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int) -> 
             convert(src, to_blocked=False)
             emit(out, False)
             v[_F_OPS] += 1
-    return v
+    return v[:len(_KERNEL_TOTALS)] + _size_classes(kernels)
+
+
+def _size_classes(kernels: List[Tuple[int, float]]) -> List[float]:
+    """The ``<feature>_size<c>`` block of the vector from the (feature index, MACs) kernels."""
+    out = np.zeros((len(SIZED_FEATURES), len(_CLASSES)))
+    for index, amount in kernels:
+        if amount <= 0:
+            continue
+        position = float(np.clip(np.log10(amount), _CLASSES[0], _CLASSES[-1]))
+        j = min(int(np.searchsorted(_CLASSES, position, side="right")) - 1, len(_CLASSES) - 2)
+        t = (position - _CLASSES[j]) / (_CLASSES[j + 1] - _CLASSES[j])
+        out[_SIZED_INDEX[index], j] += amount * (1.0 - t)
+        out[_SIZED_INDEX[index], j + 1] += amount * t
+    return [float(x) for x in out.ravel()]
 
 
 # -- ArchSpec -> neutral operators -----------------------------------------------------------

@@ -16,6 +16,9 @@ The models:
   minimise relative error. The physics of a sequential CPU runtime, so it extrapolates to
   networks larger or deeper than those it saw. The cache size is the one of a grid of powers
   of two that fits the board's measurements best.
+- ``sized_kernels``: the additive model with each kind's MACs split by per-kernel size class
+  (``features.SIZE_CLASSES_LOG10_MACS``), i.e. a piecewise-linear cost curve per kernel type
+  in the spirit of nn-Meter's one regressor per kernel type, still a non-negative linear fit.
 - ``hybrid_kernels``: the additive model corrected by a ridge fit of its log residual on
   log(1 + feature), for efficiencies that change with size (small GEMMs run slower per MAC);
   the correction is clipped to the range seen in training.
@@ -30,10 +33,10 @@ from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 
-from hostside.calibration.features import FEATURE_NAMES
+from hostside.calibration.features import FEATURE_NAMES, SIZE_CLASSES_LOG10_MACS, SIZED_FEATURES
 
 BASELINE = "loglinear_macs_params"
-MODEL_KINDS = ("loglinear_macs_params", "additive_kernels", "hybrid_kernels")
+MODEL_KINDS = ("loglinear_macs_params", "additive_kernels", "hybrid_kernels", "sized_kernels")
 #: A source calibration's model with one fitted scale per kernel group (``transfer``).
 TRANSFERRED = "transferred"
 #: Kernel groups of the additive model, for transfer to another board: the per-inference
@@ -51,12 +54,19 @@ KERNEL_GROUPS: Dict[str, Tuple[str, ...]] = {
                "cheap_eltwise_bytes", "transcendental_elems", "scalar_exp_elems", "pool_bytes",
                "plain_pool_bytes", "concat_bytes"),
 }
-KERNEL_FEATURES: Tuple[str, ...] = tuple(n for n in FEATURE_NAMES if n not in ("macs", "params"))
+_SIZE_COLUMNS = {f"{name}_size{c:g}": name for name in SIZED_FEATURES for c in SIZE_CLASSES_LOG10_MACS}
+KERNEL_FEATURES: Tuple[str, ...] = tuple(n for n in FEATURE_NAMES if n not in ("macs", "params")
+                                         and n not in _SIZE_COLUMNS)
+#: The kernel features with every MAC total replaced by its per-kernel size classes.
+SIZED_KERNEL_FEATURES: Tuple[str, ...] = tuple(n for n in KERNEL_FEATURES if n not in SIZED_FEATURES) + tuple(
+    _SIZE_COLUMNS)
 INTERVAL_QUANTILES = (0.05, 0.95)
 _RIDGE_ALPHA = 1.0
 #: Candidate last-level cache sizes (256 KiB .. 64 MiB): a Pi 3B+ has 512 KiB of L2, desktop
 #: and server cores tens of MiB of L3.
 CACHE_BYTES_GRID = tuple(2**k for k in range(18, 27))
+#: A cache size no model's weights reach: the uncached-weights term is then always zero.
+NO_CACHE_LIMIT_BYTES = 2**50
 _PARAMS_COLUMN = FEATURE_NAMES.index("params")
 _F32_BYTES = 4
 
@@ -76,7 +86,7 @@ class LatencyModel:
         weight_bytes = features[:, _PARAMS_COLUMN] * _F32_BYTES
         if self.kind == "loglinear_macs_params":
             return np.exp(d["intercept"] + np.log(np.maximum(x, 1.0)) @ np.array(d["coef"]))
-        if self.kind == "additive_kernels":
+        if self.kind in ("additive_kernels", "sized_kernels"):
             return _additive(d, x, weight_bytes)
         if self.kind == "hybrid_kernels":
             correction = np.clip(_ridge_log(d["correction"], x), *d["correction"]["clip"])
@@ -109,8 +119,9 @@ def kernel_contributions(model: LatencyModel, features: np.ndarray) -> np.ndarra
     weight_bytes = features[:, _PARAMS_COLUMN] * _F32_BYTES
     terms = x * np.array(additive["ms_per_unit"])
     names = list(d["features"])
-    for g, members in enumerate(KERNEL_GROUPS.values()):
-        out[:, g] = sum((terms[:, names.index(m)] for m in members if m in names), np.zeros(len(features)))
+    group_of = {m: g for g, members in enumerate(KERNEL_GROUPS.values()) for m in members}
+    for column, name in enumerate(names):
+        out[:, group_of[_SIZE_COLUMNS.get(name, name)]] += terms[:, column]
     out[:, groups.index("floor")] += additive["intercept_ms"]
     out[:, groups.index("linear")] += additive["ms_per_uncached_weight_byte"] * _uncached_weight_bytes(
         weight_bytes, additive["cache_bytes"])
@@ -141,7 +152,8 @@ def _fit_loglinear_macs_params(x: np.ndarray, y: np.ndarray, weight_bytes: np.nd
     return {"intercept": float(reg.intercept_), "coef": [float(c) for c in reg.coef_]}
 
 
-def _fit_additive(x: np.ndarray, y: np.ndarray, weight_bytes: np.ndarray) -> Dict[str, Any]:
+def _fit_additive(x: np.ndarray, y: np.ndarray, weight_bytes: np.ndarray,
+                  cache_grid: Sequence[int] = CACHE_BYTES_GRID) -> Dict[str, Any]:
     """Non-negative least squares on relative error: weights 1/y^2 make each model count
     by its relative residual, so fast models are not drowned by slow ones. One fit per
     candidate cache size; the one with the smallest relative error is kept."""
@@ -149,7 +161,7 @@ def _fit_additive(x: np.ndarray, y: np.ndarray, weight_bytes: np.ndarray) -> Dic
 
     best: Dict[str, Any] = {}
     best_loss = np.inf
-    for cache_bytes in CACHE_BYTES_GRID:
+    for cache_bytes in cache_grid:
         xw = np.column_stack([x, _uncached_weight_bytes(weight_bytes, cache_bytes)])
         scale = np.maximum(xw.max(axis=0), 1.0)  # conditioning only: MACs and counts differ by 1e8
         reg = LinearRegression(positive=True).fit(xw / scale, y, sample_weight=1.0 / y**2)
@@ -160,6 +172,12 @@ def _fit_additive(x: np.ndarray, y: np.ndarray, weight_bytes: np.ndarray) -> Dic
             best = {"intercept_ms": float(reg.intercept_), "ms_per_unit": [float(c) for c in coef[:-1]],
                     "cache_bytes": cache_bytes, "ms_per_uncached_weight_byte": float(coef[-1])}
     return best
+
+
+def _fit_sized(x: np.ndarray, y: np.ndarray, weight_bytes: np.ndarray) -> Dict[str, Any]:
+    """The sized model has no cache cliff of its own: the size classes of the linear layers
+    already price the streaming of large weight matrices (a cache term on top overfits)."""
+    return _fit_additive(x, y, weight_bytes, cache_grid=(NO_CACHE_LIMIT_BYTES,))
 
 
 def _fit_ridge_log(x: np.ndarray, target: np.ndarray) -> Dict[str, Any]:
@@ -186,6 +204,7 @@ _FITTERS = {
     "loglinear_macs_params": (("macs", "params"), _fit_loglinear_macs_params),
     "additive_kernels": (KERNEL_FEATURES, _fit_additive),
     "hybrid_kernels": (KERNEL_FEATURES, _fit_hybrid),
+    "sized_kernels": (SIZED_KERNEL_FEATURES, _fit_sized),
 }
 
 

@@ -131,3 +131,24 @@ def test_a_file_that_is_not_onnx_is_one_clear_error(tmp_path):
     path.write_bytes(b"certainly not protobuf")
     with pytest.raises(UserError, match="not a readable ONNX model"):
         onnx_features(path)
+
+
+def test_size_classes_split_each_mac_total_by_kernel_size():
+    from hostside.calibration.features import SIZE_CLASSES_LOG10_MACS, SIZED_FEATURES
+
+    for spec in _specs()[:12]:
+        features = dict(zip(FEATURE_NAMES, spec_features(spec, 16)))
+        for name in SIZED_FEATURES:
+            parts = [features[f"{name}_size{c:g}"] for c in SIZE_CLASSES_LOG10_MACS]
+            assert min(parts) >= 0 and sum(parts) == pytest.approx(features[name], rel=1e-9), (spec.name, name)
+
+
+def test_a_small_and_a_large_conv_land_in_different_size_classes():
+    def conv(side: int, width: int) -> ArchSpec:
+        return ArchSpec.from_dict({"input_shape": [16, side, side], "num_classes": 10, "nodes": [
+            {"id": "c", "op": "conv2d", "inputs": ["input"], "out_channels": width, "kernel": 3, "padding": 1},
+            {"id": "f", "op": "flatten", "inputs": ["c"]}, {"id": "fc", "op": "linear", "inputs": ["f"],
+                                                          "out_features": 10}]})
+    small, large = (dict(zip(FEATURE_NAMES, spec_features(conv(s, w), 16))) for s, w in ((4, 16), (64, 64)))
+    assert small["nchwc_conv_macs_size4.5"] > 0 and small["nchwc_conv_macs_size7.5"] == 0
+    assert large["nchwc_conv_macs_size7.5"] > 0 and large["nchwc_conv_macs_size4.5"] == 0

@@ -10,7 +10,8 @@ import pytest
 from hostside.calibration.calibrate import TARGET_COLUMN
 from hostside.calibration.features import FEATURE_NAMES, features_matrix
 from hostside.calibration.measure import MEASUREMENTS_CSV, load_measured_specs, read_measurements
-from hostside.calibration.models import BASELINE, CACHE_BYTES_GRID, fit_all, fit_model, model_from_json, score
+from hostside.calibration.models import (BASELINE, CACHE_BYTES_GRID, KERNEL_FEATURES, fit_all, fit_model,
+                                         model_from_json, score)
 from hostside.calibration.registry import CALIBRATION_DATA
 
 DATA_SETS = sorted(p.parent for p in CALIBRATION_DATA.glob(f"*/{MEASUREMENTS_CSV}"))
@@ -62,7 +63,7 @@ def test_additive_fit_finds_the_cache_size_a_latency_cliff_was_made_with(measure
     per weight byte beyond 4 MiB: the fit recovers the cache size and the latencies."""
     features, _ = measured
     rng = np.random.default_rng(0)
-    kernel = [i for i, name in enumerate(FEATURE_NAMES) if name not in ("macs", "params")]
+    kernel = [FEATURE_NAMES.index(name) for name in KERNEL_FEATURES]
     per_unit = rng.uniform(0.5, 2.0, len(kernel)) / np.maximum(features[:, kernel].mean(axis=0), 1.0) * 1e-3
     cache_bytes = 4 * 2**20
     uncached = np.maximum(features[:, FEATURE_NAMES.index("params")] * 4 - cache_bytes, 0.0)
