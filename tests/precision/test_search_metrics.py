@@ -9,7 +9,20 @@ from hostside.precision.formats import FX16, parse_format
 from hostside.precision.search import mult_energy_of, precision_metrics, register_search_metrics, weight_bytes_of
 
 
-def test_registered_objective_and_budgets_read_analytic_rows():
+@pytest.fixture
+def registries():
+    """The search's registries, restored afterwards so other tests see them unchanged."""
+    from hostside.search import objectives
+
+    tables = (objectives._OBJECTIVES, objectives.OBJECTIVES, objectives._BUDGETS, objectives.BUDGETS)
+    saved = [dict(t) for t in tables]
+    yield
+    for table, copy in zip(tables, saved):
+        table.clear()
+        table.update(copy)
+
+
+def test_registered_objective_and_budgets_read_analytic_rows(registries):
     from hostside.search.objectives import budget, objective, objective_value
 
     register_search_metrics()
