@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--calibration", help="calibration.json of the board (default: the board's stored one, "
                                               "or a quick calibration made now)")
     search.add_argument("--no-filter", action="store_true", help="train every candidate (the baseline)")
+    search.add_argument("--precision", help="number format the candidates are judged in, e.g. fx16 (training stays float)")
     search.add_argument("--seed-model", type=Path, metavar="MODEL.onnx",
                         help="start the population from a trained model (strategies with a seed_model option, e.g. ea4cnn)")
     search.add_argument("--datasets", help="narrow strategy: comma-separated dataset sources of a constraint grid")
@@ -78,7 +79,7 @@ def flag_values(args: argparse.Namespace) -> Dict[str, Any]:
         "strategy": args.strategy, "space": args.space, "policy": args.policy, "epochs": args.epochs, "final_epochs": args.final_epochs, "seed": args.seed,
         "workers": args.workers, "cluster": args.cluster, "calibration": args.calibration, "budgets.latency_ms": args.latency_budget_ms,
         "objectives": split_list(args.objectives) if args.objectives is not None else None,
-        "use_filter": False if args.no_filter else None,
+        "use_filter": False if args.no_filter else None, "precision": args.precision,
     }
     return values
 

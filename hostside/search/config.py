@@ -41,12 +41,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from hostside.errors import UserError
-from hostside.search.objectives import BUDGETS, OBJECTIVES
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib  # type: ignore[no-redef]
+from hostside.search.objectives import BUDGETS, OBJECTIVES, load_extensions
 
 #: How evaluations are scheduled (``hostside.search.scheduler``).
 POLICIES = ("generational", "steady-state")
@@ -69,9 +64,9 @@ class SearchConfig:
     population: int = 8
     strategy: str = "nsga2"
     strategy_options: Dict[str, Any] = field(default_factory=dict)
-    policy: str = "generational"
+    policy: Optional[str] = None
     budget_unit: str = "exercises"
-    space: str = "layer_list"
+    space: Optional[str] = None
     space_options: Dict[str, Any] = field(default_factory=dict)
     objectives: List[str] = field(default_factory=lambda: ["accuracy", "measured_latency"])
     budgets: Dict[str, float] = field(default_factory=dict)
@@ -87,11 +82,13 @@ class SearchConfig:
     power: Optional[str] = None
     spot_checks: int = 8
     calibration: Optional[str] = None
+    precision: Optional[str] = None
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
+        load_extensions()
         _positive_int("budget", self.budget)
         _positive_int("population", self.population)
         _positive_int("epochs", self.epochs)
@@ -102,16 +99,27 @@ class SearchConfig:
             raise UserError(f"config key 'spot_checks': {self.spot_checks!r} is not allowed; give an integer >= 0")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise UserError(f"config key 'seed': {self.seed!r} is not allowed; give an integer")
+        if not isinstance(self.strategy, str):
+            raise UserError(f"config key 'strategy': {self.strategy!r} is not allowed; give a strategy name")
+        from hostside.search.strategies import parse_options, strategy_class
+
+        strategy = strategy_class(self.strategy)
+        if self.space is None:  # the strategy's own space (ea4cnn's genotype) unless one is named
+            self.space = strategy.default_space
+        if self.policy is None:
+            self.policy = strategy.default_policy
         if self.policy not in POLICIES:
             raise UserError(f"config key 'policy': {self.policy!r} is not allowed; choose one of {', '.join(POLICIES)}")
         if self.budget_unit not in BUDGET_UNITS:
             raise UserError(f"config key 'budget_unit': {self.budget_unit!r} is not allowed; "
                             f"choose one of {', '.join(BUDGET_UNITS)}")
-        if not isinstance(self.strategy, str):
-            raise UserError(f"config key 'strategy': {self.strategy!r} is not allowed; give a strategy name")
-        from hostside.search.strategies import parse_options, strategy_class
+        parse_options(strategy.Options, self.strategy_options, f"strategy {self.strategy!r}")
+        if self.precision is not None:
+            from hostside.precision.formats import parse_format
 
-        parse_options(strategy_class(self.strategy).Options, self.strategy_options, f"strategy {self.strategy!r}")
+            if not isinstance(self.precision, str):
+                raise UserError(f"config key 'precision': {self.precision!r} is not allowed; give a format name, e.g. fx16")
+            parse_format(self.precision)
         for key in ("dataset", "board", "space"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise UserError(f"config key {key!r}: {getattr(self, key)!r} is not allowed; give a non-empty string")
@@ -191,15 +199,10 @@ def _positive_int(key: str, value: Any) -> None:
 
 
 def load_toml(path: Path) -> Dict[str, Any]:
-    """The settings in a TOML file (top-level keys plus [budgets], [train], [space_options])."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the config file ({exc.strerror}); check the path given to --config") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML ({exc}); fix the file or start from the example in the README") from None
+    """The settings in a TOML file (top-level keys plus [budgets], [train], [space_options], [strategy])."""
+    from hostside import safe_io
+
+    return safe_io.load_toml(path, "search config")
 
 
 def build_config(file_values: Optional[Mapping[str, Any]], flag_values: Mapping[str, Any],

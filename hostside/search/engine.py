@@ -197,8 +197,8 @@ class SearchEngine:
             status="pending" if decision["filter_accepted"] else "rejected",
             operator=proposal.operator, parents=list(proposal.parents), genotype=dict(proposal.genotype),
             spec=spec.to_dict(), cost=cost.to_dict(per_layer=False), params=cost.params, macs=cost.macs,
-            activation_bytes=cost.activation_bytes, exercise={"epochs": proposal.epochs or self.config.epochs,
-                                                              **exercise},
+            activation_bytes=cost.activation_bytes,
+            exercise={"epochs": self.config.epochs if proposal.epochs is None else proposal.epochs, **exercise},
             **decision,
         )
         if proposal.attrs:
@@ -224,7 +224,7 @@ class SearchEngine:
         parents = [self._weights_bytes(source) for source in exercise.get("weights_from", [])]
         task = training_task(row["spec"], self.config.dataset, self.split_dict, config,
                              [p for p in parents if p is not None], exercise.get("data_seed"),
-                             exercise.get("train_fraction", 1.0))
+                             exercise.get("train_fraction", 1.0), self.config.precision)
         timings = dict(row.get("timings") or {})
         timings["submitted_at"] = time.time()
         self.journal.update(candidate_id, status="training", timings=timings)

@@ -12,6 +12,7 @@ broken state.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -33,7 +34,8 @@ class TrainingExecutor:
 
     def _open(self) -> Executor:
         if self.cluster is None:
-            return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+            return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_ignore_sigint)
         from dask.distributed import Client
 
         if self._client is None:
@@ -67,9 +69,16 @@ class TrainingExecutor:
     def describe(self) -> str:
         return f"Dask cluster {self.cluster}" if self.cluster else f"{self.workers} local worker process(es)"
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, kind, value, traceback) -> None:
+        interrupted = kind is KeyboardInterrupt  # Ctrl-C: leave now, the journal re-queues the work
         if self._client is not None:
-            self.executor.shutdown(wait=True)
+            self.executor.shutdown(wait=not interrupted)
             self._client.close()
         elif self.executor is not None:
-            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor.shutdown(wait=not interrupted, cancel_futures=True)
+
+
+def _ignore_sigint() -> None:
+    """Training workers leave Ctrl-C to the master (which journals and stops them), so the
+    terminal shows one line, not a traceback per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -88,12 +88,14 @@ def register_budget(name: str, kind: str, column: Optional[str] = None, read: Op
 
 
 def objective(name: str) -> Objective:
+    load_extensions()
     if name not in _OBJECTIVES:
         raise UserError(f"objective {name!r} is unknown; choose from {', '.join(_OBJECTIVES)}")
     return _OBJECTIVES[name]
 
 
 def budget(name: str) -> Budget:
+    load_extensions()
     if name not in _BUDGETS:
         raise UserError(f"budget {name!r} is unknown; allowed budgets: {', '.join(_BUDGETS)}")
     return _BUDGETS[name]
@@ -118,3 +120,18 @@ register_budget("macs", "max")
 register_budget("activation_bytes", "max")
 register_budget("energy_mj", "max")
 register_budget("accuracy", "min")
+
+_EXTENSIONS_LOADED = False
+
+
+def load_extensions() -> None:
+    """Register the objectives and budgets other packages define (issue 10: ``mult_energy``,
+    ``mult_energy_mj``, ``weight_bytes``). Done on first use, not at import: the CLI imports this
+    module to build its help and must start fast."""
+    global _EXTENSIONS_LOADED
+    if _EXTENSIONS_LOADED:
+        return
+    _EXTENSIONS_LOADED = True
+    from hostside.precision.search import register_search_metrics
+
+    register_search_metrics()

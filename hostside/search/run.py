@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
 from hostside import __version__
-from hostside.errors import UserError
+from hostside.errors import Interrupted, UserError
 from hostside.journal import JOURNAL_FILE, Journal
+from hostside.run_lock import hold_run_lock
 from hostside.search.config import SearchConfig
 from hostside.search.engine import SearchEngine
 from hostside.search.executors import TrainingExecutor
@@ -72,16 +73,18 @@ def start_run(config: SearchConfig, run_dir: Optional[Path] = None, progress: Pr
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
     journal = Journal.create(run_dir)
     try:
-        journal.set_meta("config", config.to_dict())
-        journal.set_meta("status", "running")
-        journal.set_meta("dataset", {"name": dataset.name, "source": dataset.source, "sha256": dataset.fingerprint(),
-                                     "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes})
-        (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-        fractions = strategy_class(config.strategy).split_fractions
-        split = make_split(dataset, config.seed) if fractions is None else make_split(dataset, config.seed, *fractions)
-        split.save(run_dir / SPLIT_FILE)
-        progress(f"search run {run_dir}")
-        return execute(run_dir, journal, config, progress)
+        with hold_run_lock(run_dir):
+            journal.set_meta("config", config.to_dict())
+            journal.set_meta("status", "running")
+            journal.set_meta("dataset", {"name": dataset.name, "source": dataset.source,
+                                         "sha256": dataset.fingerprint(), "input_shape": list(dataset.input_shape),
+                                         "num_classes": dataset.num_classes})
+            (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+            fractions = strategy_class(config.strategy).split_fractions
+            split = make_split(dataset, config.seed) if fractions is None else make_split(dataset, config.seed, *fractions)
+            split.save(run_dir / SPLIT_FILE)
+            progress(f"search run {run_dir}")
+            return execute(run_dir, journal, config, progress)
     finally:
         journal.close()
 
@@ -89,15 +92,16 @@ def start_run(config: SearchConfig, run_dir: Optional[Path] = None, progress: Pr
 def resume_run(run_dir: Union[str, Path], progress: Progress = print) -> Dict[str, Any]:
     """Continue a run that was stopped or killed, with the settings it was started with."""
     run_dir = find_run(run_dir)
-    journal = Journal.open(run_dir)
-    try:
-        config = SearchConfig.from_dict(journal.meta("config"), f"{run_dir}/{JOURNAL_FILE}")
-        counts = journal.counts()
-        progress(f"resuming search run {run_dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
-        journal.set_meta("status", "running")
-        return execute(run_dir, journal, config, progress)
-    finally:
-        journal.close()
+    with hold_run_lock(run_dir):  # before anything is marked running: a second resume is refused
+        journal = Journal.open(run_dir)
+        try:
+            config = SearchConfig.from_dict(journal.meta("config"), f"{run_dir}/{JOURNAL_FILE}")
+            counts = journal.counts()
+            progress(f"resuming search run {run_dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+            journal.set_meta("status", "running")
+            return execute(run_dir, journal, config, progress)
+        finally:
+            journal.close()
 
 
 def execute(run_dir: Path, journal: Journal, config: SearchConfig, progress: Progress) -> Dict[str, Any]:
@@ -116,14 +120,22 @@ def execute(run_dir: Path, journal: Journal, config: SearchConfig, progress: Pro
     journal.set_meta("provenance", provenance(boards[0], calibration))
     journal.set_meta("process", {"host": platform.node(), "pid": os.getpid()})
     started = time.perf_counter()
-    with TrainingExecutor(config.workers, config.cluster) as executor:
-        progress(f"training on {executor.describe()} ({config.policy}); measuring on {', '.join(config.board_names)}")
-        engine = SearchEngine(run_dir, journal, config, space, split_dict, pool, candidate_filter, progress)
-        run_search(engine, executor, config.policy)
-        spot_check(journal, config, run_dir, pool, progress)
-        retrain_front(journal, config, space, run_dir, split_dict, executor, pool, progress)
+    try:
+        with TrainingExecutor(config.workers, config.cluster) as executor:
+            progress(f"training on {executor.describe()} ({config.policy}); measuring on "
+                     f"{', '.join(config.board_names)}")
+            engine = SearchEngine(run_dir, journal, config, space, split_dict, pool, candidate_filter, progress)
+            run_search(engine, executor, config.policy)
+            spot_check(journal, config, run_dir, pool, progress)
+            retrain_front(journal, config, space, run_dir, split_dict, executor, pool, progress)
+    except KeyboardInterrupt:
+        journal.set_meta("status", "interrupted")
+        finished = sum(journal.counts()[s] for s in ("measured", "rejected", "failed"))
+        raise Interrupted(f"interrupted; {finished} finished candidates are saved: resume with "
+                          f"`hostside search --resume {run_dir}`") from None
+    finally:
+        journal.set_meta("search_seconds", journal.meta("search_seconds", 0.0) + time.perf_counter() - started)
     journal.set_meta("status", "finished")
-    journal.set_meta("search_seconds", journal.meta("search_seconds", 0.0) + time.perf_counter() - started)
     report = write_report(run_dir, journal)
     progress(summary_line(run_dir, report))
     return report

@@ -17,10 +17,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 def training_task(spec: Mapping[str, Any], dataset: str, split: Mapping[str, Any], config: Mapping[str, Any],
                   parent_weights: Sequence[bytes] = (), data_seed: Optional[int] = None,
-                  train_fraction: float = 1.0) -> Dict[str, Any]:
-    """The plain-data task ``run_training_task`` takes (``parent_weights`` in priority order)."""
+                  train_fraction: float = 1.0, precision: Optional[str] = None) -> Dict[str, Any]:
+    """The plain-data task ``run_training_task`` takes (``parent_weights`` in priority order;
+    ``precision``: also judge the trained model in that number format, issue 10)."""
     return {"spec": dict(spec), "dataset": dataset, "split": dict(split), "config": dict(config),
-            "parent_weights": list(parent_weights), "data_seed": data_seed, "train_fraction": train_fraction}
+            "parent_weights": list(parent_weights), "data_seed": data_seed, "train_fraction": train_fraction,
+            "precision": precision}
 
 
 def run_training_task(task: Mapping[str, Any]) -> Dict[str, Any]:
@@ -39,9 +41,21 @@ def run_training_task(task: Mapping[str, Any]) -> Dict[str, Any]:
         metrics = train_and_export(task["spec"], task["dataset"], task["split"], task["config"], out,
                                    init_weights=init, data_seed=task.get("data_seed"),
                                    train_fraction=task.get("train_fraction", 1.0))
+        if task.get("precision"):
+            metrics.update(_precision_metrics(Path(out), task))
         files = {path.name: path.read_bytes() for path in sorted(Path(out).iterdir()) if path.is_file()}
     metrics["inherited_fraction"] = fraction
     return {"metrics": metrics, "files": files}
+
+
+def _precision_metrics(out: Path, task: Mapping[str, Any]) -> Dict[str, Any]:
+    """Accuracy and costs of the exported model in the run's number format (training stays float)."""
+    from hostside.precision.search import precision_metrics
+    from hostside.train.datasets import cached_dataset
+    from hostside.train.splits import Split
+
+    return precision_metrics(out / "model.onnx", cached_dataset(task["dataset"]), Split.from_dict(task["split"]),
+                             task["precision"])
 
 
 def _inherited_state(task: Mapping[str, Any]):

@@ -49,7 +49,7 @@ def test_the_strategy_table_gives_name_and_options(tmp_path):
 def test_a_toml_syntax_error_names_the_file(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("budget = = 3\n")
-    with pytest.raises(UserError, match="bad.toml: not valid TOML"):
+    with pytest.raises(UserError, match="bad.toml is not valid TOML"):
         load_toml(path)
 
 

@@ -77,6 +77,9 @@ class Strategy(ABC):
     Options: ClassVar[type] = NoOptions
     #: (val_fraction, test_fraction) of the run's split.json; None keeps the defaults (0.15, 0.15).
     split_fractions: ClassVar[Optional[Tuple[float, float]]] = None
+    #: The space and scheduling policy a run gets when the config names none.
+    default_space: ClassVar[str] = "layer_list"
+    default_policy: ClassVar[str] = "generational"
 
     def __init__(self, options: Any, settings: StrategySettings):
         self.options = options
