@@ -92,10 +92,16 @@ def check_memory(spec: Any, batch_size: int, where: str) -> None:
     available = available_memory_bytes()
     if needed > available:
         raise UserError(
-            f"{where}: {cost.params:.3g} parameters and {cost.activation_bytes:.3g} bytes of activations per "
-            f"example need about {needed:.3g} bytes to train at batch size {batch_size}, but only "
-            f"{available:.3g} bytes are available; make the network smaller (or lower --batch-size)"
+            f"{where}: {_magnitude(cost.params)} parameters and {_magnitude(cost.activation_bytes)} bytes of "
+            f"activations per example need about {_magnitude(needed)} bytes to train at batch size {batch_size}, "
+            f"but only {_magnitude(available)} bytes are available; make the network smaller (or lower --batch-size)"
         )
+
+
+def _magnitude(n: int) -> str:
+    """A count for a message: 3 significant digits, also for integers too big for a float."""
+    digits = len(str(n))
+    return f"{n:.3g}" if digits < 300 else f"~1e+{digits - 1}"
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -147,7 +147,7 @@ def test_init_weights_epochs_0_evaluates_them_unchanged(hostside, arch, tmp_path
     assert again["epochs_run"] == 0
 
 
-@pytest.mark.parametrize("filters", [10 ** 9, 10 ** 30])
+@pytest.mark.parametrize("filters", [10 ** 9, 10 ** 30, 10 ** 400])
 def test_a_network_too_big_for_memory_is_refused_before_building(hostside, tmp_path, small_cnn_dict, filters):
     small_cnn_dict["nodes"][0]["out_channels"] = filters
     path = tmp_path / "huge.json"
