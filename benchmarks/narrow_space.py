@@ -62,11 +62,12 @@ def main() -> None:
     parser.add_argument("--target", nargs=2, type=float, default=(1e4, 2e4))
     parser.add_argument("--input-shape", default="3,32,32")
     parser.add_argument("--out", default="/tmp/narrow_space_benchmark", help="where laws.json/laws.png go")
+    parser.add_argument("--calibration", help="calibration.json to predict with (default: the shipped one)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the targets say
     shape = tuple(int(v) for v in args.input_shape.split(","))
-    calibration = load_calibration(sorted(CALIBRATION_DATA.glob("*/calibration.json"))[0])  # the shipped one
+    calibration = load_calibration(args.calibration or sorted(CALIBRATION_DATA.glob("*/calibration.json"))[0])
     print(f"load before: {open('/proc/loadavg').read().split()[:3]}; input {list(shape)}; calibration "
           f"{calibration.board.get('name')} ({calibration.chosen})")
 
