@@ -16,6 +16,7 @@ import numpy as np
 
 from hostside.journal import Journal, run_status
 from hostside.search.config import BUDGETS, OBJECTIVES, SearchConfig
+from hostside.search.objectives import objective
 from hostside.search.pareto import best_tradeoff, missed_budgets, pareto_front, violation
 
 PARETO_FILE = "pareto.json"
@@ -156,12 +157,14 @@ def write_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
     return report
 
 
-def _axis_value(row: Dict[str, Any], objective: str, rejected: bool) -> Optional[float]:
-    column = OBJECTIVES[objective][0]
-    if rejected and objective == "measured_latency":
-        column = "predicted_latency_ms"
-    value = row.get(column)
-    return None if value is None else float(value)
+def _axis_value(row: Dict[str, Any], name: str, rejected: bool) -> Optional[float]:
+    """The row's figure for objective ``name``, read by the objective's registered reader (so
+    objectives other modules register, such as ``mult_energy``, plot too); a rejected
+    candidate has no measured latency and is placed at its predicted one."""
+    if rejected and name == "measured_latency":
+        value = row.get("predicted_latency_ms")
+        return None if value is None else float(value)
+    return objective(name).value(row)
 
 
 def plot_pairs(objectives: Sequence[str]) -> List[Tuple[str, str]]:
@@ -183,12 +186,15 @@ def write_plots(run_dir: Path, journal: Journal, report: Dict[str, Any]) -> List
     for x_name, y_name in plot_pairs(config["objectives"]):
         fig, ax = plt.subplots(figsize=(7, 5))
         measured = [r for r in rows if r["status"] == "measured"]
-        points = [(_axis_value(r, x_name, False), _axis_value(r, y_name, False)) for r in measured]
+        placed = [(r, (_axis_value(r, x_name, False), _axis_value(r, y_name, False))) for r in measured]
+        placed = [(r, p) for r, p in placed if None not in p]  # a figure this run never took is not a point
+        points = [p for _, p in placed]
         ax.scatter([p[0] for p in points], [p[1] for p in points], c="0.7", s=18, label="measured candidates")
-        front = sorted((p for r, p in zip(measured, points) if r["id"] in front_ids), key=lambda p: p[0])
+        front = sorted((p for r, p in placed if r["id"] in front_ids), key=lambda p: p[0])
         if front:
             ax.plot([p[0] for p in front], [p[1] for p in front], "o-", c="tab:blue", ms=6, label="search Pareto front")
         finals = [(_axis_value(m, x_name, False), m.get(OBJECTIVES[y_name][0])) for m in report["models"]]
+        finals = [p for p in finals if None not in p]
         if finals:
             ax.scatter([p[0] for p in finals], [p[1] for p in finals], marker="*", s=160, c="tab:orange",
                        edgecolors="k", zorder=5, label=f"re-trained front ({config['final_epochs']} epochs)")

@@ -126,23 +126,22 @@ def _relative_link(run_dir: Path, path: Optional[str]) -> Optional[str]:
 
 def metric_table(objectives: Sequence[str]) -> Dict[str, Dict[str, Any]]:
     """The known metrics plus any objective a later module registered (e.g. ``mult_energy``):
-    those are read from their journal column, labelled with their name, on a linear axis."""
-    from hostside.search.config import OBJECTIVES
+    those are keyed by their registered column, labelled with their name, on a linear axis."""
+    from hostside.search.objectives import objective
 
     table = dict(METRICS)
     for name in objectives:
         if name not in table:
-            column = OBJECTIVES.get(name, (name, "min"))[0]
-            table[name] = {"key": column, "label": name.replace("_", " "), "log": False}
+            table[name] = {"key": objective(name).column, "label": name.replace("_", " "), "log": False}
     return table
 
 
-def _extra_value(row: Mapping[str, Any], key: str) -> Any:
-    """A registered objective's figure: its own column if the journal has one, else the
-    training's metrics (where extra figures such as ``mult_energy_mj`` are stored)."""
-    if row.get(key) is not None:
-        return row[key]
-    return (row.get("train_metrics") or {}).get(key)
+def _extra_value(row: Mapping[str, Any], name: str) -> Any:
+    """A registered objective's figure, read the way the search reads it (its registered reader,
+    over the row and the training's metrics, where figures such as ``mult_energy_mj`` are kept)."""
+    from hostside.search.objectives import objective
+
+    return objective(name).value({**(row.get("train_metrics") or {}), **{k: v for k, v in row.items() if v is not None}})
 
 
 def _charts(objectives: Sequence[str]) -> List[Dict[str, str]]:
@@ -172,13 +171,13 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
             journal.close()
     config = report["config"]
     metrics = metric_table(config.get("objectives", []))
-    extra_keys = [m["key"] for name, m in metrics.items() if name not in METRICS]
+    extra = {name: m["key"] for name, m in metrics.items() if name not in METRICS}
     front = set(report["search_front"])
     final_ids = {m["id"] for m in report["models"]}
     candidates = []
     for row in rows:
         entry = {key: row.get(key) for key in _CANDIDATE_KEYS}
-        entry.update({key: _extra_value(row, key) for key in extra_keys})
+        entry.update({key: _extra_value(row, name) for name, key in extra.items()})
         entry["parents"] = list(row.get("parents") or [])
         entry["reason"] = _reason(row)
         entry["arch"] = arch_summary(row.get("spec"))

@@ -19,7 +19,8 @@ import pytest
 
 from hostside.arch.examples import digits_small_cnn
 from hostside.report_html import (DATA_FORMAT, DATA_VERSION, METRICS, REPORT_HTML, arch_summary, build_report_data,
-                                  render_html, strategy_attributes, write_report_html)
+                                  metric_table, render_html, strategy_attributes, write_report_html)
+from hostside.report_html import _extra_value
 
 HOSTILE = "</script><script>window.__pwned = 1</script><b>bold</b>"
 
@@ -268,6 +269,13 @@ def test_arch_summary_names_each_layer():
     summary = arch_summary(digits_small_cnn())
     assert summary.startswith("conv2d") and summary.endswith("linear 10")
     assert arch_summary(None) == "" and arch_summary({"nodes": "bad"}) == ""
+
+
+def test_an_objective_another_module_registered_is_charted_by_its_own_reader():
+    table = metric_table(["accuracy", "mult_energy"])
+    assert table["mult_energy"]["key"] == "mult_energy_mj" and table["accuracy"] == METRICS["accuracy"]
+    small, large = ({"macs": macs, "cost": {"deployed_params": 100}} for macs in (1000, 4000))
+    assert 0 < _extra_value(small, "mult_energy") < _extra_value(large, "mult_energy")
 
 
 def test_strategy_attributes_drop_the_engine_and_shorten_unambiguous_keys():
