@@ -120,3 +120,74 @@ def test_bad_flags_give_one_line_and_exit_2(in_tmp_cwd, capsys, flags, message):
     err = capsys.readouterr().err
     assert err.startswith("hostside: error: ") and err.count("\n") == 1 and message in err
     assert not (in_tmp_cwd / "runs").exists()
+
+
+def _as_schema_1_run(source, target):
+    """A copy of run ``source`` as the schema-1 code would have left it: its SQL, its config keys,
+    pre-uid genotypes (positional node ids, v1 keys and hashes) and no weights files."""
+    import hashlib
+    import shutil
+    from pathlib import Path
+
+    from hostside.spaces import make_space
+
+    v1_columns = ("id", "key", "arch_hash", "generation", "status", "operator", "parents", "genotype", "spec", "cost",
+                  "params", "macs", "activation_bytes", "predicted_latency_ms", "filter_accepted", "filter_reason",
+                  "filter_margins", "accuracy", "val_accuracy", "train_seconds", "train_metrics", "onnx_path",
+                  "onnx_sha256", "latency_ms", "energy_mj", "measurement", "timings", "error", "spot_check",
+                  "created_at", "updated_at")
+    target.mkdir()
+    shutil.copy(source / "split.json", target / "split.json")
+    shutil.copytree(source / "candidates", target / "candidates", ignore=shutil.ignore_patterns("weights.npz"))
+    old = sqlite3.connect(source / JOURNAL_FILE)
+    old.row_factory = sqlite3.Row
+    new = sqlite3.connect(target / JOURNAL_FILE)
+    new.executescript((Path(__file__).parent / "data" / "journal_v1_schema.sql").read_text())
+    for row in old.execute("SELECT key, value FROM meta"):
+        value = json.loads(row["value"])
+        if row["key"] == "schema_version":
+            value = 1
+        if row["key"] == "config":
+            value = {k: v for k, v in value.items() if k not in ("strategy_options", "policy", "budget_unit", "precision")}
+            value["budget"] = 6
+        new.execute("INSERT INTO meta VALUES (?, ?)", (row["key"], json.dumps(value)))
+    space = make_space("layer_list", (1, 8, 8), 10)
+    for row in old.execute("SELECT * FROM candidates ORDER BY id"):
+        values = {k: row[k] for k in v1_columns}
+        genotype = json.loads(row["genotype"])
+        for layer in genotype["layers"]:
+            del layer["uid"]
+        spec = space.decode(genotype)
+        values.update(genotype=json.dumps(genotype), spec=json.dumps(spec.to_dict()), arch_hash=spec.content_hash())
+        training = space.training_overrides(genotype)
+        values["key"] = hashlib.sha256((spec.content_hash() + json.dumps(training, sort_keys=True)).encode()).hexdigest()
+        new.execute(f"INSERT INTO candidates ({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})",
+                    list(values.values()))
+    new.commit()
+    new.close()
+    old.close()
+
+
+def test_a_run_journaled_by_schema_1_resumes_and_breeds_from_its_candidates(in_tmp_cwd, digits_calibration):
+    from hostside.search.config import SearchConfig
+    from hostside.search.run import start_run
+
+    start_run(SearchConfig(budget=3, population=3, epochs=1, final_epochs=1, spot_checks=0,
+                           calibration=str(digits_calibration)), in_tmp_cwd / "new", progress=lambda message: None)
+    _as_schema_1_run(in_tmp_cwd / "new", in_tmp_cwd / "old")
+    before = {r["id"]: r for r in _rows(in_tmp_cwd / "old")}
+
+    assert main(["search", "--resume", str(in_tmp_cwd / "old")]) == 0
+
+    journal = Journal.open(in_tmp_cwd / "old")
+    assert journal.schema_version == 2
+    after = {r["id"]: r for r in journal.candidates()}
+    for cid, row in before.items():  # the schema-1 candidates are kept as they were
+        assert after[cid]["updated_at"] == row["updated_at"] and after[cid]["weights_path"] is None
+        assert journal.artifacts(cid)[0]["kind"] == "onnx"
+    born = [r for cid, r in after.items() if cid not in before and r["status"] != "rejected"]
+    assert len(born) == 3 and all(r["status"] == "measured" and r["generation"] == 1 for r in born)
+    assert any(set(r["parents"]) & set(before) for r in born)  # NSGA-II bred from the old candidates
+    assert all((in_tmp_cwd / "old" / r["weights_path"]).is_file() for r in born)
+    assert journal.meta("status") == "finished" and journal.finals()
+    journal.close()
