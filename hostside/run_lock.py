@@ -29,7 +29,8 @@ LOCK_FILE = "run.lock"
 
 
 class RunLock:
-    """An acquired run lock; ``release()`` (or process exit) frees it."""
+    """An acquired run lock; ``release()``, process exit or dropping the object frees it
+    (the lock lives in the open file), so keep it for as long as the run goes on."""
 
     def __init__(self, path: Path, handle: Any) -> None:
         self.path = path
