@@ -99,7 +99,8 @@ def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, ru
         train_config = {**config.train, "epochs": config.final_epochs, "seed": config.seed,
                         **space.training_overrides(row["genotype"])}
         journal.set_final(row["id"], status="training")
-        future = executor.submit(training_task(row["spec"], config.dataset, split_dict, train_config))
+        future = executor.submit(training_task(row["spec"], config.dataset, split_dict, train_config,
+                                               precision=config.precision))
         futures[future] = row["id"]
     for future in as_completed(futures):
         candidate_id = futures[future]
