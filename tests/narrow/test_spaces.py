@@ -39,6 +39,9 @@ def test_operators_stay_within_limits(family):
         assert all(mixed[n] in (a[n], b[n]) for n in space.names)
         space.decode(mixed)
         a = child
+    forced, operator = space.mutate(a, rng, operator=space.mutation_operators[0])
+    changed = [n for n in space.names if forced[n] != a[n]]
+    assert operator == space.mutation_operators[0] == f"mutate_{changed[0]}" and len(changed) == 1
 
 
 def test_registry_names_and_bad_input():

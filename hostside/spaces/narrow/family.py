@@ -11,7 +11,7 @@ to a valid network by construction (downsampling stops at 1x1), so sampling neve
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -36,6 +36,7 @@ class NarrowSpace(SearchSpace):
         self.variables = self.VARIABLES
         self.names = tuple(v.name for v in self.variables)
         self._values = [np.array(v.values) for v in self.variables]
+        self.mutation_operators = tuple(f"mutate_{n}" for n, v in zip(self.names, self._values) if len(v) > 1)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -95,10 +96,14 @@ class NarrowSpace(SearchSpace):
         levels = np.array([[rng.integers(0, len(v)) for v in self._values]])
         return self.configs_from_levels(levels)[0]
 
-    def mutate(self, genotype: Genotype, rng: np.random.Generator) -> Tuple[Genotype, str]:
-        """Redraw one variable (a different allowed value)."""
-        candidates = [j for j, v in enumerate(self._values) if len(v) > 1]
-        j = int(rng.choice(candidates))
+    def mutate(self, genotype: Genotype, rng: np.random.Generator,
+               operator: Optional[str] = None) -> Tuple[Genotype, str]:
+        """Redraw one variable (a different allowed value); ``operator`` ``mutate_<variable>`` picks it."""
+        if operator is None:
+            operator = str(rng.choice(self.mutation_operators))
+        if operator not in self.mutation_operators:
+            raise ValueError(f"{self.name}: unknown mutation {operator!r}; one of {', '.join(self.mutation_operators)}")
+        j = self.names.index(operator[len("mutate_"):])
         values = self._values[j]
         current = int(np.searchsorted(values, genotype[self.names[j]]))
         level = int(rng.integers(0, len(values) - 1))
