@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
 
 from hostside.errors import UserError
+from hostside.safe_io import open_sqlite, sqlite_errors
 
 JOURNAL_FILE = "journal.sqlite"
 SCHEMA_VERSION = 2
@@ -146,8 +147,9 @@ class Journal:
 
     def __init__(self, path: Union[str, Path]):
         self.path = Path(path)
-        # isolation_level=None: autocommit, each statement is durable when it returns.
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+        # A damaged or foreign file is one line naming it (hostside.safe_io), not a traceback.
+        self._db = open_sqlite(self.path, "search journal", create=True)
+        self._db.isolation_level = None  # autocommit, each statement is durable when it returns.
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -171,8 +173,9 @@ class Journal:
         path = Path(run_dir) / JOURNAL_FILE
         if not path.is_file():
             raise UserError(f"{run_dir} is not a search run (no {JOURNAL_FILE}); give a run directory from `hostside runs list`")
-        journal = cls(path)
-        version = journal.meta("schema_version")
+        with sqlite_errors(path, "search journal"):
+            journal = cls(path)
+            version = journal.meta("schema_version")
         if not isinstance(version, int) or version < 1:
             journal.close()
             raise UserError(f"{path}: journal schema {version!r} is not one hostside wrote; give a run directory "

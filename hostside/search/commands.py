@@ -137,6 +137,7 @@ def run_search(args: argparse.Namespace) -> int:
 def list_runs(args: argparse.Namespace) -> int:
     from hostside.journal import JOURNAL_FILE, Journal
     from hostside.journal import run_status
+    from hostside.safe_io import sqlite_errors
     from hostside.search.run import runs_root
 
     root = runs_root()
@@ -145,28 +146,38 @@ def list_runs(args: argparse.Namespace) -> int:
         print(f"no search runs under {root}; start one with `hostside search`")
         return 0
     print(f"{'run':<24} {'status':<11} {'strategy':<8} {'dataset':<10} {'board':<10} candidates")
+    damaged = 0
     for run in runs:
-        journal = Journal.open(run)
         try:
-            config = journal.meta("config") or {}
-            counts = journal.counts()
-            print(f"{run.name:<24} {run_status(journal):<11} {config.get('strategy', '?'):<8} "
-                  f"{config.get('dataset', '?'):<10} {config.get('board', '?'):<10} "
-                  + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
-        finally:
-            journal.close()
-    return 0
+            journal = Journal.open(run)
+            try:
+                with sqlite_errors(run / JOURNAL_FILE, "search journal"):
+                    config = journal.meta("config") or {}
+                    counts = journal.counts()
+                    status = run_status(journal)
+            finally:
+                journal.close()
+        except UserError as exc:  # one damaged run must not hide the others
+            damaged += 1
+            print(f"{run.name:<24} {'damaged':<11} {exc}")
+            continue
+        print(f"{run.name:<24} {status:<11} {config.get('strategy', '?'):<8} "
+              f"{config.get('dataset', '?'):<10} {config.get('board', '?'):<10} "
+              + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    return 1 if damaged else 0
 
 
 def show_run(args: argparse.Namespace) -> int:
     from hostside.journal import Journal
     from hostside.report import build_report, candidate_summaries, markdown
+    from hostside.safe_io import sqlite_errors
     from hostside.search.run import find_run
 
     run_dir = find_run(args.run)
     journal = Journal.open(run_dir)
     try:
-        report = build_report(run_dir, journal)
+        with sqlite_errors(journal.path, "search journal"):
+            report = build_report(run_dir, journal)
         if args.json:
             report["candidates"] = with_lineage(candidate_summaries(journal), journal)
             print(json.dumps(report, indent=1))

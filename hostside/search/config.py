@@ -146,6 +146,9 @@ class SearchConfig:
         for name in self.train:
             if name not in TRAIN_KEYS:
                 raise UserError(f"config key 'train.{name}' is unknown; allowed keys: {', '.join(TRAIN_KEYS)}")
+        from hostside.train.loop import TrainConfig
+
+        TrainConfig(**self.train)  # every [train] value checked now, not after each candidate failed on it
         if not isinstance(self.space_options, dict):
             raise UserError("config key 'space_options': give a table, e.g. [space_options] max_layers = 6")
         for key in ("cluster", "power", "calibration"):

@@ -70,6 +70,11 @@ def start_run(config: SearchConfig, run_dir: Optional[Path] = None, progress: Pr
 
     dataset = load_dataset(config.dataset)  # fails with a clear line before anything is written
     make_space(config.space, dataset.input_shape, dataset.num_classes, **config.space_options)
+    from hostside.boards import inventory
+
+    for name in config.board_names:  # an unknown board is refused before a run directory exists
+        if name != inventory.LOCAL:
+            inventory.get(name)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
     journal = Journal.create(run_dir)
     try:

@@ -13,7 +13,6 @@ from robustness_helpers import assert_one_error_line, run_cli
 
 #: Fixes other helpers are landing (see /tmp/coord/requests.md); the marks go as they land.
 PENDING_CALIBRATION = pytest.mark.xfail(reason="CALIBRATION: load_calibration via hostside.safe_io", strict=False)
-PENDING_ENGINE = pytest.mark.xfail(reason="ENGINE: journal via safe_io.open_sqlite, [train] checks, board before run dir", strict=False)
 
 BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\x00"
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -62,7 +61,6 @@ def test_binary_search_config(tmp_path):
     assert _files(tmp_path) == ["search.toml"]  # no run directory
 
 
-@PENDING_ENGINE
 @pytest.mark.parametrize("command", [["runs", "show", "run"], ["search", "--resume", "run"], ["runs", "list"]])
 def test_a_damaged_journal_is_one_line(tmp_path, command):
     (tmp_path / "run").mkdir()
@@ -85,7 +83,7 @@ def test_training_an_absurd_spec_is_refused_before_allocating(tmp_path, filters)
     assert _files(tmp_path) == ["spec.json"]
 
 
-@pytest.mark.parametrize("table, needle", [pytest.param("[train]\nbatch_size = 0\n", "batch_size", marks=PENDING_ENGINE),
+@pytest.mark.parametrize("table, needle", [("[train]\nbatch_size = 0\n", "batch_size"),
                                            ("[space_options]\nbogus = 1\n", "bogus")])
 def test_bad_search_settings_are_found_before_the_search_starts(tmp_path, table, needle):
     (tmp_path / "search.toml").write_text(table)
@@ -93,7 +91,6 @@ def test_bad_search_settings_are_found_before_the_search_starts(tmp_path, table,
     assert _files(tmp_path) == ["search.toml"]
 
 
-@PENDING_ENGINE
 def test_an_unknown_board_creates_no_run_directory(tmp_path):
     assert_one_error_line(_cli(tmp_path, "search", "--board", "nosuch", "--out", "run", timeout_s=30), "nosuch")
     assert _files(tmp_path) == []
