@@ -179,3 +179,11 @@ def test_ea4cnn_refuses_another_space(tmp_path):
         strategy.prepare(tmp_path, make_space("layer_list", (1, 8, 8), 10))
     strategy.prepare(tmp_path, Ea4cnnSpace((1, 8, 8), 10))  # no seed: nothing to write
     assert not any(tmp_path.iterdir())
+
+
+def test_the_strategies_bring_their_space():
+    from hostside.search.config import SearchConfig
+
+    assert SearchConfig(strategy="ea4cnn").space == "ea4cnn"
+    assert SearchConfig(strategy="rs-cnn").space == "ea4cnn"
+    assert SearchConfig(strategy="rs-cnn", space="layer_list").space == "layer_list"

@@ -245,6 +245,7 @@ class Ea4cnn(Strategy):
     Options = Ea4cnnOptions
     #: 10 % fitness split (``val``), 15 % validation (``test``), the rest (75 %) for training.
     split_fractions = (0.10, 0.15)
+    default_space = "ea4cnn"
 
     def __init__(self, options: Ea4cnnOptions, settings: Any):
         super().__init__(options, settings)

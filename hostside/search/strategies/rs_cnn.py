@@ -50,6 +50,7 @@ class RsCnnOptions:
 class RsCnn(Strategy):
     Options = RsCnnOptions
     split_fractions = (0.10, 0.15)
+    default_space = "ea4cnn"
 
     def ask(self, n: int, ctx: AskContext) -> List[Proposal]:
         if any(c.generation < ctx.generation for c in ctx.records):
