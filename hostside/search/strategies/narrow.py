@@ -10,8 +10,10 @@ read from the run's records, so the strategy keeps no state and a resumed run co
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
@@ -20,6 +22,13 @@ from hostside.search.candidate import Proposal
 from hostside.search.strategies.base import AskContext, Strategy, register_strategy
 
 _POPULATIONS: Dict[str, List[Dict[str, Any]]] = {}
+
+
+def _say(message: str) -> None:
+    """Elaboration progress (minutes with the defaults) on stderr, where the search reports too;
+    the strategy API has no progress channel of its own."""
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    print(f"[{stamp}] narrow elaboration: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -85,7 +94,7 @@ class NarrowSearch(Strategy):
                 windows = [w for w in windows_of(target_grid(decades)) if limit is None or w[0] < limit]
                 settings = GASettings(n_init=o.n_init, n_steps=o.n_steps, n_eval=o.n_eval, k=o.k,
                                       seed=self.settings.seed)
-                rows = elaborate(space, calibration, windows, settings, o.n_val, say=lambda _: None)["population"]
+                rows = elaborate(space, calibration, windows, settings, o.n_val, say=_say)["population"]
             _POPULATIONS[key] = rows
         return _POPULATIONS[key]
 
