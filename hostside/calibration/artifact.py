@@ -149,16 +149,11 @@ def build_body(models: Dict[str, LatencyModel], chosen: str, nchwc_block: int, f
 
 def load_calibration(path: Union[str, Path]) -> Calibration:
     """Read and verify a calibration file; every kind of bad file is one UserError line."""
+    from hostside import safe_io
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the calibration file ({exc.strerror}); check the path") from None
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: corrupted calibration file (not valid JSON: {exc}); "
-                        f"recreate it with `hostside calibrate`") from None
+    text = safe_io.read_text(path, "calibration file")  # missing, binary, huge: one line each
+    body = safe_io.parse_json(text, f"calibration file {path}")  # not JSON, absurdly nested: one line
     if not isinstance(body, dict) or body.get("format") != FORMAT:
         found = body.get("format") if isinstance(body, dict) else None
         raise UserError(f"{path}: not a hostside calibration file (format {found!r}); "
@@ -173,8 +168,9 @@ def load_calibration(path: Union[str, Path]) -> Calibration:
     names = [f.get("name") for f in body.get("features", []) if isinstance(f, dict)]
     if body.get("feature_set") != FEATURE_SET or names != list(FEATURE_NAMES):
         raise UserError(f"{path}: fitted on feature set {body.get('feature_set')!r}, but this hostside computes "
-                        f"{FEATURE_SET!r}; refit it from its measurements with "
-                        f"`hostside calibrate --board NAME --out DIR` (existing measurements are reused)")
+                        f"{FEATURE_SET!r} (neither --check nor a transfer can bridge feature sets); refit it from its "
+                        f"measurements with `hostside calibrate --board NAME --out DIR` on its directory (existing "
+                        f"measurements are reused)")
     try:
         calibration = Calibration(body, path)
     except (KeyError, ValueError, TypeError) as exc:

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cal.add_argument("--input-shape", metavar="C,H,W", help="only this input shape (default: mixed 1x8x8..3x96x96)")
     cal.add_argument("--seed", type=int, help="suite seed (default: the standard suite)")
     cal.add_argument("--power", metavar="SOURCE", help="also record energy per inference from this power source "
-                                                       "(rapl, hwmon, cmd:...; see `device-agent info`)")
+                                                       "(rapl, hwmon or a source the board declares; see "
+                                                       "deploy/POWER.md and `device-agent info`)")
     cal.add_argument("--out", type=Path, metavar="DIR", help="output directory (reused to resume)")
     cal.add_argument("--allow-emulated", action="store_true",
                      help="let an emulated ARM rig be calibrated (tests only; never into calibration_data/)")

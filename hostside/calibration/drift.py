@@ -185,3 +185,43 @@ def check_drift(board: Any, calibration: Calibration, tolerance: float = DEFAULT
         onnxruntime_board=(info.get("onnxruntime") or {}).get("version"),
         seconds=time.perf_counter() - started, load_average=[round(v, 2) for v in os.getloadavg()],
     )
+
+
+#: A calibration measured this recently is its own drift check: drift comes from runtime
+#: upgrades, settings and hardware changes, not from one hour to the next.
+FRESH_CALIBRATION_S = 3600.0
+
+
+def calibration_age_s(calibration: Calibration) -> Optional[float]:
+    import datetime
+
+    date = calibration.provenance.get("date")
+    try:
+        made = datetime.datetime.fromisoformat(str(date))
+    except ValueError:
+        return None
+    return (datetime.datetime.now(datetime.timezone.utc) - made).total_seconds()
+
+
+def drift_gate(board: Any, calibration: Calibration, tolerance: float, progress: Any = print) -> Dict[str, Any]:
+    """What a search calls before its pre-training filter judges latency: check the board
+    against the calibration unless the tolerance is 0 (off) or the calibration is fresh
+    (``FRESH_CALIBRATION_S``); refuse beyond the tolerance (UserError with the figure and
+    the command to re-calibrate). Returns the provenance record of the calibration: its
+    file, checksum and the check's figures."""
+    record: Dict[str, Any] = {"path": str(calibration.path) if calibration.path else None,
+                              "sha256": calibration.sha256, "board_key": calibration.board.get("key"),
+                              "onnxruntime_version": calibration.provenance.get("onnxruntime_version")}
+    age = calibration_age_s(calibration)
+    if not tolerance:
+        record["drift"] = "not checked (drift_tolerance = 0)"
+    elif age is not None and age < FRESH_CALIBRATION_S:
+        record["drift"] = f"not checked (calibration made {age / 60:.0f} min ago)"
+    else:
+        progress(f"checking board {board.name} against calibration {record['path']} (drift tolerance "
+                 f"±{tolerance:.0%}) ...")
+        report = check_drift(board, calibration, tolerance)
+        progress(report.summary())
+        record["drift"] = report.to_dict()
+        report.raise_if_drifted()
+    return record

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from hostside.arch.blocks import SpecBuilder
 from hostside.arch.random_specs import random_spec
 from hostside.arch.spec import INPUT, ArchSpec, SpecError
 
@@ -40,46 +41,27 @@ _POOL_FACTOR = 12
 _ACTIVATIONS = ("relu", "relu", "relu", "relu6", "hardswish", "silu", "sigmoid", "tanh", "elu")
 
 
-class _Net:
-    """Appends nodes and tracks the current tensor's shape (C, H, W) or (F,)."""
+class _Net(SpecBuilder):
+    """The shared block builder with this network's activation and batchnorm choice; not
+    strict, so a draw that does not fit uses the same random numbers as one that does."""
 
     def __init__(self, rng: np.random.Generator, input_shape: Tuple[int, int, int]):
+        super().__init__(input_shape, id_format="n{index}_{op}", strict=False)
         self.rng = rng
-        self.input_shape = input_shape
-        self.nodes: List[Dict[str, Any]] = []
         self.act = str(rng.choice(_ACTIVATIONS))
         self.use_bn = bool(rng.random() < 0.6)
 
-    def add(self, op: str, src: str, **attrs: Any) -> str:
-        node_id = f"n{len(self.nodes)}_{op}"
-        self.nodes.append({"id": node_id, "op": op, "inputs": [src], **attrs})
-        return node_id
-
-    def merge(self, op: str, srcs: Sequence[str]) -> str:
-        node_id = f"n{len(self.nodes)}_{op}"
-        self.nodes.append({"id": node_id, "op": op, "inputs": list(srcs)})
-        return node_id
-
     def conv(self, src: str, out_channels: int, kernel: int, stride: int = 1, groups: int = 1,
              activate: bool = True) -> str:
-        x = self.add("conv2d", src, out_channels=int(out_channels), kernel=kernel, stride=stride,
-                     padding=kernel // 2, groups=groups, bias=not self.use_bn)
-        if self.use_bn:
-            x = self.add("batchnorm", x)
-        if activate:
-            x = self.add(self.act, x)
-        return x
+        return self.conv_bn_act(src, out_channels, kernel, stride=stride, groups=groups, bn=self.use_bn,
+                                act=self.act if activate else None)
 
-    def pool(self, src: str) -> str:
-        op = "maxpool" if self.rng.random() < 0.6 else "avgpool"
-        return self.add(op, src, kernel=2, stride=2)
+    def random_pool(self, src: str) -> str:
+        return self.pool(src, "max" if self.rng.random() < 0.6 else "avg", kernel=2, stride=2)
 
-    def head(self, src: str, num_classes: int, global_pool: bool) -> Dict[str, Any]:
-        if global_pool:
-            src = self.add("global_avgpool", src)
-        src = self.add("flatten", src)
-        self.add("linear", src, out_features=num_classes)
-        return {"input_shape": list(self.input_shape), "num_classes": num_classes, "nodes": self.nodes}
+    def finish(self, src: str, num_classes: int, global_pool: bool) -> Dict[str, Any]:
+        self.head(src, num_classes, global_pool=global_pool)
+        return self.to_dict(num_classes)
 
 
 def _width(rng: np.random.Generator, low: float = 4, high: float = 192) -> int:
@@ -100,10 +82,10 @@ def _plain(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: i
         for _ in range(int(rng.integers(1, 4))):
             x = net.conv(x, width, int(rng.choice([1, 3, 3, 5])))
         if size >= 4 and rng.random() < 0.8:
-            x = net.pool(x) if rng.random() < 0.6 else net.conv(x, width, 3, stride=2)
+            x = net.random_pool(x) if rng.random() < 0.6 else net.conv(x, width, 3, stride=2)
             size //= 2
         width = min(int(width * rng.choice([1, 1.5, 2])), 512)
-    return net.head(x, num_classes, global_pool=bool(rng.random() < 0.6))
+    return net.finish(x, num_classes, global_pool=bool(rng.random() < 0.6))
 
 
 def _depthwise(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
@@ -116,14 +98,14 @@ def _depthwise(rng: np.random.Generator, shape: Tuple[int, int, int], num_classe
         expand = int(rng.choice([1, 1, 3, 6]))
         stride = 2 if size >= 4 and rng.random() < 0.4 else 1
         out = min(int(width * rng.choice([1, 1, 1.5, 2])), 512)
-        y = net.conv(x, width * expand, 1) if expand > 1 else x
-        y = net.conv(y, width * expand, int(rng.choice([3, 3, 5])), stride=stride, groups=width * expand)
-        y = net.conv(y, out, 1, activate=False)
-        x = net.merge("add", [y, x]) if stride == 1 and out == width and rng.random() < 0.7 else y
+        kernel = int(rng.choice([3, 3, 5]))
+        residual = stride == 1 and out == width and rng.random() < 0.7
+        x = net.inverted_residual(x, out, kernel, stride=stride, expand=expand, residual=residual, act=net.act,
+                                  bn=net.use_bn)
         width, size = out, (size + 1) // 2 if stride == 2 else size
     if rng.random() < 0.5:
         x = net.conv(x, min(width * 4, 1024), 1)
-    return net.head(x, num_classes, global_pool=True)
+    return net.finish(x, num_classes, global_pool=True)
 
 
 def _residual(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
@@ -135,12 +117,9 @@ def _residual(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes
     for _ in range(int(rng.integers(1, 6))):
         down = size >= 4 and rng.random() < 0.4
         out = min(width * 2, 512) if down else width
-        y = net.conv(x, out, 3, stride=2 if down else 1)
-        y = net.conv(y, out, 3, activate=False)
-        shortcut = net.conv(x, out, 1, stride=2, activate=False) if down else x
-        x = net.add(net.act, net.merge("add", [y, shortcut]))
+        x = net.residual(x, out, stride=2 if down else 1, act=net.act)
         width, size = out, (size + 1) // 2 if down else size
-    return net.head(x, num_classes, global_pool=True)
+    return net.finish(x, num_classes, global_pool=True)
 
 
 def _inception(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
@@ -150,15 +129,12 @@ def _inception(rng: np.random.Generator, shape: Tuple[int, int, int], num_classe
     size = shape[1]
     for _ in range(int(rng.integers(1, 4))):
         b = _width(rng, 4, 96)
-        branches = [net.conv(x, b, 1), net.conv(net.conv(x, b, 1), b, 3)]
-        if rng.random() < 0.6:
-            branches.append(net.conv(net.conv(x, max(b // 2, 2), 1), b, 5))
-        if rng.random() < 0.6:
-            branches.append(net.conv(net.add("maxpool", x, kernel=3, stride=1, padding=1), b, 1))
-        x = net.merge("concat", branches)
+        five, pooled = rng.random() < 0.6, rng.random() < 0.6
+        x = net.inception(x, branch1=b, branch3=(b, b), branch5=(max(b // 2, 2), b) if five else None,
+                          pool_proj=b if pooled else None, act=net.act, bn=net.use_bn)
         if size >= 4 and rng.random() < 0.6:
-            x, size = net.pool(x), size // 2
-    return net.head(x, num_classes, global_pool=bool(rng.random() < 0.7))
+            x, size = net.random_pool(x), size // 2
+    return net.finish(x, num_classes, global_pool=bool(rng.random() < 0.7))
 
 
 def _fc_heavy(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
@@ -167,9 +143,9 @@ def _fc_heavy(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes
     if rng.random() < 0.6:
         x = net.conv(x, _width(rng, 2, 32), 3)
         if shape[1] >= 16:
-            x = net.pool(x)
+            x = net.random_pool(x)
         if shape[1] >= 48:
-            x = net.pool(x)
+            x = net.random_pool(x)
     x = net.add("flatten", x)
     for _ in range(int(rng.integers(1, 4))):
         x = net.add("linear", x, out_features=_width(rng, 16, 2048), bias=True)
@@ -177,7 +153,7 @@ def _fc_heavy(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes
         if rng.random() < 0.3:
             x = net.add("dropout", x, p=0.25)
     net.add("linear", x, out_features=num_classes)
-    return {"input_shape": list(shape), "num_classes": num_classes, "nodes": net.nodes}
+    return net.to_dict(num_classes)
 
 
 def _generic(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:

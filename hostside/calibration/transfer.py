@@ -10,10 +10,10 @@ towards one common scale (the shrinkage chosen by leave-one-out), which keeps 10
 from overfitting five scales.
 
 Which 10 models: those that tell the groups apart. Each model of a candidate pool (the
-quick suite) is placed by the share of its predicted latency each group takes plus its log
-latency; greedy farthest-point sampling in that space (starting from the fastest and the
-slowest model) then picks models that span both the latency range and the kernel mix, e.g.
-floor-dominated tiny nets, conv-heavy, FC-heavy and element-wise-heavy ones.
+quick suite) is described by the share of its predicted latency each group takes; starting
+from the fastest and the slowest model, each next pick maximises the determinant of the
+fit's design matrix (greedy D-optimal design), so the picks mix floor-dominated tiny nets,
+conv-heavy, FC-heavy and element-wise-heavy ones and every scale is identifiable.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from hostside.errors import UserError
 DEFAULT_SAMPLES = 10
 #: Shrinkage strengths tried (relative to the number of samples); leave-one-out picks one.
 _SHRINKAGE_GRID = (0.003, 0.03, 0.3, 3.0, 30.0)
+_D_OPTIMAL_RIDGE = 1e-3
 TRANSFER_JSON = "transfer.json"
 
 
@@ -44,19 +45,25 @@ def _embedding(contributions: np.ndarray) -> np.ndarray:
 
 
 def choose_samples(source: Calibration, specs: Sequence[Any], count: int = DEFAULT_SAMPLES) -> List[int]:
-    """Indices of ``count`` specs spread over the source model's kernel-group mix and
-    latency range (greedy farthest-point sampling; see the module docstring)."""
+    """Indices of ``count`` specs that pin down the kernel-group scales: the fastest and the
+    slowest model, then greedily the one that most increases the determinant of the fit's
+    design (each model's kernel-group shares of its predicted latency, the rows the relative
+    error fit sees: D-optimal design), ties broken towards unexplored latencies."""
     from hostside.calibration.features import features_matrix
 
     features = features_matrix(specs, source.nchwc_block)
     emb = _embedding(kernel_contributions(source.models[source.chosen], features))
-    log_total = emb[:, -1]
-    picks = [int(np.argmin(log_total)), int(np.argmax(log_total))][:count]
-    distance = np.min([np.linalg.norm(emb - emb[p], axis=1) for p in picks], axis=0)
+    shares, log_total = emb[:, :-1], emb[:, -1]
+    picks = list(dict.fromkeys([int(np.argmin(log_total)), int(np.argmax(log_total))]))[:count]
     while len(picks) < min(count, len(specs)):
-        nxt = int(np.argmax(distance))
-        picks.append(nxt)
-        distance = np.minimum(distance, np.linalg.norm(emb - emb[nxt], axis=1))
+        base = shares[picks].T @ shares[picks] + _D_OPTIMAL_RIDGE * np.eye(shares.shape[1])
+        inverse = np.linalg.inv(base)
+        # det(A + x x^T) = det(A) (1 + x^T A^-1 x): the gain of adding each candidate
+        gain = np.einsum("ij,jk,ik->i", shares, inverse, shares)
+        spread = np.min(np.abs(log_total[:, None] - log_total[picks][None, :]), axis=1)
+        score = np.log1p(gain) + 0.1 * spread
+        score[picks] = -np.inf
+        picks.append(int(np.argmax(score)))
     return picks
 
 
@@ -132,8 +139,8 @@ def transfer(board: Any, source_path: Path, out_dir: Path, samples: int = DEFAUL
                                 int(source.provenance.get("suite_seed", 2024)), samples, shapes)
     provenance["transfer"] = {"source": str(source_path), "source_sha256": source.sha256,
                               "source_board": source.board.get("key"), "samples": samples,
-                              "selection": "farthest-point sampling over the source model's kernel-group shares "
-                                           "and log latency, from the quick suite"}
+                              "selection": "greedy D-optimal design over the source model's kernel-group shares "
+                                           "(fastest and slowest first), from the quick suite"}
     out_dir.mkdir(parents=True, exist_ok=True)
     provenance["sessions"] = check_settings(out_dir, provenance) + [
         {"date": provenance["date"], "load_average_before": list(os.getloadavg())}]

@@ -82,6 +82,7 @@ class SearchConfig:
     power: Optional[str] = None
     spot_checks: int = 8
     calibration: Optional[str] = None
+    drift_tolerance: float = 0.15
     precision: Optional[str] = None
 
     def __post_init__(self) -> None:
@@ -155,6 +156,10 @@ class SearchConfig:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value):
                 raise UserError(f"config key {key!r}: {value!r} is not allowed; give a non-empty string or leave it out")
+        if isinstance(self.drift_tolerance, bool) or not isinstance(self.drift_tolerance, (int, float)) \
+                or not math.isfinite(self.drift_tolerance) or self.drift_tolerance < 0:
+            raise UserError(f"config key 'drift_tolerance': {self.drift_tolerance!r} is not allowed; give a fraction "
+                            f">= 0 (0.15 = ±15 %; 0 skips the board's drift check)")
         if self.filter_rule not in FILTER_RULES:
             raise UserError(f"config key 'filter_rule': {self.filter_rule!r} is not allowed; choose one of {', '.join(FILTER_RULES)}")
         for key in ("use_filter",):

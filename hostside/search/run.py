@@ -121,8 +121,12 @@ def execute(run_dir: Path, journal: Journal, config: SearchConfig, progress: Pro
     pool = BoardPool(boards)
     pool.check_same_kind()
     calibration = open_calibration(config, boards[0], progress)
+    from hostside.calibration.drift import drift_gate
+
+    judges_latency = config.use_filter and "latency_ms" in config.budgets
+    calibration_record = drift_gate(boards[0], calibration, config.drift_tolerance if judges_latency else 0, progress)
     candidate_filter = PreTrainingFilter(config, calibration)
-    journal.set_meta("provenance", provenance(boards[0], calibration))
+    journal.set_meta("provenance", {**provenance(boards[0], calibration), "calibration": calibration_record})
     journal.set_meta("process", {"host": platform.node(), "pid": os.getpid()})
     started = time.perf_counter()
     try:

@@ -139,3 +139,36 @@ def test_emulated_boards_never_calibrate_into_calibration_data(tmp_path):
     with pytest.raises(UserError, match="never go there"):
         check_emulated(Rig(), {"emulated": True}, CALIBRATION_DATA / "arm", allow_emulated=True)
     check_emulated(Rig(), {"emulated": True}, tmp_path, allow_emulated=True)
+
+
+def test_the_search_gate_skips_fresh_calibrations_and_refuses_a_drifted_board(tiny, tmp_path):
+    from hostside.calibration.drift import drift_gate
+
+    said = []
+    fresh = drift_gate("local", tiny, 0.15, said.append)
+    assert fresh["sha256"] == tiny.sha256 and "min ago" in fresh["drift"] and not said
+    assert "drift_tolerance = 0" in drift_gate("local", tiny, 0, said.append)["drift"]
+    body = json.loads(json.dumps(tiny.body))
+    body["provenance"]["date"] = "2020-01-01T00:00:00+00:00"
+    old = load_calibration(Calibration(body).save(tmp_path / "old.json"))
+    with pytest.raises(UserError, match="drifted .* re-calibrate with `hostside calibrate --board local"):
+        drift_gate("local", old, 1e-6, said.append)
+    assert any("measured/predicted" in line for line in said)
+
+
+@pytest.mark.parametrize("content, fragment", [(b"\x00\x01binary", "not a text file"),
+                                                ("[" * 100_000 + "]" * 100_000, "nested")],
+                         ids=["binary", "deeply_nested"])
+def test_a_calibration_file_that_is_no_json_document_is_one_line(content, fragment, tmp_path):
+    path = tmp_path / "calibration.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    result = _hostside("predict", "--calibration", str(path), str(tmp_path / "x.json"))
+    _one_line_error(result, fragment)
+
+
+def test_the_drift_summary_names_both_onnxruntime_versions():
+    report = DriftReport("pi4", "cal.json", "0" * 64, 0.15, 1.3, 1.2, 1.4, [1.3], [1.3], [1.0], "1.31.1", "1.32.0",
+                         20.0, [0.5, 0.5, 0.5])
+    assert report.drifted and "onnxruntime 1.31.1" in report.summary() and "1.32.0" in report.summary()
+    with pytest.raises(UserError, match=r"drifted \+30.0%"):
+        report.raise_if_drifted()
