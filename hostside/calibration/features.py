@@ -36,6 +36,8 @@ Units: counts, ``*_macs`` in multiply-accumulates, ``*_bytes`` in bytes at float
 
 from __future__ import annotations
 
+import bisect
+import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -100,7 +102,6 @@ FEATURE_NAMES: Tuple[str, ...] = tuple(name for name, _, _ in FEATURES)
     _F_SCALAR_EXP_ELEMS, _F_POOL_BYTES, _F_PLAIN_POOL_BYTES, _F_CONCAT_BYTES,
 ) = range(len(_KERNEL_TOTALS))
 _SIZED_INDEX = {FEATURE_NAMES.index(name): k for k, name in enumerate(SIZED_FEATURES)}
-_CLASSES = np.array(SIZE_CLASSES_LOG10_MACS)
 _F32 = 4
 
 # Activations onnxruntime fuses into the conv that feeds them (FusedConv / NCHWc conv).
@@ -292,20 +293,22 @@ def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int,
 
 
 def _size_classes(kernels: List[Tuple[int, float]]) -> List[float]:
-    """The ``<feature>_size<c>`` block of the vector from the (feature index, MACs) kernels."""
-    out = np.zeros((len(SIZED_FEATURES), len(_CLASSES)))
+    """The ``<feature>_size<c>`` block of the vector from the (feature index, MACs) kernels
+    (plain floats, no numpy: this runs for every candidate judged)."""
+    n = len(SIZE_CLASSES_LOG10_MACS)
+    out = [0.0] * (len(SIZED_FEATURES) * n)
+    first, last = SIZE_CLASSES_LOG10_MACS[0], SIZE_CLASSES_LOG10_MACS[-1]
     for index, amount in kernels:
         if amount <= 0:
             continue
-        position = float(np.clip(np.log10(amount), _CLASSES[0], _CLASSES[-1]))
-        j = min(int(np.searchsorted(_CLASSES, position, side="right")) - 1, len(_CLASSES) - 2)
-        t = (position - _CLASSES[j]) / (_CLASSES[j + 1] - _CLASSES[j])
-        out[_SIZED_INDEX[index], j] += amount * (1.0 - t)
-        out[_SIZED_INDEX[index], j + 1] += amount * t
-    return [float(x) for x in out.ravel()]
+        position = min(max(math.log10(amount), first), last)
+        j = min(bisect.bisect_right(SIZE_CLASSES_LOG10_MACS, position) - 1, n - 2)
+        t = (position - SIZE_CLASSES_LOG10_MACS[j]) / (SIZE_CLASSES_LOG10_MACS[j + 1] - SIZE_CLASSES_LOG10_MACS[j])
+        row = _SIZED_INDEX[index] * n
+        out[row + j] += amount * (1.0 - t)
+        out[row + j + 1] += amount * t
+    return out
 
-
-# -- ArchSpec -> neutral operators -----------------------------------------------------------
 
 def spec_features(spec: ArchSpec, nchwc_block: int = 0) -> List[float]:
     """The feature vector of an ArchSpec, from its analytic shapes (tens of microseconds)."""
