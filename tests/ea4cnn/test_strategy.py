@@ -4,7 +4,7 @@ options, and Algorithm 1 over ask/tell on journal-like records: ages, resets, re
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List
+from typing import List
 
 import numpy as np
 import pytest

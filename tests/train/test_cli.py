@@ -90,7 +90,7 @@ def test_bad_training_flag_and_missing_arch(hostside, arch, tmp_path):
     code, _, err = hostside("train", arch, "--epochs", "-1", "--out", tmp_path / "run")
     assert code == 2 and "epochs must be an integer >= 0" in _one_error_line(err)
     code, _, err = hostside("train", tmp_path / "missing.json", "--out", tmp_path / "run")
-    assert code == 2 and "missing.json: cannot read" in _one_error_line(err)
+    assert code == 2 and "missing.json does not exist" in _one_error_line(err)
 
 
 def test_unwritable_output_folder_fails_before_training(hostside, arch, tmp_path):
