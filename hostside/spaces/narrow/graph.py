@@ -18,6 +18,8 @@ from hostside.arch.cost import analyze
 from hostside.arch.spec import INPUT, ArchSpec, Node, _dataflow, _parse_node
 
 _ATTRS: Dict[Tuple[str, Tuple[Tuple[str, Any], ...]], Dict[str, Any]] = {}
+_DATAFLOW: Dict[tuple, tuple] = {}
+_DATAFLOW_MAX = 4096
 
 
 def _normalised(op: str, attrs: Dict[str, Any]) -> Dict[str, Any]:
@@ -39,8 +41,9 @@ class Graph:
 
     def add(self, op: str, inputs: Sequence[str], **attrs: Any) -> str:
         self._count += 1
-        nid = f"{op}{self._count}"
-        self.nodes.append(Node(nid, op, tuple(inputs), _normalised(op, attrs)))
+        nid = op + str(self._count)
+        found = _ATTRS.get((op, tuple(attrs.items())))
+        self.nodes.append(Node(nid, op, tuple(inputs), found if found is not None else _normalised(op, attrs)))
         return nid
 
     def conv_bn_act(self, src: str, channels: int, kernel: int, stride: int = 1, groups: int = 1,
@@ -81,6 +84,13 @@ class Graph:
         spec.output = self.nodes[-1].id
         spec.name = name
         spec._index = {n.id: i for i, n in enumerate(spec.nodes)}
-        spec.folded_convs, spec.frees = _dataflow(spec.nodes, spec.output)
+        # The dataflow facts depend only on the graph's structure, which many networks of a law share.
+        structure = tuple((n.op, n.inputs) for n in spec.nodes)
+        flow = _DATAFLOW.get(structure)
+        if flow is None:
+            flow = _DATAFLOW[structure] = _dataflow(spec.nodes, spec.output)
+            if len(_DATAFLOW) > _DATAFLOW_MAX:
+                _DATAFLOW.pop(next(iter(_DATAFLOW)))
+        spec.folded_convs, spec.frees = flow
         spec._cost = analyze(spec)
         return spec
