@@ -245,6 +245,7 @@ def _html_escape(text: str) -> str:
 def write_report_html(run_dir: Union[str, Path], data: Mapping[str, Any]) -> Path:
     """Write ``<run_dir>/report.html`` from ``data`` (see :func:`build_report_data`), atomically."""
     path = Path(run_dir) / REPORT_HTML
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{REPORT_HTML}.{os.getpid()}.tmp")
     try:
         partial.write_text(render_html(_finite(data)), encoding="utf-8")

@@ -247,6 +247,21 @@ def test_a_stale_live_page_says_how_old_it_is(browser, tmp_path):
     assert browser.errors == []
 
 
+def test_when_nothing_meets_the_budgets_the_page_lists_the_nearest_misses(browser, tmp_path):
+    data = sample_data("miss-run")
+    data["run"]["budgets"] = {"latency_ms": 0.005}
+    data.update(models=[], best_tradeoff=None, nothing_meets_budgets=True, nearest_misses=[
+        {"id": 1, "violation": 1.2, "missed": {"latency_ms": {"value": 0.011, "limit": 0.005}}, "accuracy": 0.71,
+         "latency_ms": 0.011, "params": 1000, "macs": 20000}])
+    for candidate in data["candidates"]:
+        candidate.update(front=False, final=False)
+    browser.open(_write(tmp_path, data).as_uri())
+    misses = browser.evaluate("document.getElementById('misses').hidden ? null : document.getElementById('misses').innerText")
+    assert misses and "No candidate meets the budgets" in misses and "#1" in misses and "latency_ms 0.011 (limit 0.005)" in misses
+    assert "No front model was measured" in browser.evaluate("document.getElementById('model-cards').innerText")
+    assert browser.errors == []
+
+
 def test_the_page_is_one_file_that_loads_nothing_from_elsewhere(tmp_path):
     html = render_html(sample_data())
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
