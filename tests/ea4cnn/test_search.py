@@ -1,0 +1,98 @@
+"""``hostside search --strategy ea4cnn`` end to end through the real engine (process pool, journal,
+local board): lineages can be followed from ``runs show --json``, and a seeded run starts from
+the trained model exactly."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hostside import cli
+
+pytestmark = pytest.mark.slow
+
+
+def hostside(capsys, *args):
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def search(tmp_path: Path, capsys, *extra, generations: int = 1):
+    config = tmp_path / "search.toml"
+    config.write_text(f'[strategy]\nname = "ea4cnn"\ngenerations = {generations}\n')
+    run = tmp_path / "run"
+    code, _, err = hostside(capsys, "search", "--config", config, "--space", "ea4cnn", "--population", "2",
+                            "--budget", str(2 * (generations + 1)), "--objectives", "accuracy,params", "--no-filter",
+                            "--final-epochs", "1", "--workers", "1", "--out", run, *extra)
+    assert code == 0, err
+    code, out, err = hostside(capsys, "runs", "show", run, "--json")
+    assert code == 0, err
+    return run, json.loads(out)["candidates"]
+
+
+def test_lineages_can_be_followed_from_runs_show(tmp_path, capsys):
+    run, candidates = search(tmp_path, capsys, generations=2)
+    split = json.loads((run / "split.json").read_text())
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (1347, 180, 270)  # 75/10/15 of 1797
+    by_id = {c["id"]: c for c in candidates}
+    assert len(candidates) == 6
+    for c in candidates:
+        assert {"parents", "age", "species", "inherited_fraction", "fitness"} <= set(c), c
+        assert c["species"] == c["age"] and c["fitness"] >= 0
+        if c["parents"]:
+            parent = by_id[c["parents"][0]]
+            assert c["age"] in (1, min(parent["age"] + 1, 1))  # age_max = |P| / 2 = 1
+            assert c["inherited_fraction"] > 0
+            if c["operator"] == "retrain":
+                assert c["inherited_fraction"] == 1.0
+        else:
+            assert c["operator"] == "sample" and c["inherited_fraction"] in (0, 0.0, None) and c["age"] == 1
+
+
+def _digits_seed(path: Path) -> Path:
+    """A torch CNN of EA4CNN's shape (conv-BN-ReLU, pool, FC 32 + ReLU, classifier) trained
+    briefly on raw digits, exported with batchnorm folded."""
+    from hostside.train.datasets import load_dataset
+
+    digits = load_dataset("digits")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(8 * 16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    x, y = torch.from_numpy(np.array(digits.x)), torch.from_numpy(np.array(digits.y))
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(4):
+        for start in range(0, len(y), 64):
+            loss = torch.nn.functional.cross_entropy(net(x[start:start + 64]), y[start:start + 64])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), (torch.rand(1, 1, 8, 8),), str(path), dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "n"}})
+    return path
+
+
+def test_seed_model_starts_the_population_from_the_trained_model(tmp_path, capsys):
+    from hostside.train.datasets import load_dataset
+    from hostside.train.onnx_eval import evaluate_onnx
+    from hostside.train.splits import Split
+
+    seed = _digits_seed(tmp_path / "seed.onnx")
+    run, candidates = search(tmp_path, capsys, "--seed-model", seed)
+    split = Split.load(run / "split.json")
+    seeded = [c for c in candidates if c["operator"] == "seed"]
+    assert len(seeded) == 1
+    want = evaluate_onnx(seed, load_dataset("digits"), split.test)
+    assert seeded[0]["accuracy"] == pytest.approx(want) and want > 0.8  # evaluated unchanged
+    assert seeded[0]["attrs"]["ea4cnn.s_rel"] == 1.0  # sizes are relative to the seed
+    initial = [c for c in candidates if c["generation"] == min(x["generation"] for x in candidates)]
+    assert all(c["operator"].startswith("seed") and c["inherited_fraction"] > 0 for c in initial)
+    assert (run / "seed" / "weights.npz").is_file() and (run / "seed" / "genotype.json").is_file()
