@@ -1,0 +1,93 @@
+"""Approximate-multiplier convolution vs the float layer: time ratio and exactness.
+
+    python3 benchmarks/approx_conv.py [--multipliers mul8u_QKX,...] [--repeats 7]
+
+For each circuit: the median time of one training step (forward + backward) and of one
+forward of an ``approx_conv2d`` layer divided by that of the same ``nn.Conv2d`` (target: under
+3x), the rank of its error expansion, and exactness: the float64 layer's integer sums against a
+direct per-product table lookup on random integer operands (``mismatches`` must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from hostside.approx.conv import ApproxConv2d, lookup_conv2d  # noqa: E402
+from hostside.approx.expansion import expansion  # noqa: E402
+from hostside.approx.library import DEFAULT_LIBRARY, get_multiplier  # noqa: E402
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _step(layer, x):
+    def run():
+        layer.zero_grad(set_to_none=True)
+        layer(x).sum().backward()
+    return run
+
+
+def _forward(layer, x):
+    def run():
+        with torch.no_grad():
+            layer(x)
+    return run
+
+
+def _mismatches(name: str) -> int:
+    rng = np.random.default_rng(0)
+    qa = rng.integers(-255, 256, size=(2, 8, 6, 6))
+    qw = rng.integers(-255, 256, size=(4, 8, 3, 3))
+    table = get_multiplier(name).table.astype(np.int64)
+    cols = np.lib.stride_tricks.sliding_window_view(qa, (3, 3), axis=(2, 3))     # (n, c, 4, 4, 3, 3)
+    a = cols[:, None]                                                            # (n, 1, c, y, x, kh, kw)
+    b = qw[None, :, :, None, None]                                               # (1, o, c, 1, 1, kh, kw)
+    want = (np.sign(a) * np.sign(b) * table[np.abs(a), np.abs(b)]).sum(axis=(2, 5, 6))
+    got = lookup_conv2d(torch.from_numpy(qa).double(), torch.from_numpy(qw).double(), name)
+    return int(np.sum(np.rint(got.numpy()).astype(np.int64) != want))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--multipliers", default=",".join(DEFAULT_LIBRARY))
+    parser.add_argument("--shape", default="64,16,32,8", help="batch,in_channels,out_channels,size (3x3 conv)")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    n, cin, cout, size = (int(v) for v in args.shape.split(","))
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(n, cin, size, size))
+    ref = torch.nn.Conv2d(cin, cout, 3, padding=1)
+    t_step = _median_seconds(_step(ref, x), args.repeats)
+    t_fwd = _median_seconds(_forward(ref, x), args.repeats)
+    print(f"layer 3x3 conv {cin}->{cout} on {n}x{cin}x{size}x{size}; float step {t_step * 1e3:.2f} ms, "
+          f"forward {t_fwd * 1e3:.2f} ms (medians of {args.repeats}); load {os.getloadavg()[0]:.1f}")
+    print(f"{'multiplier':<12} {'pJ':>7} {'rank':>5} {'step x':>7} {'fwd x':>7} {'mismatches':>10}")
+    for name in args.multipliers.split(","):
+        layer = ApproxConv2d(cin, cout, 3, padding=1, multiplier=name)
+        layer.load_state_dict(ref.state_dict())
+        step = _median_seconds(_step(layer, x), args.repeats) / t_step
+        fwd = _median_seconds(_forward(layer, x), args.repeats) / t_fwd
+        print(f"{name:<12} {get_multiplier(name).energy_per_mult_pj:>7.4f} {expansion(name).rank:>5} "
+              f"{step:>7.2f} {fwd:>7.2f} {_mismatches(name):>10}")
+
+
+if __name__ == "__main__":
+    main()
