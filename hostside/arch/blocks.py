@@ -43,7 +43,7 @@ def _frozen(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _normalised(op_name: str, where: str, attrs: Dict[str, Any]) -> Dict[str, Any]:
+def _normalised(op_name: str, node_id: str, attrs: Dict[str, Any]) -> Dict[str, Any]:
     """The op's normalised attributes, parsed once per distinct (op, attributes)."""
     try:
         key = (op_name, tuple(sorted((k, _frozen(v)) for k, v in attrs.items())))
@@ -52,7 +52,7 @@ def _normalised(op_name: str, where: str, attrs: Dict[str, Any]) -> Dict[str, An
         key, found = None, None
     if found is None:
         op = get_op(op_name)
-        found = op.parse_attrs(where, {"id": "", "op": op_name, "inputs": (), **attrs})
+        found = op.parse_attrs(node_id, {"id": "", "op": op_name, "inputs": (), **attrs})
         if key is not None:
             _ATTRS[key] = found
     return found
@@ -90,7 +90,7 @@ class SpecBuilder:
                 raise SpecError(f"node {node_id!r}: input {src!r} is not a node id (dangling input)")
         if node_id in self._shapes:
             raise SpecError(f"node {node_id!r}: duplicate id")
-        node = Node(node_id, definition.name, srcs, _normalised(definition.name, f"node {node_id!r}", attrs))
+        node = Node(node_id, definition.name, srcs, _normalised(definition.name, node_id, attrs))
         self.nodes.append(node)
         self._shapes[node_id] = self._infer(definition, node)
         self._last = node_id

@@ -170,9 +170,12 @@ def analyze(spec: "ArchSpec") -> Cost:
                 total_macs += macs
                 if op in conv_ops:
                     n_mult += macs
-            size = FLOAT32_BYTES
-            for d in out:
-                size *= d
+            if len(out) == 3:
+                size = out[0] * out[1] * out[2] * FLOAT32_BYTES
+            else:
+                size = FLOAT32_BYTES
+                for d in out:
+                    size *= d
         shapes[nid] = out
         sizes[nid] = size
         live += size

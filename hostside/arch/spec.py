@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import abc
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -18,7 +19,7 @@ from hostside.arch.cost import Cost, analyze
 from hostside.arch.ops import ALIASES, REGISTRY
 from hostside.arch.ops.activation import STANDARD as ACTIVATIONS
 from hostside.arch.ops.base import INPUT, REQUIRED, SpecError
-from hostside.errors import UserError
+from hostside import safe_io
 
 __all__ = ["FORMAT", "VERSION", "INPUT", "ACTIVATIONS", "ALIASES", "REQUIRED", "OPS", "MULTI_INPUT_OPS",
            "SpecError", "Node", "ArchSpec"]
@@ -80,16 +81,8 @@ class ArchSpec:
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise SpecError(f"num_classes must be a positive integer, got {num_classes!r}")
         self.num_classes = num_classes
-        parsed = [n if type(n) is Node else _parse_node(n, i) for i, n in enumerate(nodes)]
-        if not parsed:
-            raise SpecError("the spec has no nodes; add at least a flatten and a linear layer")
-        self.nodes = _topological_order(parsed)
-        self.output = output if output is not None else parsed[-1].id
         self.name = name
-        self._index = index = {n.id: i for i, n in enumerate(self.nodes)}
-        if self.output not in index:
-            raise SpecError(f"output {self.output!r} is not a node id")
-        self.folded_convs, self.frees = _dataflow(self.nodes, self.output)
+        self.nodes, self.output, self._index, self.folded_convs, self.frees = _structure(nodes, output)
         # Shape inference doubles as the shape validation.
         self._cost = analyze(self)
         out_shape = self._cost.output_shape
@@ -133,7 +126,7 @@ class ArchSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ArchSpec":
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, abc.Mapping):
             raise SpecError("an ArchSpec is a JSON object with input_shape, num_classes and nodes")
         fmt = data.get("format", FORMAT)
         if fmt != FORMAT:
@@ -158,15 +151,14 @@ class ArchSpec:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError(f"not valid JSON ({exc})") from None
+        except RecursionError:
+            raise SpecError("nested too deeply to be an ArchSpec; is it the right file?") from None
         return cls.from_dict(data)
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "ArchSpec":
         """Read an ArchSpec JSON file; errors name the file."""
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+        text = safe_io.read_text(path, "ArchSpec")
         try:
             return cls.from_json(text)
         except SpecError as exc:
@@ -194,10 +186,10 @@ def _parse_input_shape(shape: Any) -> Tuple[int, int, int]:
 
 def _parse_node(raw: Any, position: int) -> Node:
     """One node object -> Node; the op's schema (``hostside.arch.ops``) checks the attributes."""
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, abc.Mapping):
         raise SpecError(f"node #{position}: expected an object, got {type(raw).__name__}")
     node_id = raw.get("id")
-    if not isinstance(node_id, str) or not node_id:
+    if type(node_id) is not str and not isinstance(node_id, str) or not node_id:
         raise SpecError(f"node #{position}: missing or empty 'id'")
     if node_id == INPUT:
         raise SpecError(f"node {node_id!r}: the id {INPUT!r} is reserved for the network input")
@@ -206,12 +198,91 @@ def _parse_node(raw: Any, position: int) -> Node:
     if op is None:
         raise SpecError(f"node {node_id!r}: unknown op {name!r}; known ops: {', '.join(OPS)}")
     inputs = raw.get("inputs")
-    if not isinstance(inputs, (list, tuple)) or not inputs or not all(isinstance(i, str) for i in inputs):
+    if type(inputs) is list and len(inputs) == 1 and type(inputs[0]) is str:
+        n_inputs = 1  # the common case, checked without a generator
+    elif not isinstance(inputs, (list, tuple)) or not inputs or not all(isinstance(i, str) for i in inputs):
         raise SpecError(f"node {node_id!r}: 'inputs' must be a non-empty list of node ids")
-    n_inputs = len(inputs)
+    else:
+        n_inputs = len(inputs)
     if n_inputs != 1 or op.min_inputs > 1:
         _check_arity(node_id, op, n_inputs)
-    return Node(node_id, op.name, tuple(inputs), op.parse_attrs(f"node {node_id!r}", raw))
+    return Node(node_id, op.name, tuple(inputs), op.parse_attrs(node_id, raw))
+
+
+def _structure(raw: Iterable[Union[Node, Mapping[str, Any]]], output: Optional[str]):
+    """(nodes in execution order, output id, id -> position, folded convs, frees) of the given
+    nodes, parsing those that are not Nodes yet.
+
+    Why one pass: this runs for every spec read or built. Parsing, the order check, the consumer
+    counts and last uses share a loop; nodes that are not in execution order (or repeat an id)
+    take the general path of :func:`_topological_order` and :func:`_dataflow`.
+    """
+    nodes: List[Node] = []
+    index: Dict[str, int] = {INPUT: -1}
+    consumers: Dict[str, int] = {}
+    last_use: Dict[str, int] = {}
+    folding: List[str] = []
+    in_order = True
+    for i, n in enumerate(raw):
+        if type(n) is not Node:
+            n = _parse_node(n, i)
+        for src in n.inputs:
+            if src not in index:
+                in_order = False
+            consumers[src] = consumers.get(src, 0) + 1
+            last_use[src] = i
+        if n.id in index:
+            in_order = False
+        index[n.id] = i
+        if n.op in _FOLDS_INTO_PRODUCER:
+            folding.append(n.inputs[0])
+        nodes.append(n)
+    if not nodes:
+        raise SpecError("the spec has no nodes; add at least a flatten and a linear layer")
+    if output is None:
+        output = nodes[-1].id
+    if not in_order:
+        ordered = _topological_order(nodes)
+        position = {n.id: i for i, n in enumerate(ordered)}
+        if output not in position:
+            raise SpecError(f"output {output!r} is not a node id")
+        return (ordered, output, position) + _dataflow(ordered, output)
+    del index[INPUT]
+    if output not in index:
+        raise SpecError(f"output {output!r} is not a node id")
+    last_use[output] = len(nodes)
+    if len(last_use) < len(nodes) + 1:
+        _check_reaches_output(nodes, output)
+    folded: frozenset = _NOTHING
+    if folding:
+        folded = frozenset(src for src in folding
+                           if src in index and nodes[index[src]].op in _ABSORBS_BATCHNORM and consumers[src] == 1)
+    return tuple(nodes), output, index, folded, _frees(nodes, last_use)
+
+
+def _frees(nodes: Sequence[Node], last_use: Mapping[str, int]) -> Tuple[Tuple[str, ...], ...]:
+    """For each node (in order), the tensors whose last use it is, for liveness."""
+    frees = []
+    append = frees.append
+    for i, n in enumerate(nodes):
+        inputs = n.inputs
+        if len(inputs) == 1:
+            append(inputs if last_use[inputs[0]] == i else ())
+        else:
+            append(tuple({src for src in inputs if last_use[src] == i}))
+    return tuple(frees)
+
+
+def _check_reaches_output(nodes: Sequence[Node], output: str) -> None:
+    """A node that does not feed the output would be pruned by the exporter and break the
+    promise that analytic cost equals the exported file's cost, so it is an error."""
+    needed = {output}
+    for n in reversed(nodes):
+        if n.id in needed:
+            needed.update(n.inputs)
+    for n in nodes:
+        if n.id not in needed:
+            raise SpecError(f"node {n.id!r}: does not reach the output {output!r}; remove it or connect it")
 
 
 def _check_arity(node_id: str, op: Any, n_inputs: int) -> None:
@@ -226,26 +297,8 @@ def _check_arity(node_id: str, op: Any, n_inputs: int) -> None:
 
 
 def _topological_order(nodes: List[Node]) -> Tuple[Node, ...]:
-    """The nodes in execution order, stable with respect to the given order; names duplicates,
-    cycles and dangling inputs. Nodes that come in order (what every builder writes) take one
-    pass."""
-    seen = {INPUT}
-    in_order = True
-    for n in nodes:
-        if n.id in seen:
-            break
-        for src in n.inputs:
-            if src not in seen:
-                in_order = False
-        seen.add(n.id)
-    else:
-        if in_order:
-            return tuple(nodes)
-    return _kahn(nodes)
-
-
-def _kahn(nodes: List[Node]) -> Tuple[Node, ...]:
-    """Kahn's algorithm, stable with respect to the given order."""
+    """Kahn's algorithm, stable with respect to the given order; names duplicates, cycles and
+    dangling inputs."""
     by_id: Dict[str, Node] = {}
     for n in nodes:
         if n.id in by_id:
@@ -285,33 +338,26 @@ def _dataflow(nodes: Sequence[Node], output: str) -> Tuple[frozenset, Tuple[Tupl
     """
     consumers: Dict[str, int] = {}
     last_use: Dict[str, int] = {}
+    folding = []
     for i, n in enumerate(nodes):
         for src in n.inputs:
             consumers[src] = consumers.get(src, 0) + 1
             last_use[src] = i
+        if n.op in _FOLDS_INTO_PRODUCER:
+            folding.append(n.inputs[0])
     last_use[output] = len(nodes)
-    needed = {output}
-    for n in reversed(nodes):
-        if n.id in needed:
-            needed.update(n.inputs)
-    if len(needed) <= len(nodes):
-        for n in nodes:
-            if n.id not in needed:
-                raise SpecError(f"node {n.id!r}: does not reach the output {output!r}; remove it or connect it")
-    absorbs = _ABSORBS_BATCHNORM
-    folds = _FOLDS_INTO_PRODUCER
-    ops = {n.id: n.op for n in nodes}
-    folded = frozenset(
-        n.inputs[0] for n in nodes
-        if n.op in folds and ops.get(n.inputs[0]) in absorbs and consumers[n.inputs[0]] == 1
-    )
-    frees = tuple(
-        ((n.inputs[0],) if last_use[n.inputs[0]] == i else ()) if len(n.inputs) == 1
-        else tuple(src for src in set(n.inputs) if last_use[src] == i)
-        for i, n in enumerate(nodes)
-    )
-    return folded, frees
+    # In a DAG where every node but the output is read by some node, every node reaches the
+    # output (last_use then holds each node and the input); only otherwise is the set of nodes
+    # that do reach it computed, to name the first that does not.
+    if len(last_use) < len(nodes) + 1:
+        _check_reaches_output(nodes, output)
+    folded: frozenset = _NOTHING
+    if folding:
+        ops = {n.id: n.op for n in nodes}
+        folded = frozenset(src for src in folding if ops.get(src) in _ABSORBS_BATCHNORM and consumers[src] == 1)
+    return folded, _frees(nodes, last_use)
 
 
+_NOTHING: frozenset = frozenset()
 _ABSORBS_BATCHNORM = frozenset(name for name, op in REGISTRY.items() if op.absorbs_batchnorm)
 _FOLDS_INTO_PRODUCER = frozenset(name for name, op in REGISTRY.items() if op.folds_into_producer)

@@ -96,9 +96,9 @@ def test_an_attribute_added_later_with_omit_default_leaves_old_json_alone():
         schema = {**type(get_op("linear")).schema, "groups": pos_int(1, omit_default=True)}
 
     op = Wider()
-    attrs = op.parse_attrs("node 'l'", {"id": "l", "op": op.name, "inputs": ["x"], "out_features": 3})
+    attrs = op.parse_attrs("l", {"id": "l", "op": op.name, "inputs": ["x"], "out_features": 3})
     assert attrs["groups"] == 1 and op.json_attrs(attrs) == {"out_features": 3, "bias": True}
-    attrs = op.parse_attrs("node 'l'", {"id": "l", "op": op.name, "inputs": ["x"], "out_features": 3, "groups": 2})
+    attrs = op.parse_attrs("l", {"id": "l", "op": op.name, "inputs": ["x"], "out_features": 3, "groups": 2})
     assert op.json_attrs(attrs)["groups"] == 2
 
 

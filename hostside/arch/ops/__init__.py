@@ -35,7 +35,7 @@ before it keep their JSON and content hash. New activations must not be appended
 from __future__ import annotations
 
 import importlib
-import pkgutil
+import os
 from typing import Dict, Tuple
 
 from hostside.arch.ops.base import INPUT, REQUIRED, Attr, Op, SpecError
@@ -80,7 +80,8 @@ _FIRST = ("conv", "norm", "pool", "flatten", "dropout", "linear", "merge", "acti
 
 
 def _load_families() -> None:
-    found = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    # A directory listing, not pkgutil: pkgutil pulls in inspect, a tenth of the CLI's start-up.
+    found = sorted(f[:-3] for f in os.listdir(os.path.dirname(__file__)) if f.endswith(".py") and not f.startswith("_"))
     for name in [*_FIRST, *(n for n in found if n not in _FIRST)]:
         importlib.import_module(f"{__name__}.{name}")
 

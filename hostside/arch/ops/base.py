@@ -89,7 +89,7 @@ def _pair_checker(low: int) -> Checker:
         if type(value) is list or type(value) is tuple:
             if len(value) == 2:
                 h, w = value
-                if _is_int(h) and _is_int(w) and h >= low and w >= low:
+                if (type(h) is int or _is_int(h)) and (type(w) is int or _is_int(w)) and h >= low and w >= low:
                     return (h, w)
         elif _is_int(value) and value >= low:
             return (value, value)
@@ -166,6 +166,11 @@ def numbers(default: Any = REQUIRED, min_length: int = 1, **options: Any) -> Att
     return Attr("numbers", check, default if default is REQUIRED else tuple(float(v) for v in default), **options)
 
 
+# Kinds the parser checks inline (see Op.parse_attrs); 0: call the attribute's check.
+_FAST_POS_INT, _FAST_PAIR, _FAST_PAD_PAIR, _FAST_BOOL = 1, 2, 3, 4
+_FAST = {"pos_int": _FAST_POS_INT, "pair": _FAST_PAIR, "pad_pair": _FAST_PAD_PAIR, "bool": _FAST_BOOL}
+
+
 def elements(shape: Sequence[int]) -> int:
     n = 1
     for d in shape:
@@ -213,35 +218,67 @@ class Op:
 
     def __init__(self) -> None:
         # (key, check, default) per attribute: the parser's loop, built once.
-        self._fields = tuple((key, a.check, a.default) for key, a in self.schema.items())
+        self._fields = tuple((key, _FAST.get(a.kind, 0), a.check, a.default) for key, a in self.schema.items())
+        self._finishes = type(self).finish_attrs is not Op.finish_attrs
         self._omitted = tuple((key, a.default) for key, a in self.schema.items() if a.omit_default)
         self._allowed = frozenset(self.schema) | {"id", "op", "inputs"}
 
     # -- attributes ------------------------------------------------------------------------
 
-    def parse_attrs(self, where: str, raw: Mapping[str, Any]) -> Dict[str, Any]:
-        """Normalised attributes of a raw node object (which holds id, op and inputs too)."""
+    def parse_attrs(self, node_id: str, raw: Mapping[str, Any]) -> Dict[str, Any]:
+        """Normalised attributes of a raw node object (which holds id, op and inputs too);
+        errors name node ``node_id``.
+
+        The parser calls this for every node of every spec it reads, so the common kinds are
+        checked inline and the attribute's ``check`` (which also words the error) only runs for
+        anything else.
+        """
         attrs: Dict[str, Any] = {}
         given = 3
-        for key, check, default in self._fields:
-            value = raw.get(key, _MISSING)
+        get = raw.get
+        for key, fast, check, default in self._fields:
+            value = get(key, _MISSING)
             if value is _MISSING:
                 if default is REQUIRED:
-                    raise SpecError(f"{where}: {self.name} needs attribute {key!r}")
+                    raise SpecError(f"node {node_id!r}: {self.name} needs attribute {key!r}")
                 attrs[key] = default
-            else:
-                attrs[key] = check(where, key, value)
-                given += 1
+                continue
+            given += 1
+            kind = type(value)
+            if kind is int:
+                if fast == _FAST_POS_INT:
+                    if value > 0:
+                        attrs[key] = value
+                        continue
+                elif fast == _FAST_PAIR:
+                    if value >= 1:
+                        attrs[key] = (value, value)
+                        continue
+                elif fast == _FAST_PAD_PAIR and value >= 0:
+                    attrs[key] = (value, value)
+                    continue
+            elif kind is list:
+                if (fast == _FAST_PAIR or fast == _FAST_PAD_PAIR) and len(value) == 2:
+                    h, w = value
+                    low = 1 if fast == _FAST_PAIR else 0
+                    if type(h) is int and type(w) is int and h >= low and w >= low:
+                        attrs[key] = (h, w)
+                        continue
+            elif kind is bool and fast == _FAST_BOOL:
+                attrs[key] = value
+                continue
+            attrs[key] = check(f"node {node_id!r}", key, value)
         if len(raw) != given:
             unknown = set(raw) - self._allowed
             if unknown:
                 allowed = ", ".join(self.schema) or "none"
-                raise SpecError(f"{where}: unknown attribute(s) {', '.join(sorted(unknown))} for {self.name} "
-                                f"(allowed: {allowed})")
-        self.finish_attrs(where, attrs)
+                raise SpecError(f"node {node_id!r}: unknown attribute(s) {', '.join(sorted(unknown))} for "
+                                f"{self.name} (allowed: {allowed})")
+        if self._finishes:
+            self.finish_attrs(node_id, attrs)
         return attrs
 
-    def finish_attrs(self, where: str, attrs: Dict[str, Any]) -> None:
+    def finish_attrs(self, node_id: str, attrs: Dict[str, Any]) -> None:
         """Cross-attribute defaults and checks after the schema's (e.g. pool stride = kernel)."""
 
     def json_attrs(self, attrs: Mapping[str, Any]) -> Dict[str, Any]:

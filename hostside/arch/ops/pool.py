@@ -23,7 +23,7 @@ class Pool(Op):
         self.onnx_type = onnx_type
         super().__init__()
 
-    def finish_attrs(self, where: str, attrs: Dict[str, Any]) -> None:
+    def finish_attrs(self, node_id: str, attrs: Dict[str, Any]) -> None:
         if attrs["stride"] is None:
             attrs["stride"] = attrs["kernel"]
 
