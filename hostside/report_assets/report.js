@@ -259,7 +259,7 @@
     const rows = [["accuracy", fmt(src.accuracy, "acc")], ["params", fmt(c.params, "int")], ["MACs", fmt(c.macs, "int")],
                   ["predicted latency", unit(c.predicted_latency_ms, "ms")], ["measured latency", unit(src.latency_ms, "ms")],
                   ["energy", unit(src.energy_mj, "mJ")]];
-    if (num(c.inherited_fraction)) rows.push(["inherited", Math.round(100 * c.inherited_fraction) + "% of the weights"]);
+    if (c.inherited_fraction > 0) rows.push(["inherited", Math.round(100 * c.inherited_fraction) + "% of the weights"]);
     for (const [k, v] of Object.entries(c.attrs || {})) rows.push([k, typeof v === "number" ? fmt(v) : JSON.stringify(v)]);
     if (which === "rejected") rows.push(["rejected", c.reason || ""]);
     const head = "#" + id + (which === "final" ? " \u2013 re-trained front model" : which === "rejected" ? " \u2013 rejected" :
@@ -342,7 +342,7 @@
     ["train_seconds", "train s", "num"], ["inherited_fraction", "inherited", "num"], ["attrs", "strategy attributes", "wrap"],
     ["reason", "reason (rejected / failed)", "wrap"], ["arch", "layers", "wrap arch-cell"],
   ].filter(([key]) => (key !== "inherited_fraction" && key !== "attrs") ||
-                      data.candidates.some((c) => key === "attrs" ? c.attrs && Object.keys(c.attrs).length : num(c[key])));
+                      data.candidates.some((c) => key === "attrs" ? c.attrs && Object.keys(c.attrs).length : c[key] > 0));
   function attrText(attrs) {
     return Object.entries(attrs || {}).map(([k, v]) => k + " " + (typeof v === "number" ? fmt(v) : JSON.stringify(v))).join(", ");
   }
