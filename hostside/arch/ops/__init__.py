@@ -11,8 +11,9 @@ Adding an op (a piecewise activation, an approximate-multiplier conv, a precisio
 step...) touches one place: a new module in this package.
 
 1. Create ``hostside/arch/ops/<family>.py`` (a name not starting with ``_``: every such
-   module of the package is imported when the registry loads). Never import torch or onnx
-   at module level: the parser and the cost model must stay light; import them inside
+   module of the package is imported when the registry loads). Never import torch, onnx or
+   numpy (or a module that does) at module level: the parser and the cost model must stay
+   light, and every CLI command imports them; import them inside
    ``torch_module`` / ``emit_onnx`` (torch ``nn.Module`` classes go in a module whose name
    starts with ``_``, like ``_torch.py``, which is only imported from there).
 2. Subclass ``Op`` (or an existing op: ``class ApproxConv2d(Conv2d)`` inherits the shape
