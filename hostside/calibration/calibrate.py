@@ -70,7 +70,7 @@ def calibrate(boards: Sequence[Any], out_dir: Path, threads: int = 1, quick: boo
     key = pool.check_same_kind()
     size = size or (QUICK_SIZE if quick else DEFAULT_SIZE)
     shapes = [tuple(input_shape)] if input_shape else None
-    specs = calibration_suite(size, seed, shapes)
+    specs = calibration_suite(size, seed, shapes) + [floor_probe(shapes[0] if shapes else (1, 8, 8))]
     info = pool.boards[0].info()
     check_emulated(pool.boards[0], info, out_dir, allow_emulated)
     provenance = provenance_for(pool, key, info, threads, seed, size, shapes)
@@ -100,6 +100,26 @@ def calibrate(boards: Sequence[Any], out_dir: Path, threads: int = 1, quick: boo
     provenance["measured_models"] = len(rows)
     write_provenance(out_dir, provenance)
     return fit_directory(out_dir, provenance)
+
+
+FLOOR_PROBE_NAME = "floor-probe"
+
+
+def floor_probe(input_shape: Tuple[int, int, int]) -> Any:
+    """The smallest network there is (flatten + a 10-way linear layer): its latency is the
+    board's per-inference floor (session run, input and output copies, a few operators),
+    measured rather than only extrapolated, since it dominates every tiny model."""
+    from hostside.arch.spec import INPUT, ArchSpec
+
+    return ArchSpec.from_dict({"name": FLOOR_PROBE_NAME, "input_shape": list(input_shape), "num_classes": 10,
+                               "nodes": [{"id": "flat", "op": "flatten", "inputs": [INPUT]},
+                                         {"id": "fc", "op": "linear", "inputs": ["flat"], "out_features": 10}]})
+
+
+def per_inference_floor_ms(model: Dict[str, Any]) -> Optional[float]:
+    """The fixed per-inference cost a kernel model has fitted (its intercept), if it has one."""
+    data = model.get("additive", model)
+    return float(data["intercept_ms"]) if "intercept_ms" in data else None
 
 
 def high_error_neighbours(calibration: Calibration, out_dir: Path, count: int, seed: int,
@@ -164,6 +184,9 @@ def fit_directory(out_dir: Path, provenance: Optional[Dict[str, Any]] = None) ->
     report["measured_ms_range"] = [float(latency.min()), float(latency.max())]
     report["macs_range"] = [int(features[:, 0].min()), int(features[:, 0].max())]
     report["params_range"] = [int(features[:, 1].min()), int(features[:, 1].max())]
+    report["per_inference_floor_ms"] = per_inference_floor_ms(models[chosen].data)
+    probes = [float(r[TARGET_COLUMN]) for r in rows if r["name"] == FLOOR_PROBE_NAME]
+    report["floor_probe_measured_ms"] = probes[0] if probes else None
     refresh_feature_columns(out_dir, block)
     (out_dir / FIT_REPORT_JSON).write_text(json.dumps(report, indent=1) + "\n")
     plot_predicted_vs_measured(latency, oof, report, out_dir / PLOT_PNG, title=_plot_title(provenance))

@@ -118,6 +118,10 @@ def _calibrate(args: argparse.Namespace) -> int:
         mark = "*" if kind == calibration.chosen else " "
         print(f"{kind:23s}{mark} {cv['r2_log']:8.3f} {cv['mape']:7.1%} {cv['within_10pct']:6.0%} "
               f"{cv['within_20pct']:6.0%} {cv['spearman']:9.3f}")
+    floor, probe = report.get("per_inference_floor_ms"), report.get("floor_probe_measured_ms")
+    if floor is not None:
+        print(f"per-inference floor: {floor * 1000:.1f} µs fitted"
+              + (f", {probe * 1000:.1f} µs measured on the floor probe (flatten + linear)" if probe else ""))
     print(f"chosen: {calibration.chosen} (nchwc block {calibration.nchwc_block}); wrote {args.out / CALIBRATION_JSON}, "
           f"{args.out / FIT_REPORT_JSON}, {args.out / PLOT_PNG}")
     return 0

@@ -218,6 +218,10 @@ def drift_gate(board: Any, calibration: Calibration, tolerance: float, progress:
     elif age is not None and age < FRESH_CALIBRATION_S:
         record["drift"] = f"not checked (calibration made {age / 60:.0f} min ago)"
     else:
+        if isinstance(board, str):
+            from hostside.boards.board import open_board
+
+            board = open_board(board)
         progress(f"checking board {board.name} against calibration {record['path']} (drift tolerance "
                  f"±{tolerance:.0%}) ...")
         report = check_drift(board, calibration, tolerance)

@@ -29,7 +29,8 @@ def _hostside(*args: str) -> subprocess.CompletedProcess:
 
 def test_calibration_writes_measurements_provenance_report_and_plot(tiny_calibration_dir: Path):
     rows = list(csv.DictReader((tiny_calibration_dir / MEASUREMENTS_CSV).open()))
-    assert len(rows) == TINY_SUITE
+    assert len(rows) == TINY_SUITE + 1  # the suite and the floor probe
+    assert [r["name"] for r in rows].count("floor-probe") == 1
     assert list(rows[0]) == list(CSV_COLUMNS)
     for row in rows:
         assert row["error"] == ""
@@ -42,6 +43,7 @@ def test_calibration_writes_measurements_provenance_report_and_plot(tiny_calibra
     assert len(session["load_average_before"]) == 3 and len(session["load_average_after"]) == 3
     assert provenance["onnxruntime_version"]
     report = json.loads((tiny_calibration_dir / "fit_report.json").read_text())
+    assert 0 < report["floor_probe_measured_ms"] < 1.0
     for entry in report["models"].values():
         assert set(entry["cross_validated"]) >= {"r2_log", "mape", "within_10pct", "within_20pct", "spearman"}
     assert (tiny_calibration_dir / "predicted_vs_measured.png").read_bytes()[:4] == b"\x89PNG"
