@@ -11,9 +11,6 @@ import pytest
 
 from robustness_helpers import assert_one_error_line, run_cli
 
-#: Fixes other helpers are landing (see /tmp/coord/requests.md); the marks go as they land.
-PENDING_CALIBRATION = pytest.mark.xfail(reason="CALIBRATION: load_calibration via hostside.safe_io", strict=False)
-
 BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\x00"
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -47,7 +44,6 @@ def test_archspec_files(tmp_path, content):
     assert _files(tmp_path) == ["spec.json"]
 
 
-@PENDING_CALIBRATION
 @pytest.mark.parametrize("content", [BINARY, DEEP.encode()], ids=["binary", "deep"])
 def test_calibration_files(tmp_path, content):
     (tmp_path / "cal.json").write_bytes(content)
