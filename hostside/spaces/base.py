@@ -89,11 +89,12 @@ def registered_spaces() -> Dict[str, Type[SearchSpace]]:
     """Every space by name: the registered ones plus the narrow families (``narrow:<family>``)."""
     import hostside.spaces.layer_list  # noqa: F401 - registers itself
 
-    try:
-        import hostside.spaces.ea4cnn  # noqa: F401 - registers itself
-    except ModuleNotFoundError as exc:
-        if exc.name != "hostside.spaces.ea4cnn":
-            raise
+    for module in ("ea4cnn", "dense"):
+        try:
+            __import__(f"hostside.spaces.{module}")  # registers itself
+        except ModuleNotFoundError as exc:
+            if exc.name != f"hostside.spaces.{module}":
+                raise
     spaces = dict(_SPACES)
     try:
         from hostside.spaces.narrow import NARROW_SPACES

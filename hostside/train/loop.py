@@ -25,7 +25,7 @@ from hostside.train.augment import pad_with_fill, random_crop, random_hflip
 from hostside.train.datasets import Dataset
 from hostside.train.splits import Split
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adagrad", "adamax", "nadam")
 DEVICES = ("cpu", "cuda", "auto")
 EVAL_BATCH = 1024
 
@@ -139,7 +139,9 @@ def _optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(module.parameters(), lr=config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay, nesterov=config.momentum > 0)
-    return torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    others = {"adagrad": torch.optim.Adagrad, "adamax": torch.optim.Adamax, "nadam": torch.optim.NAdam}
+    optimizer = others.get(config.optimizer, torch.optim.Adam)
+    return optimizer(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
 def train_model(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig,
