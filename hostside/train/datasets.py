@@ -32,6 +32,9 @@ class Dataset:
     num_classes: int
     class_names: List[str]
     source: str = ""
+    #: How many trailing examples are the dataset's official test set (IDX t10k files, the
+    #: CIFAR test batch); 0 = none, our seeded split then draws the test part too.
+    official_test: int = 0
     _fingerprint: Optional[str] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -40,6 +43,8 @@ class Dataset:
         if self.y.shape != (len(self.x),) or self.y.dtype != np.int64:
             raise ValueError(f"y must be int64 of shape ({len(self.x)},), got {self.y.dtype} {self.y.shape}")
         # Datasets are cached per process and shared between trainings: freeze them.
+        if not 0 <= self.official_test < len(self.y):
+            raise ValueError(f"official_test must be in [0, {len(self.y)}), got {self.official_test}")
         self.x.flags.writeable = False
         self.y.flags.writeable = False
 
@@ -78,10 +83,11 @@ class Dataset:
 
 
 def make_dataset(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequence[str]],
-                 where: str, source: str = "") -> Dataset:
+                 where: str, source: str = "", official_test: int = 0) -> Dataset:
     """Check labels against inputs and class names and build a :class:`Dataset`.
 
-    ``where`` names the file or folder in error messages.
+    ``where`` names the file or folder in error messages; ``official_test`` counts the
+    trailing examples that are the release's own test set.
     """
     y = np.asarray(y)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
@@ -106,7 +112,38 @@ def make_dataset(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         raise UserError(f"{where}: inputs contain NaN or infinity; clean the data first")
-    return Dataset(name, x, y.astype(np.int64), num_classes, class_names, source)
+    if official_test >= len(y):
+        raise UserError(f"{where}: only test examples ({official_test}) and no training examples")
+    return Dataset(name, x, y.astype(np.int64), num_classes, class_names, source, official_test)
+
+
+def take_subset(dataset: Dataset, size: int, where: str) -> Dataset:
+    """A seeded random ``size``-example subset (seed 0, so every process of a run draws the
+    same one from the same source string), keeping the official train/test proportion.
+
+    Why a subset at all: tests and quick tries on Fashion-MNIST-sized data need a few
+    thousand images, not 70,000, and naming it in the source keeps it one string that
+    travels to every training worker.
+    """
+    if size > len(dataset):
+        raise UserError(
+            f"{where}: subset of {size} examples is larger than the {len(dataset)} examples of "
+            f"{dataset.name!r}; give a subset of at most {len(dataset)}"
+        )
+    if size < 2:
+        raise UserError(f"{where}: subset must be at least 2 examples, got {size}")
+    rng = np.random.default_rng(0)
+    n_train = len(dataset) - dataset.official_test
+    if dataset.official_test:
+        test_size = max(1, min(size - 1, int(round(size * dataset.official_test / len(dataset)))))
+        train_idx = np.sort(rng.choice(n_train, size=size - test_size, replace=False))
+        test_idx = np.sort(rng.choice(np.arange(n_train, len(dataset)), size=test_size, replace=False))
+        indices = np.concatenate([train_idx, test_idx])
+    else:
+        test_size = 0
+        indices = np.sort(rng.choice(len(dataset), size=size, replace=False))
+    return Dataset(f"{dataset.name}[{size}]", np.ascontiguousarray(dataset.x[indices]), dataset.y[indices],
+                   dataset.num_classes, list(dataset.class_names), dataset.source, test_size)
 
 
 def load_digits_dataset() -> Dataset:
@@ -123,14 +160,18 @@ def load_dataset(source: str = "digits") -> Dataset:
     """Load ``"digits"`` or a path, with the format detected or given as a prefix.
 
     Prefixes: ``idx:``, ``cifar:``, ``npz:``, ``images:`` (e.g. ``npz:/data/set.npz``).
+    A ``?subset=N`` suffix keeps a seeded random N-example subset (:func:`take_subset`),
+    e.g. ``/usr/share/datasets/fashion-mnist?subset=2000``.
     Without one: a ``.npz`` file is npz; a directory holding ``data_batch_*``/``test_batch``
     or ``train``/``test`` + ``meta`` files is CIFAR; a directory or file with ``idx`` in its
     file names is IDX; any other directory is an image folder (one subfolder per class).
     """
     source = str(source)
-    if source == "digits":
-        return load_digits_dataset()
-    fmt, path = _split_prefix(source)
+    source_path, subset = _split_subset(source)
+    if source_path == "digits":
+        dataset = load_digits_dataset()
+        return dataset if subset is None else take_subset(dataset, subset, source)
+    fmt, path = _split_prefix(source_path)
     if not path.exists():
         raise UserError(f"{path}: no such file or directory; give --dataset digits or an existing path")
     fmt = fmt or detect_format(path)
@@ -142,7 +183,18 @@ def load_dataset(source: str = "digits") -> Dataset:
         from hostside.train.read_npz import read_npz_dataset as reader
     else:
         from hostside.train.read_images import read_image_folder as reader
-    return reader(path, source)
+    dataset = reader(path, source)
+    return dataset if subset is None else take_subset(dataset, subset, source)
+
+
+def _split_subset(source: str) -> Tuple[str, Optional[int]]:
+    head, sep, query = source.rpartition("?")
+    if not sep:
+        return source, None
+    key, eq, value = query.partition("=")
+    if key != "subset" or not eq or not value.isdigit():
+        raise UserError(f"{source!r}: unknown dataset option {query!r}; the only one is ?subset=N (N examples)")
+    return head, int(value)
 
 
 @functools.lru_cache(maxsize=2)

@@ -102,4 +102,6 @@ def read_cifar_dataset(path: Path, source: str) -> Dataset:
     parts = [_batch_arrays(f, label_key) for f in files]
     x = np.concatenate([p[0] for p in parts]).astype(np.float32)
     y = np.concatenate([p[1] for p in parts])
-    return make_dataset(path.name, x, y, names, str(path), source)
+    # The test batch (last in ``files``) is the official test set when training batches come with it.
+    has_test = files[-1].name in ("test_batch", "test") and len(files) > 1
+    return make_dataset(path.name, x, y, names, str(path), source, len(parts[-1][1]) if has_test else 0)

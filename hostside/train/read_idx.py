@@ -51,6 +51,10 @@ def find_idx_pairs(path: Path) -> List[Tuple[Path, Path]]:
         images = [path]
     else:
         images = sorted(p for p in path.iterdir() if "images" in p.name and "idx" in p.name)
+        for label_path in sorted(p for p in path.iterdir() if "labels" in p.name and "idx" in p.name):
+            image_name = label_path.name.replace("labels", "images").replace("idx1", "idx3")
+            if not (path / image_name).exists():
+                raise UserError(f"{label_path}: no images file {image_name} beside it; the dataset is incomplete")
     pairs = []
     for image_path in images:
         if "images" not in image_path.name:
@@ -64,11 +68,21 @@ def find_idx_pairs(path: Path) -> List[Tuple[Path, Path]]:
     return pairs
 
 
+def _is_test(image_path: Path) -> bool:
+    return image_path.name.startswith("t10k") or "test" in image_path.name
+
+
 def read_idx_dataset(path: Path, source: str) -> Dataset:
-    """All IDX pairs under ``path`` (e.g. train and t10k) as one dataset; our own seeded
-    split decides train/validation/test."""
+    """All IDX pairs under ``path`` as one dataset, training pairs first.
+
+    A directory with both training (``train-*``) and test (``t10k-*`` / ``*test*``) pairs, as
+    MNIST and Fashion-MNIST are released, marks the test pair as the official test set
+    (``Dataset.official_test``), so the split takes its test part from there and reported
+    accuracies compare with published ones.
+    """
+    pairs = sorted(find_idx_pairs(path), key=lambda pair: (_is_test(pair[0]), pair[0].name))
     xs, ys = [], []
-    for image_path, label_path in find_idx_pairs(path):
+    for image_path, label_path in pairs:
         images, labels = read_idx(image_path), read_idx(label_path)
         if images.ndim not in (3, 4):
             raise UserError(f"{image_path}: images must have 3 dimensions (N, H, W), got shape {list(images.shape)}")
@@ -81,8 +95,14 @@ def read_idx_dataset(path: Path, source: str) -> Dataset:
             )
         images = images[:, None] if images.ndim == 3 else images
         if xs and images.shape[1:] != xs[0].shape[1:]:
-            raise UserError(f"{image_path}: image shape {list(images.shape[1:])} differs from {list(xs[0].shape[1:])}")
+            raise UserError(
+                f"{image_path}: images of shape {list(images.shape[1:])} but {pairs[0][0].name} has "
+                f"{list(xs[0].shape[1:])}; train and test files must hold images of one size"
+            )
         xs.append(images.astype(np.float32))
         ys.append(labels.astype(np.int64))
+    tests = [i for i, (image_path, _) in enumerate(pairs) if _is_test(image_path)]
+    official_test = sum(len(ys[i]) for i in tests) if tests and len(tests) < len(pairs) else 0
     name = path.stem if path.is_file() else path.name
-    return make_dataset(name or "idx", np.concatenate(xs), np.concatenate(ys), None, str(path), source)
+    return make_dataset(name or "idx", np.concatenate(xs), np.concatenate(ys), None, str(path), source,
+                        official_test)

@@ -87,23 +87,36 @@ class Split:
 
 
 def make_split(dataset: Dataset, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15) -> Split:
-    """Stratified split of ``dataset`` into sorted train/val/test indices, reproducible for a seed."""
+    """Stratified split of ``dataset`` into sorted train/val/test indices, reproducible for a seed.
+
+    A dataset with an official test set (``Dataset.official_test``: the IDX t10k files, the
+    CIFAR test batch) keeps it as the test part, so test accuracies compare with published
+    ones; ``test_fraction`` is then not used and validation takes ``val_fraction`` of the
+    official training part. ``split.json`` records which it was (``test_part``).
+    """
     from sklearn.model_selection import train_test_split
 
     if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise UserError(
             f"split fractions val={val_fraction}, test={test_fraction}: need 0 <= val, 0 < test and val + test < 1"
         )
-    indices = np.arange(len(dataset))
+    official = dataset.official_test
+    n_train_part = len(dataset) - official
     y = dataset.y
-    counts = np.bincount(y)
+    counts = np.bincount(y[:n_train_part] if official else y)
     stratify_ok = counts[counts > 0].min() >= 3
     try:
-        rest, test = train_test_split(indices, test_size=test_fraction, random_state=seed,
-                                      stratify=y if stratify_ok else None)
+        if official:
+            rest, test = np.arange(n_train_part), np.arange(n_train_part, len(dataset))
+            val_share = val_fraction
+        else:
+            indices = np.arange(len(dataset))
+            rest, test = train_test_split(indices, test_size=test_fraction, random_state=seed,
+                                          stratify=y if stratify_ok else None)
+            val_share = val_fraction / (1 - test_fraction)
         val: Any = np.empty(0, dtype=np.int64)
         if val_fraction > 0:
-            rest, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), random_state=seed + 1,
+            rest, val = train_test_split(rest, test_size=val_share, random_state=seed + 1,
                                          stratify=y[rest] if stratify_ok else None)
     except ValueError as exc:
         raise UserError(
@@ -112,7 +125,11 @@ def make_split(dataset: Dataset, seed: int = 0, val_fraction: float = 0.15, test
     meta = {
         "dataset": dataset.name, "dataset_source": dataset.source, "dataset_sha256": dataset.fingerprint(),
         "num_examples": len(dataset), "seed": seed, "val_fraction": val_fraction,
-        "test_fraction": test_fraction, "stratified": bool(stratify_ok),
+        "test_fraction": round(official / len(dataset), 6) if official else test_fraction,
+        "stratified": bool(stratify_ok),
+        "test_part": "official" if official else "drawn",
     }
+    if official:
+        meta["official_test_examples"] = official
+        meta["val_of"] = "official training part"
     return Split(np.sort(rest).astype(np.int64), np.sort(val).astype(np.int64), np.sort(test).astype(np.int64), meta)
-

@@ -47,9 +47,10 @@ def test_idx_pairs_in_a_folder_are_joined(tmp_path, suffix):
     write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", np.arange(5))
     ds = load_dataset(str(tmp_path))
     assert ds.input_shape == (1, 28, 28) and len(ds) == 17 and ds.num_classes == 10
-    # Files are taken in sorted order: t10k before train.
-    np.testing.assert_array_equal(ds.x[:5, 0], test_x.astype(np.float32))
-    np.testing.assert_array_equal(ds.y[5:], np.arange(12) % 10)
+    # Training pairs first, then the t10k pair: the trailing 5 are the official test set.
+    np.testing.assert_array_equal(ds.x[12:, 0], test_x.astype(np.float32))
+    np.testing.assert_array_equal(ds.y[:12], np.arange(12) % 10)
+    assert ds.official_test == 5
 
 
 def test_idx_images_file_finds_its_labels(tmp_path):
@@ -102,6 +103,7 @@ def test_cifar10_batches_and_names(tmp_path, protocol):
     assert ds.class_names[3] == "class3"
     np.testing.assert_array_equal(ds.x[0], data1[0].reshape(3, 32, 32).astype(np.float32))
     np.testing.assert_array_equal(ds.y[-3:], [9, 9, 0])
+    assert ds.official_test == 3
 
 
 def test_cifar100_uses_fine_labels(tmp_path):
@@ -114,6 +116,7 @@ def test_cifar100_uses_fine_labels(tmp_path):
     ds = load_dataset(str(tmp_path))
     assert ds.num_classes == 100 and len(ds) == 7 and ds.class_names[99] == "f99"
     np.testing.assert_array_equal(ds.y, [0, 50, 99, 3, 4, 1, 2])
+    assert ds.official_test == 2
 
 
 class _Exploit:
@@ -253,3 +256,36 @@ def test_missing_path_and_digits_with_a_path():
         load_dataset("/nonexistent/set.npz")
     with pytest.raises(UserError, match="digits takes no path"):
         load_dataset("digits:/tmp")
+
+
+def test_a_subset_keeps_the_official_test_proportion(tmp_path):
+    rng = np.random.default_rng(4)
+    write_idx(tmp_path / "train-images-idx3-ubyte", random_images(rng, 40, (6, 6)))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(40) % 4)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", random_images(rng, 10, (6, 6)))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(10) % 4)
+    full = load_dataset(str(tmp_path))
+    part = load_dataset(f"{tmp_path}?subset=20")
+    assert len(part) == 20 and part.official_test == 4
+    # Drawn with a fixed seed: the same source gives the same subset in every process.
+    np.testing.assert_array_equal(part.x, load_dataset(f"{tmp_path}?subset=20").x)
+    assert {tuple(r.ravel()) for r in part.x[16:]} <= {tuple(r.ravel()) for r in full.x[40:]}
+    assert len(load_dataset("digits?subset=100")) == 100
+
+
+@pytest.mark.parametrize("source, message", [
+    ("digits?subset=5000", "subset of 5000 examples is larger than the 1797 examples"),
+    ("digits?size=10", "unknown dataset option 'size=10'"),
+    ("digits?subset=1", "subset must be at least 2 examples"),
+])
+def test_bad_subset_is_one_line(source, message):
+    with pytest.raises(UserError, match=message):
+        load_dataset(source)
+
+
+def test_lone_labels_file_is_an_incomplete_dataset(tmp_path):
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 4, 4)))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(3))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(2))
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte: no images file t10k-images-idx3-ubyte"):
+        load_dataset(str(tmp_path))
