@@ -115,6 +115,9 @@ class SearchConfig:
             raise UserError(f"config key 'budget_unit': {self.budget_unit!r} is not allowed; "
                             f"choose one of {', '.join(BUDGET_UNITS)}")
         parse_options(strategy.Options, self.strategy_options, f"strategy {self.strategy!r}")
+        from hostside.search.stop_rules import check_measurable
+
+        check_measurable(self.strategy_options.get("stop") or [], self.power)
         if self.precision is not None:
             from hostside.precision.formats import parse_format
 
@@ -175,9 +178,17 @@ class SearchConfig:
         prefix = f"{where}: " if where else ""
         known = [f.name for f in dataclasses.fields(cls)]
         for key in data:
-            if key not in known:
-                raise UserError(f"{prefix}config key {key!r} is unknown; allowed keys: {', '.join(known)}")
+            if key not in known and key != "stop":
+                raise UserError(f"{prefix}config key {key!r} is unknown; allowed keys: {', '.join(known)}, stop")
         values = dict(data)
+        if "stop" in values:  # the [stop] table: named stop rules, an option of the strategy (spea2)
+            from hostside.search.stop_rules import table_to_option
+
+            rules = table_to_option(values.pop("stop"))
+            if isinstance(values.get("strategy"), dict):
+                values["strategy"] = {**values["strategy"], "stop": rules}
+            else:
+                values["strategy_options"] = {**dict(values.get("strategy_options") or {}), "stop": rules}
         if isinstance(values.get("strategy"), dict):  # the [strategy] table: name plus options
             table = dict(values["strategy"])
             if "name" not in table:
