@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from hostside.approx.metrics import approx_fields
 from hostside.journal import Journal, run_status
 from hostside.search.config import BUDGETS, OBJECTIVES, SearchConfig
 from hostside.search.objectives import objective
@@ -94,6 +95,7 @@ def _model_entry(final: Dict[str, Any], row: Dict[str, Any], budgets: Dict[str, 
         "operator": row["operator"],
         "parents": row["parents"],
     }
+    entry.update(approx_fields(row.get("train_metrics")))  # multiplier, n_mult, ... (issue 11)
     entry["meets_budgets"] = violation(entry, budgets) == 0
     return entry
 

@@ -33,3 +33,12 @@ def approx_metrics(spec: Any) -> Dict[str, Any]:
     pj = energy_per_mult_pj(name)
     n_mult = int(spec.cost.n_mult)
     return {"multiplier": name, "n_mult": n_mult, "energy_per_mult_pj": pj, "mult_energy_mj": n_mult * pj / PJ_PER_MJ}
+
+
+APPROX_KEYS = ("multiplier", "n_mult", "energy_per_mult_pj", "mult_energy_mj")
+
+
+def approx_fields(train_metrics: Any) -> Dict[str, Any]:
+    """The approximate-multiplier keys a trained candidate's metrics carry (for reports)."""
+    metrics = train_metrics or {}
+    return {k: metrics[k] for k in APPROX_KEYS if k in metrics}

@@ -95,6 +95,7 @@ def registered_spaces() -> Dict[str, Type[SearchSpace]]:
         except ModuleNotFoundError as exc:
             if exc.name != f"hostside.spaces.{module}":
                 raise
+    import hostside.spaces.cgp  # noqa: F401 - registers itself
     spaces = dict(_SPACES)
     try:
         from hostside.spaces.narrow import NARROW_SPACES

@@ -1,0 +1,60 @@
+"""The CGP NAS algorithm (Pinos, Mrazek & Sekanina): NSGA-II (mu + lambda) by mutation only.
+
+Each generation's offspring are mutants of binary-tournament winners among the ``population``
+survivors (rank, then crowding, over every evaluated candidate: mu + lambda). All members of
+one generation train on the same random subset D_train of the training set (``train_fraction``
+of it, drawn by the generation's data seed), so their accuracies compare on equal data; the
+next generation draws a new subset. A child starts from its parent's weights by node id (nodes
+that stay active keep theirs, new ones start fresh). Augmentation and L2 are the run's
+``[train]`` settings (``crop_padding``, ``hflip``, ``weight_decay``); the final front is
+re-trained for ``final_epochs`` (E_retrain) on the full training set by the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List
+
+from hostside.errors import UserError
+from hostside.search.candidate import Proposal
+from hostside.search.strategies.base import AskContext, register_strategy
+from hostside.search.strategies.nsga2 import NSGA2
+
+
+@dataclass
+class CgpNsga2Options:
+    #: Share of the training set each generation trains on (D_train).
+    train_fraction: float = 0.5
+    #: Children start from their parent's weights (by node id).
+    inherit_weights: bool = True
+
+    def validate(self) -> None:
+        if not 0 < self.train_fraction <= 1:
+            raise UserError(f"option 'train_fraction': {self.train_fraction!r} must be in (0, 1]")
+
+
+@register_strategy("cgp-nsga2")
+class CgpNsga2(NSGA2):
+    Options = CgpNsga2Options
+    default_space = "cgp"
+
+    def _data(self, generation: int) -> dict:
+        return {"data_seed": self.settings.seed * 100003 + generation, "train_fraction": self.options.train_fraction}
+
+    def ask(self, n: int, ctx: AskContext) -> List[Proposal]:
+        data = self._data(ctx.generation)
+        complete = [c for c in ctx.evaluated() if c.complete]
+        if len(complete) < self.settings.population:
+            return [Proposal(ctx.space.sample(ctx.rng), "sample", **data) for _ in range(n)]
+        parents, rank, crowding = self.survivors(complete)
+        rng = ctx.rng
+        children = []
+        for _ in range(n):
+            a, b = (rng.choice(len(parents), size=2, replace=False) if len(parents) > 1 else (0, 0))
+            a, b = int(a), int(b)
+            winner = a if (rank[a], -crowding[a]) <= (rank[b], -crowding[b]) else b
+            parent = parents[winner]
+            genotype, operator = ctx.space.mutate(parent.genotype, rng)
+            weights_from = (parent.id,) if self.options.inherit_weights else ()
+            children.append(Proposal(genotype, operator, (parent.id,), weights_from, **data))
+        return children
