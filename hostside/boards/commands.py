@@ -206,18 +206,19 @@ def cmd_measure(args: argparse.Namespace) -> int:
         idle_s=args.idle_s, spinning=args.spinning, seed=args.seed, timeout_s=args.timeout_s,
         memory_limit_mb=args.memory_limit_mb, keep_samples=args.keep_samples or args.plot is not None,
     )
+    from hostside.boards import control
+
     result = None
     config = None if args.board == inventory.LOCAL else inventory.get(args.board)
-    if config is not None:
-        from hostside.boards import control
-
+    use_control = config is not None and control.enabled()
+    if use_control:
         result = control.measure_via_control(config, model, options)
     if result is None:
         from hostside.boards import open_board
 
         with open_board(args.board) as board:
             result = board.measure(model, **options)
-        if config is not None and result.get("host", {}).get("path") == "daemon":
+        if use_control and result.get("host", {}).get("path") == "daemon":
             control.start_control(config)  # the next command finds the connection open
     if args.plot and not result.get("error"):
         from hostside.boards.plots import plot_latency

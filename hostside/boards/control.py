@@ -38,10 +38,16 @@ from hostside.boards.inventory import BoardConfig
 from hostside.paths import hostside_home
 
 IDLE_ENV = "HOSTSIDE_CONTROL_IDLE_S"
+#: ``HOSTSIDE_NO_CONTROL=1``: every command opens its own connection (debugging, benchmarks).
+DISABLE_ENV = "HOSTSIDE_NO_CONTROL"
 DEFAULT_IDLE_S = 600.0
 MAX_LINE_BYTES = 1 << 20
 #: How long a client waits to connect to a control socket before measuring by itself.
 CONNECT_TIMEOUT_S = 1.0
+
+
+def enabled() -> bool:
+    return not os.environ.get(DISABLE_ENV)
 
 
 def idle_s() -> float:
