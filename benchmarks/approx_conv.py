@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from hostside.approx.conv import ApproxConv2d, lookup_conv2d  # noqa: E402
+from hostside.approx.conv import TRAIN_RANK, ApproxConv2d, lookup_conv2d, truncation_bound  # noqa: E402
 from hostside.approx.expansion import expansion  # noqa: E402
 from hostside.approx.library import DEFAULT_LIBRARY, get_multiplier  # noqa: E402
 
@@ -79,14 +79,16 @@ def main() -> None:
     t_fwd = _median_seconds(_forward(ref, x), args.repeats)
     print(f"layer 3x3 conv {cin}->{cout} on {n}x{cin}x{size}x{size}; float step {t_step * 1e3:.2f} ms, "
           f"forward {t_fwd * 1e3:.2f} ms (medians of {args.repeats}); load {os.getloadavg()[0]:.1f}")
-    print(f"{'multiplier':<12} {'pJ':>7} {'rank':>5} {'step x':>7} {'fwd x':>7} {'mismatches':>10}")
+    print(f"step = training (error rank capped at {TRAIN_RANK}; 'train bound' = max per-product deviation), "
+          f"fwd = evaluation (full rank, every product exact)")
+    print(f"{'multiplier':<12} {'pJ':>7} {'rank':>5} {'step x':>7} {'fwd x':>7} {'mismatches':>10} {'train bound':>11}")
     for name in args.multipliers.split(","):
         layer = ApproxConv2d(cin, cout, 3, padding=1, multiplier=name)
         layer.load_state_dict(ref.state_dict())
-        step = _median_seconds(_step(layer, x), args.repeats) / t_step
-        fwd = _median_seconds(_forward(layer, x), args.repeats) / t_fwd
+        step = _median_seconds(_step(layer.train(), x), args.repeats) / t_step
+        fwd = _median_seconds(_forward(layer.eval(), x), args.repeats) / t_fwd
         print(f"{name:<12} {get_multiplier(name).energy_per_mult_pj:>7.4f} {expansion(name).rank:>5} "
-              f"{step:>7.2f} {fwd:>7.2f} {_mismatches(name):>10}")
+              f"{step:>7.2f} {fwd:>7.2f} {_mismatches(name):>10} {truncation_bound(name):>11.1f}")
 
 
 if __name__ == "__main__":

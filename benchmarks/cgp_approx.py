@@ -28,7 +28,13 @@ from hostside.approx.metrics import approx_metrics  # noqa: E402
 from hostside.arch.blocks import SpecBuilder  # noqa: E402
 
 SCENARIOS = {"S1": "cgp_s1.toml", "S2": "cgp_s2.toml", "S3": "cgp_s3.toml", "S4": "cgp_s4.toml"}
-REFERENCE_MULTIPLIERS = ("mul8u_1JFF", "mul8u_DM1", "mul8u_QKX")
+REFERENCE_MULTIPLIERS = ("mul8u_1JFF", "mul8u_7C1", "mul8u_18DU")
+#: Circuits whose error matrix has rank <= 8 (cheap, exact lookups in training and evaluation):
+#: the benchmark's default library, so four searches fit ~10 minutes; --library all = the
+#: configs' 14-circuit library (high-rank circuits such as 12N4 cost ~100x per conv).
+FAST_LIBRARY = ["mul8u_17C8", "mul8u_17QU", "mul8u_13QR", "mul8u_18DU", "mul8u_7C1", "mul8u_GS2", "mul8u_125K",
+                "mul8u_1JFF"]
+FAST_FIXED = "mul8u_18DU"
 
 
 def _toml_value(value: Any) -> str:
@@ -85,6 +91,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--final-epochs", type=int, default=4, help="E_retrain")
     parser.add_argument("--scenarios", default="S1,S2,S3,S4")
+    parser.add_argument("--library", choices=("fast", "all"), default="fast",
+                        help="fast: rank<=8 circuits, S3 fixed to 18DU (default); all: the configs' libraries")
     parser.add_argument("--out", default="runs/cgp_approx")
     args = parser.parse_args()
     out = (REPO / args.out).resolve()
@@ -97,6 +105,10 @@ def main() -> None:
         config.update(dataset=args.dataset, population=args.population, epochs=args.epochs,
                       final_epochs=args.final_epochs, budget=args.population * (args.generations + 1))
         config["space_options"].update(rows=rows, cols=cols, levels_back=args.levels_back)
+        if args.library == "fast":
+            config["space_options"]["multipliers"] = FAST_LIBRARY
+            if config["space_options"].get("fixed_multiplier", "mul8u_1JFF") != "mul8u_1JFF":
+                config["space_options"]["fixed_multiplier"] = FAST_FIXED
         path = out / f"{name}.toml"
         write_toml(config, path)
         run_dir = out / name

@@ -12,7 +12,13 @@ products (a - z) * w, which the unsigned circuit does not compute.
 Zero padding is applied to the quantised input before the lookups, so a padded position is
 the circuit's product T[0, w] (not assumed 0: some circuits err there too).
 
-Forward: s_a s_w (conv(q_a, q_w) + error expansion), see ``hostside.approx.expansion``.
+Forward: s_a s_w (conv(q_a, q_w) + error expansion), see ``hostside.approx.expansion``. In
+evaluation (``eval()``) the expansion has the error matrix's full rank: every product is the
+table's, exactly. In training, circuits whose error rank exceeds ``TRAIN_RANK`` use its first
+``TRAIN_RANK`` terms (the best rank-16 approximation of the error): a rank-228 circuit would
+otherwise cost ~100 float convolutions per layer and step. The per-product bound of that
+truncation is ``truncation_bound(name)`` (printed by ``benchmarks/approx_conv.py``); circuits
+of rank <= 16 (among them the exact one, QJD, 7C1, 18DU) are exact in training too.
 Backward: straight-through, the gradient of the float convolution at the quantised operands.
 The module keeps ``nn.Conv2d``'s parameters (``weight``, ``bias``), so weights inherit by node
 id and the ONNX export writes an ordinary Conv. ``float_products()`` switches every module to
@@ -33,6 +39,7 @@ from torch import nn
 from hostside.approx.expansion import expansion
 
 LEVELS = 255
+TRAIN_RANK = 16
 _STATE = threading.local()
 
 
@@ -102,11 +109,21 @@ class ApproxConv2d(nn.Conv2d):
         xa = x + (qa * sa - x).detach()
         xw = self.weight + (qw * sw - self.weight).detach()
         out = F.conv2d(xa, xw, None, self.stride, 0, self.dilation)
-        if self._left.shape[1]:
+        rank = min(self._left.shape[1], TRAIN_RANK) if self.training else self._left.shape[1]
+        if rank:
             with torch.no_grad():
-                left, right = self._left.to(x.dtype), self._right.to(x.dtype)
+                left, right = self._left[:, :rank].to(x.dtype), self._right[:, :rank].to(x.dtype)
                 error = F.conv2d(_lookup(left, qa), _lookup(right, qw), None, self.stride, 0, self.dilation)
             out = out + error * (sa * sw.reshape(1, -1, 1, 1))
         if self.bias is not None:
             out = out + self.bias.reshape(1, -1, 1, 1)
         return out
+
+
+def truncation_bound(name: str, rank: int = TRAIN_RANK) -> float:
+    """Max |table product - product of the rank-``rank`` expansion| over all operand pairs."""
+    exp = expansion(name)
+    if exp.rank <= rank:
+        return exp.max_residual
+    left, right = exp.left[255:, :rank], exp.right[255:, :rank]
+    return float(np.abs(exp.error_table() - left @ right.T).max())

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hostside.approx.conv import ApproxConv2d, float_products, lookup_conv2d, quantise
+from hostside.approx.conv import ApproxConv2d, float_products, lookup_conv2d, quantise, truncation_bound
 from hostside.approx.expansion import expansion
 from hostside.approx.library import DEFAULT_LIBRARY, EXACT, check_names, check_table, get_multiplier, load_tables
 from hostside.errors import UserError
@@ -41,7 +41,7 @@ def test_lookup_conv_equals_direct_per_product_lookup_on_random_integers(name):
 def test_conv_layer_forward_is_the_scaled_table_lookup_including_padding():
     torch.manual_seed(0)
     name = "mul8u_185Q"
-    layer = ApproxConv2d(3, 5, 3, padding=1, multiplier=name).double()
+    layer = ApproxConv2d(3, 5, 3, padding=1, multiplier=name).double().eval()
     x = torch.relu(torch.randn(2, 3, 6, 6, dtype=torch.float64))
     with torch.no_grad():
         got = layer(x)
@@ -95,3 +95,21 @@ def test_library_errors_are_one_line(tmp_path):
     junk.write_bytes(b"not a zip")
     with pytest.raises(UserError, match="cannot be read"):
         load_tables(junk, ["mul8u_QKX"])
+
+
+def test_training_forward_is_exact_up_to_rank_16_and_bounded_above():
+    torch.manual_seed(1)
+    x = torch.relu(torch.randn(2, 4, 6, 6, dtype=torch.float64))
+    for name, exact_in_training in (("mul8u_QJD", True), ("mul8u_12N4", False)):
+        layer = ApproxConv2d(4, 3, 3, multiplier=name).double()
+        with torch.no_grad():
+            train_out = layer.train()(x)
+            eval_out = layer.eval()(x)
+        qa, sa = quantise(x, (1, 2, 3))
+        qw, sw = quantise(layer.weight, (1, 2, 3))
+        scale = (sa * sw.reshape(1, -1, 1, 1)).numpy()
+        gap = np.abs((train_out - eval_out).numpy()) / scale
+        if exact_in_training:
+            assert gap.max() < 1e-6
+        else:
+            assert 0 < gap.max() <= 4 * 9 * truncation_bound(name)
