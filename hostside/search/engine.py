@@ -35,6 +35,7 @@ from hostside.arch.spec import ArchSpec, SpecError
 from hostside.errors import UserError
 from hostside.journal import Journal
 from hostside.search.candidate import Candidate, Proposal, record_from_row
+from hostside.search.cluster import ClusterLost
 from hostside.search.config import SearchConfig
 from hostside.search.executors import TrainingExecutor
 from hostside.search.filtering import PreTrainingFilter
@@ -250,14 +251,18 @@ class SearchEngine:
         broken = False
         try:
             fields = self._trained_fields(candidate_id, future.result())
+        except ClusterLost:
+            fields = {}  # not the candidate's fault: it stays "training", so --resume re-trains it
+            raise
         except BrokenProcessPool:
             broken = True
             fields["error"] = "the training worker process died (killed for memory?); the search goes on"
         except Exception as exc:  # noqa: BLE001 - any training failure is the candidate's, not the run's
             fields["error"] = f"training failed: {type(exc).__name__}: {exc}"
         finally:
-            self.journal.update(candidate_id, **fields)
-            self._log_candidate(candidate_id)
+            if fields:
+                self.journal.update(candidate_id, **fields)
+                self._log_candidate(candidate_id)
         return broken
 
     def _trained_fields(self, candidate_id: int, result: Dict[str, Any]) -> Dict[str, Any]:

@@ -16,16 +16,17 @@ import signal
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from hostside.errors import UserError
 
 
 class TrainingExecutor:
     """A context manager handing out an ``Executor``; ``restart`` replaces a broken local pool."""
 
-    def __init__(self, workers: int, cluster: Optional[str] = None):
+    def __init__(self, workers: int, cluster: Optional[str] = None, dataset: Optional[str] = None,
+                 dataset_sha256: Optional[str] = None):
         self.workers = workers
         self.cluster = cluster
-        self._client = None
+        self.dataset = dataset  # checked on every Dask worker before the first task (search.cluster)
+        self.dataset_sha256 = dataset_sha256
         self.executor: Optional[Executor] = None
 
     def __enter__(self) -> "TrainingExecutor":
@@ -36,23 +37,16 @@ class TrainingExecutor:
         if self.cluster is None:
             return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_ignore_sigint)
-        from dask.distributed import Client
+        from hostside.search.cluster import ClusterExecutor
 
-        if self._client is None:
-            try:
-                self._client = Client(self.cluster, timeout="10s")
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise UserError(f"cannot reach the Dask scheduler at {self.cluster!r} ({exc}); "
-                                f"check the address (tcp://HOST:PORT) and that the scheduler runs") from None
-        return self._client.get_executor()
+        return ClusterExecutor(self.cluster, self.dataset, self.dataset_sha256)
 
     @property
     def slots(self) -> int:
         """How many trainings may run at once (Dask: the cluster's worker threads, at least 1)."""
-        if self._client is None:
+        if self.cluster is None:
             return self.workers
-        threads = sum(w.get("nthreads", 1) for w in self._client.scheduler_info().get("workers", {}).values())
-        return max(1, threads)
+        return self.executor.slots
 
     def submit(self, task: Mapping[str, Any], function: Optional[Callable[..., Dict[str, Any]]] = None) -> Future:
         """Run one training task (``tasks.run_training_task`` unless ``function`` is given)."""
@@ -71,9 +65,8 @@ class TrainingExecutor:
 
     def __exit__(self, kind, value, traceback) -> None:
         interrupted = kind is KeyboardInterrupt  # Ctrl-C: leave now, the journal re-queues the work
-        if self._client is not None:
+        if self.cluster is not None and self.executor is not None:
             self.executor.shutdown(wait=not interrupted)
-            self._client.close()
         elif self.executor is not None:
             if interrupted:
                 _stop_workers(self.executor)

@@ -130,7 +130,7 @@ def execute(run_dir: Path, journal: Journal, config: SearchConfig, progress: Pro
     journal.set_meta("process", {"host": platform.node(), "pid": os.getpid()})
     started = time.perf_counter()
     try:
-        with TrainingExecutor(config.workers, config.cluster) as executor:
+        with TrainingExecutor(config.workers, config.cluster, config.dataset, data.get("sha256")) as executor:
             progress(f"training on {executor.describe()} ({config.policy}); measuring on "
                      f"{', '.join(config.board_names)}")
             engine = SearchEngine(run_dir, journal, config, space, split_dict, pool, candidate_filter, progress)
