@@ -138,9 +138,11 @@ def open_sqlite(path: PathLike, what: str, *, create: bool = False, timeout_s: f
     path = Path(path).expanduser()
     if path.exists() or not create:
         check_file(path, what)
+    from urllib.parse import quote
+
     mode = "rwc" if create else "rw"
     try:
-        connection = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, timeout=timeout_s)
+        connection = sqlite3.connect(f"file:{quote(str(path))}?mode={mode}", uri=True, timeout=timeout_s)
     except sqlite3.Error as exc:
         raise _damaged(path, what, exc) from None
     try:
