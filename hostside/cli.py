@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "hostside.search.commands",
     "hostside.laws.commands",
     "hostside.precision.commands",
+    "hostside.compress.commands",
 )
 
 

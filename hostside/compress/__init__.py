@@ -1,0 +1,1 @@
+"""Compression of trained networks: K-means++ filter pruning (NeuroPower, after Li et al.)."""
