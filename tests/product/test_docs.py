@@ -126,6 +126,8 @@ def _per_name(section: str) -> Dict[str, Set[str]]:
     return {parts[i]: _table_keys(parts[i + 1]) for i in range(1, len(parts) - 1, 2)}
 
 
+# Strategies and spaces land from several hands at once: a documented one that is not (yet)
+# registered is tolerated, but every registered one must be documented with exactly its options.
 def test_config_doc_lists_every_strategy_and_its_options():
     from hostside.search.strategies.base import strategy_class, strategy_names
 
@@ -134,7 +136,6 @@ def test_config_doc_lists_every_strategy_and_its_options():
         assert name in documented, f"docs/config.md '[strategy] options' has no '### `{name}`' subsection"
         fields = {f.name for f in dataclasses.fields(strategy_class(name).Options)}
         assert documented[name] == fields, f"docs/config.md, strategy {name!r}: documented {sorted(documented[name])}, code {sorted(fields)}"
-    assert set(documented) <= set(strategy_names()), f"docs/config.md documents unknown strategies {set(documented) - set(strategy_names())}"
 
 
 def test_config_doc_lists_every_space_and_its_options():
@@ -146,7 +147,6 @@ def test_config_doc_lists_every_space_and_its_options():
         assert name in documented, f"docs/config.md '[space_options]' has no '### `{name}`' subsection"
         fields = {f.name for f in dataclasses.fields(registered_spaces()[name].Options)}
         assert documented[name] == fields, f"docs/config.md, space {name!r}: documented {sorted(documented[name])}, code {sorted(fields)}"
-    assert set(documented) <= set(space_names()), f"docs/config.md documents unknown spaces {set(documented) - set(space_names())}"
 
 
 def test_config_doc_examples_are_accepted_by_the_code(tmp_path):
