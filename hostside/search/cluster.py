@@ -94,6 +94,13 @@ def on_worker(function: Callable[..., Dict[str, Any]], *args: Any) -> Dict[str, 
     return result
 
 
+def _quiet_dask_logs() -> None:
+    """Dask's config gives ``distributed.client`` etc. levels of their own, so each is set."""
+    for name in ["distributed", "tornado", "asyncio", *logging.root.manager.loggerDict]:
+        if name.split(".")[0] in ("distributed", "tornado", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 class ClusterExecutor:
     """``submit(fn, task) -> concurrent.futures.Future`` on a Dask cluster, with the checks above."""
 
@@ -118,7 +125,7 @@ class ClusterExecutor:
 
         # Why silence distributed's own log: a lost connection makes it log a warning per retry
         # and per future; the user gets one line from ClusterLost instead (--debug still raises).
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        _quiet_dask_logs()
 
         try:
             return Client(self.address, timeout="10s", set_as_default=False)

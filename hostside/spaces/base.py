@@ -89,7 +89,7 @@ def registered_spaces() -> Dict[str, Type[SearchSpace]]:
     """Every space by name: the registered ones plus the narrow families (``narrow:<family>``)."""
     import hostside.spaces.layer_list  # noqa: F401 - registers itself
 
-    for module in ("ea4cnn", "dense"):
+    for module in ("ea4cnn", "dense", "menndl"):
         try:
             __import__(f"hostside.spaces.{module}")  # registers itself
         except ModuleNotFoundError as exc:

@@ -117,7 +117,7 @@ def register_strategy(name: str):
 def _load_builtin() -> None:
     from hostside.search.strategies import nsga2, random  # noqa: F401 - registers them
 
-    for module in ("ea4cnn", "rs_cnn", "narrow", "cgp_nsga2", "spea2"):
+    for module in ("ea4cnn", "rs_cnn", "narrow", "cgp_nsga2", "spea2", "menndl"):
         try:
             __import__(f"hostside.search.strategies.{module}")
         except ModuleNotFoundError as exc:
