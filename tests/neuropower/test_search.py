@@ -1,0 +1,33 @@
+"""``hostside search --strategy spea2`` over the dense space through the real engine (process
+pool, journal, local board): every candidate is measured and carries the paper's Score, and a
+[stop] rule met by an archive member ends the search, naming the rule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hostside import cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_stop_rule_ends_the_search_after_the_first_iteration(tmp_path, capsys):
+    config = tmp_path / "search.toml"
+    config.write_text('[strategy]\nname = "spea2"\niterations = 4\n\n[stop]\n'
+                      'any_fast = "accuracy >= 0 and latency_ms <= 1000"\n')
+    run = tmp_path / "run"
+    code = cli.main(["search", "--config", str(config), "--population", "2", "--budget", "8", "--epochs", "1",
+                     "--objectives", "accuracy,params", "--no-filter", "--final-epochs", "1", "--workers", "1",
+                     "--out", str(run)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "spea2: search ends: stop rule 'any_fast'" in err and "after iteration 0" in err
+    assert cli.main(["runs", "show", str(run), "--json"]) == 0
+    candidates = json.loads(capsys.readouterr().out)["candidates"]
+    assert len(candidates) == 2  # nothing was asked after the rule was met
+    for c in candidates:
+        assert c["attrs"]["spea2.score"] == pytest.approx(c["accuracy"] / c["params"])
+        assert c["latency_ms"] > 0
+    assert sum("spea2.stopped_by" in c["attrs"] for c in candidates) == 1
