@@ -149,13 +149,20 @@ def plot(fronts, references, path: Path, dataset: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (name, models), marker in zip(fronts.items(), "osD^"):
+    for (name, models), marker, size in zip(fronts.items(), "osD^", (110, 60, 50, 40)):
         pts = sorted((m["mult_energy_mj"] * 1e6, m["accuracy"]) for m in models)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=f"{name} (re-trained front)")
-    for ref in references:
+        dots = ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, s=size, alpha=0.8,
+                          label=f"{name} (re-trained front)")
+        best, line = -1.0, []  # the accuracy-vs-energy staircase (S2's front also trades params)
+        for x, y in pts:
+            if y > best:
+                best = y
+                line.append((x, y))
+        ax.step([p[0] for p in line], [p[1] for p in line], where="post", color=dots.get_facecolor()[0], alpha=0.5)
+    for k, ref in enumerate(references):
         ax.scatter(ref["mult_energy_mj"] * 1e6, ref["accuracy"], marker="*", s=140, color="black", zorder=5)
         ax.annotate(f"ResNet-8-like {ref['multiplier'].replace('mul8u_', '')}",
-                    (ref["mult_energy_mj"] * 1e6, ref["accuracy"]), fontsize=7, xytext=(4, -10),
+                    (ref["mult_energy_mj"] * 1e6, ref["accuracy"]), fontsize=7, xytext=(-60, -12 - 10 * k),
                     textcoords="offset points")
     ax.set(xscale="log", xlabel="multiplication energy per inference N_mult x P_mult (nJ)", ylabel="test accuracy",
            title=f"CGP NAS with approximate multipliers ({dataset})")
