@@ -1,8 +1,8 @@
 """NeuroPower on digits: SPEA-II against NSGA-II and random search, and K-means++ pruning.
 
-    python benchmarks/neuropower.py [--dataset digits|PATH] [--seeds 5] [--population 6]
-                                    [--iterations 3] [--epochs 3] [--shares 0.3,0.65,0.75]
-                                    [--prune-iterations 10] [--fine-tune-epochs 2] [--workers 2]
+    python benchmarks/neuropower.py [--dataset digits|PATH] [--seeds 5] [--population 5]
+                                    [--iterations 3] [--epochs 2] [--shares 0.3,0.65,0.75]
+                                    [--prune-iterations 5] [--fine-tune-epochs 2] [--workers 2]
                                     [--out DIR]
 
 1. Search: ``spea2``, ``nsga2`` and ``random`` over ``--space dense`` (scaled for digits), each
@@ -165,11 +165,11 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--dataset", default="digits", help="digits (default) or an MNIST/CIFAR path hostside reads")
     parser.add_argument("--seeds", type=int, default=5)
     # The paper: N = 45, G = 8, 16 epochs; scaled so 15 searches fit in minutes on two busy cores.
-    parser.add_argument("--population", type=int, default=6)
+    parser.add_argument("--population", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--shares", default="0.3,0.65,0.75", help="maximum pruning shares")
-    parser.add_argument("--prune-iterations", type=int, default=10)
+    parser.add_argument("--prune-iterations", type=int, default=5, help="the paper: 10")
     parser.add_argument("--fine-tune-epochs", type=int, default=2, help="the paper: 5")
     parser.add_argument("--workers", type=int, default=2, help="searches in parallel (one thread each)")
     parser.add_argument("--skip-search", action="store_true")

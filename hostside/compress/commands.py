@@ -23,7 +23,8 @@ def register(subparsers: Any) -> None:
         description="Per conv layer, K-means++ clusters the filters and keeps the one nearest each centre; following "
                     "layers lose the matching input channels; the network is fine-tuned after each iteration. "
                     "Writes DIR/pruned.onnx, DIR/pruned_spec.json, DIR/pruned_weights.npz, DIR/prune.json, DIR/prune.png.")
-    p.add_argument("--spec", required=True, type=Path, help="ArchSpec JSON (a run's candidate spec or arch import)")
+    p.add_argument("--spec", required=True, type=Path,
+                   help="ArchSpec JSON (e.g. from `hostside arch import`) or a run's candidate folder RUN/candidates/NNNNN")
     p.add_argument("--weights", required=True, type=Path, help="trained weights .npz of that spec")
     p.add_argument("--dataset", default="digits", help="dataset the network was trained on (default digits)")
     p.add_argument("--split", type=Path, help="split.json (default: a new seeded one)")
@@ -63,7 +64,7 @@ def prune_network(spec_path: Path, weights_path: Path, dataset: str, split_path:
     from hostside.train.splits import Split
     from hostside.train.worker import train_and_export
 
-    spec = ArchSpec.load(spec_path)
+    spec = load_spec(spec_path)
     state = load_weights(weights_path)
     load_state(build_module(spec), state, where=f"weights {weights_path}")  # one line if they belong elsewhere
     split = Split.load(split_path).to_dict() if split_path else None
@@ -108,6 +109,30 @@ def prune_network(spec_path: Path, weights_path: Path, dataset: str, split_path:
     (out / PRUNE_FILE).write_text(json.dumps(result, indent=1) + "\n")
     _plot(result, out / PLOT_FILE)
     return result
+
+
+def load_spec(path: Path) -> Any:
+    """An ArchSpec JSON file, or a run's candidate folder (RUN/candidates/00012 or RUN/final/00012,
+    whose spec lives in the run's journal)."""
+    from hostside.arch.spec import ArchSpec
+
+    path = Path(path)
+    if not path.is_dir():
+        return ArchSpec.load(path)
+    run_dir = path.parent.parent
+    if not path.name.isdigit() or not (run_dir / "journal.sqlite").exists():
+        raise UserError(f"--spec {path}: a folder must be a run's candidate folder (RUN/candidates/NNNNN); "
+                        f"otherwise give an ArchSpec JSON file")
+    from hostside.journal import Journal
+
+    journal = Journal.open(run_dir)
+    try:
+        row = journal.candidate(int(path.name))
+    except KeyError:
+        raise UserError(f"--spec {path}: run {run_dir} has no candidate {int(path.name)}") from None
+    finally:
+        journal.close()
+    return ArchSpec.from_dict(row["spec"])
 
 
 def _plot(result: Dict[str, Any], path: Path) -> None:
