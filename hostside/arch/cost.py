@@ -24,6 +24,7 @@ fast path); see ``benchmarks/cost_model.py``.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from hostside.arch.ops import REGISTRY
@@ -36,22 +37,36 @@ if TYPE_CHECKING:
 __all__ = ["FLOAT32_BYTES", "Shape", "LayerCost", "Cost", "analyze", "merge_shape"]
 
 
-class LayerCost:
-    """Cost of one node; ``output_shape`` excludes the batch dimension."""
+class LayerCost(tuple):
+    """Cost of one node; ``output_shape`` excludes the batch dimension.
 
-    __slots__ = ("id", "op", "output_shape", "params", "deployed_params", "macs", "output_bytes")
+    A tuple (id, op, output_shape, params, deployed_params, macs) with named fields: the
+    latency features read the layers of every candidate judged, and a tuple is built from the
+    cost model's rows at C speed (``Cost.layers``).
+    """
 
-    def __init__(self, id: str, op: str, output_shape: Shape, params: int, deployed_params: int, macs: int):
-        self.id = id
-        self.op = op
-        self.output_shape = output_shape
-        self.params = params
-        self.deployed_params = deployed_params
-        self.macs = macs
-        n = 1
-        for d in output_shape:
+    __slots__ = ()
+
+    def __new__(cls, id: str, op: str, output_shape: Shape, params: int, deployed_params: int,
+                macs: int) -> "LayerCost":
+        return tuple.__new__(cls, (id, op, output_shape, params, deployed_params, macs))
+
+    def __getnewargs__(self) -> tuple:  # copy / deepcopy (a torch module that holds its spec)
+        return tuple(self)
+
+    id = property(itemgetter(0))
+    op = property(itemgetter(1))
+    output_shape = property(itemgetter(2))
+    params = property(itemgetter(3))
+    deployed_params = property(itemgetter(4))
+    macs = property(itemgetter(5))
+
+    @property
+    def output_bytes(self) -> int:
+        n = FLOAT32_BYTES
+        for d in self[2]:
             n *= d
-        self.output_bytes = n * FLOAT32_BYTES
+        return n
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -90,7 +105,8 @@ class Cost:
     @property
     def layers(self) -> List[LayerCost]:
         if self._layers is None:
-            self._layers = [LayerCost(*row) for row in self._rows]
+            make = tuple.__new__
+            self._layers = [make(LayerCost, row) for row in self._rows]
         return self._layers
 
     @property

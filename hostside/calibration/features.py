@@ -294,20 +294,39 @@ def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int,
 
 def _size_classes(kernels: List[Tuple[int, float]]) -> List[float]:
     """The ``<feature>_size<c>`` block of the vector from the (feature index, MACs) kernels
-    (plain floats, no numpy: this runs for every candidate judged)."""
+    (plain floats, no numpy: this runs for every candidate judged). Networks repeat kernel
+    sizes, so each size's (class, share) is looked up once (``_SHARES``)."""
     n = len(SIZE_CLASSES_LOG10_MACS)
     out = [0.0] * (len(SIZED_FEATURES) * n)
-    first, last = SIZE_CLASSES_LOG10_MACS[0], SIZE_CLASSES_LOG10_MACS[-1]
+    shares = _SHARES
     for index, amount in kernels:
         if amount <= 0:
             continue
-        position = min(max(math.log10(amount), first), last)
-        j = min(bisect.bisect_right(SIZE_CLASSES_LOG10_MACS, position) - 1, n - 2)
-        t = (position - SIZE_CLASSES_LOG10_MACS[j]) / (SIZE_CLASSES_LOG10_MACS[j + 1] - SIZE_CLASSES_LOG10_MACS[j])
-        row = _SIZED_INDEX[index] * n
-        out[row + j] += amount * (1.0 - t)
-        out[row + j + 1] += amount * t
+        found = shares.get(amount)
+        if found is None:
+            found = _share(amount)
+        j, t = found
+        row = _SIZED_INDEX[index] * n + j
+        out[row] += amount * (1.0 - t)
+        out[row + 1] += amount * t
     return out
+
+
+# kernel MACs -> (lower size class, share of the upper one); bounded, cleared when full.
+_SHARES: Dict[float, Tuple[int, float]] = {}
+_SHARES_MAX = 1 << 16
+
+
+def _share(amount: float) -> Tuple[int, float]:
+    n = len(SIZE_CLASSES_LOG10_MACS)
+    first, last = SIZE_CLASSES_LOG10_MACS[0], SIZE_CLASSES_LOG10_MACS[-1]
+    position = min(max(math.log10(amount), first), last)
+    j = min(bisect.bisect_right(SIZE_CLASSES_LOG10_MACS, position) - 1, n - 2)
+    t = (position - SIZE_CLASSES_LOG10_MACS[j]) / (SIZE_CLASSES_LOG10_MACS[j + 1] - SIZE_CLASSES_LOG10_MACS[j])
+    if len(_SHARES) >= _SHARES_MAX:
+        _SHARES.clear()
+    _SHARES[amount] = (j, t)
+    return j, t
 
 
 def spec_features(spec: ArchSpec, nchwc_block: int = 0) -> List[float]:

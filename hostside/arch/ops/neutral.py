@@ -18,7 +18,7 @@ operators in its own module). Kinds and payloads:
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 from hostside.arch.ops import REGISTRY
 from hostside.arch.ops.base import INPUT, Shape, elements
@@ -27,7 +27,11 @@ NeutralOp = Tuple[str, str, Tuple[str, ...], tuple]
 
 
 def spec_neutral_ops(spec) -> Tuple[List[NeutralOp], Dict[str, Shape]]:
-    """(operators, tensor shapes) of an ArchSpec as its exported ONNX graph runs it."""
+    """(operators, tensor shapes) of an ArchSpec as its exported ONNX graph runs it.
+
+    Runs for every candidate whose latency is predicted, so the loop is flat: one table
+    lookup per node for the op's hook, and single-input nodes (most) skip the generator."""
+    hooks = _hooks()
     shapes: Dict[str, Shape] = {INPUT: spec.input_shape}
     alias: Dict[str, str] = {INPUT: "norm"}
     n_in = elements(spec.input_shape)
@@ -35,15 +39,28 @@ def spec_neutral_ops(spec) -> Tuple[List[NeutralOp], Dict[str, Shape]]:
                             ("eltwise", "norm", ("centred",), (2 * n_in,))]
     shapes["centred"] = shapes["norm"] = spec.input_shape
     folded_convs = spec.folded_convs
+    extend = ops.extend
     for node, layer in zip(spec.nodes, spec.cost.layers):
-        op = REGISTRY[node.op]
-        srcs = tuple(alias[s] for s in node.inputs)
-        folded = op.folds_into_producer and node.inputs[0] in folded_convs
-        emitted = op.calibration_ops(node, srcs, shapes, layer.output_shape, layer, folded)
+        calibration_ops, folds = hooks[node.op]
+        inputs = node.inputs
+        srcs = (alias[inputs[0]],) if len(inputs) == 1 else tuple([alias[s] for s in inputs])
+        emitted = calibration_ops(node, srcs, shapes, layer[2], layer, folds and inputs[0] in folded_convs)
+        nid = node.id
         if emitted is None:
-            alias[node.id] = srcs[0]
+            alias[nid] = srcs[0]
             continue
-        alias[node.id] = node.id
-        shapes[node.id] = layer.output_shape
-        ops.extend(emitted)
+        alias[nid] = nid
+        shapes[nid] = layer[2]
+        extend(emitted)
     return ops, shapes
+
+
+# op name -> (bound calibration_ops, folds_into_producer), rebuilt when an op registers late.
+_HOOKS: Dict[str, Tuple[Callable, bool]] = {}
+
+
+def _hooks() -> Dict[str, Tuple[Callable, bool]]:
+    if len(_HOOKS) != len(REGISTRY):
+        _HOOKS.clear()
+        _HOOKS.update({name: (op.calibration_ops, op.folds_into_producer) for name, op in REGISTRY.items()})
+    return _HOOKS
