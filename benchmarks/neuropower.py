@@ -39,9 +39,11 @@ DENSE_GENES = {"left": "swish", "right": "relu", "condense_layers": 2, "fels": 1
 
 
 def _param_reference(space) -> float:
-    largest = {**DENSE_GENES, "condense_layers": max(space.choices["condense_layers"]),
-               "fels": max(space.choices["fels"]), "kernel": max(space.choices["kernel"])}
-    return float(space.decode(largest).cost.params)
+    """The largest network of the space (fewer condense layers pool less, so the classifier of a
+    shallow template can outweigh a deep one: every layer count is tried)."""
+    return float(max(space.decode({**DENSE_GENES, "condense_layers": layers, "fels": max(space.choices["fels"]),
+                                   "kernel": kernel}).cost.params
+                     for layers in space.choices["condense_layers"] for kernel in space.choices["kernel"]))
 
 
 def run_search(strategy_name: str, seed: int, dataset_source: str, population: int, iterations: int,
