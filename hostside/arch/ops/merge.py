@@ -28,6 +28,11 @@ def _aligned_spatial(node_id: str, op: str, shapes: Sequence[Shape]) -> Tuple[in
 
 def merge_shape(node_id: str, op: str, shapes: Sequence[Shape]) -> Shape:
     """Output shape of ``add`` (channels zero-padded to the widest) or ``concat`` (channels summed)."""
+    if len(shapes) == 2:
+        # The common merge (a residual add, a two-branch or dense concat) of equal-sized maps.
+        a, b = shapes
+        if len(a) == 3 and len(b) == 3 and a[1] == b[1] and a[2] == b[2]:
+            return (a[0] + b[0] if op == "concat" else max(a[0], b[0]), a[1], a[2])
     rank = len(shapes[0])
     for s in shapes:
         if len(s) != rank:

@@ -32,6 +32,11 @@ def _normalised(op: str, attrs: Dict[str, Any]) -> Dict[str, Any]:
     return found
 
 
+# (channels, kernel, stride, padding, groups) -> the normalised attributes of a bias-free conv.
+_CONV_ATTRS: Dict[Tuple[int, int, int, int, int], Dict[str, Any]] = {}
+_BN_ATTRS = _normalised("batchnorm", {})
+
+
 class Graph:
     """Nodes appended in execution order, with ids numbered per kind (``conv3``, ``bn3``...)."""
 
@@ -50,10 +55,19 @@ class Graph:
                     act: str = "relu", padding: int = -1) -> str:
         """conv (no bias: the batchnorm's shift replaces it) -> batchnorm -> activation."""
         pad = kernel // 2 if padding < 0 else padding
-        conv = self.add("conv2d", [src], out_channels=channels, kernel=kernel, stride=stride, padding=pad,
-                        groups=groups, bias=False)
-        bn = self.add("batchnorm", [conv])
-        return self.add(act, [bn]) if act != "identity" else bn
+        attrs = _CONV_ATTRS.get((channels, kernel, stride, pad, groups))
+        if attrs is None:
+            attrs = _CONV_ATTRS[(channels, kernel, stride, pad, groups)] = _normalised(
+                "conv2d", dict(out_channels=channels, kernel=kernel, stride=stride, padding=pad, groups=groups,
+                               bias=False))
+        # The three nodes appended directly: the laws build tens of thousands of these.
+        count = self._count
+        conv, bn = "conv2d" + str(count + 1), "batchnorm" + str(count + 2)
+        nodes = self.nodes
+        nodes.append(Node(conv, "conv2d", (src,), attrs))
+        nodes.append(Node(bn, "batchnorm", (conv,), _BN_ATTRS))
+        self._count = count + 2
+        return self.add(act, (bn,)) if act != "identity" else bn
 
     def bn_act_conv(self, src: str, channels: int, kernel: int, act: str = "relu") -> str:
         """The pre-activation order of DenseNets: batchnorm -> activation -> conv."""
