@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from hostside.precision.commands import register_runs_precision
 
     register_runs_precision(runs_sub)
+    from hostside.analysis import register_runs_analyze
+
+    register_runs_analyze(runs_sub)
 
 
 def _progress(message: str) -> None:
