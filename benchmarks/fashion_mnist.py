@@ -91,7 +91,13 @@ def train_references(names: List[str], run: Path, config: Dict[str, Any], epochs
     for name in names:
         spec = REFERENCES[name]()
         started = time.perf_counter()
-        metrics = train_and_export(spec.to_dict(), config["dataset"], split, train_config, out / name)
+        done = out / name / "metrics.json"
+        previous = json.loads(done.read_text()) if done.exists() else {}
+        if previous.get("epochs") == epochs and previous.get("dataset") == config["dataset"]:
+            metrics = previous  # trained by an earlier call on this run: reuse it
+        else:
+            metrics = train_and_export(spec.to_dict(), config["dataset"], split, train_config, out / name)
+            done.write_text(json.dumps({**metrics, "epochs": epochs, "dataset": config["dataset"]}) + "\n")
         print(f"  {name}: test accuracy {metrics['accuracy']:.4f}, {metrics['params']} params, "
               f"{time.perf_counter() - started:.0f} s training", flush=True)
         rows.append({"name": name, "kind": "reference", "accuracy": metrics["accuracy"], "params": metrics["params"],
@@ -168,6 +174,8 @@ def main() -> None:
     args = parser.parse_args()
     from hostside.boards import open_board
 
+    if not (args.run / "config.json").exists() or not (args.run / "split.json").exists():
+        sys.exit(f"{args.run}: not a search run directory (no config.json / split.json)")
     config = json.loads((args.run / "config.json").read_text())
     config = config.get("config", config)
     epochs = args.epochs if args.epochs is not None else config.get("final_epochs", 30)
@@ -178,7 +186,11 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown reference(s) {sorted(unknown)}; known: {', '.join(REFERENCES)}")
     print(f"training {len(names)} reference(s) for {epochs} epochs on {config['dataset']}", flush=True)
-    rows = train_references(names, args.run, config, epochs, out) + front_rows(args.run)
+    rows = train_references(names, args.run, config, epochs, out)
+    if not (args.run / "pareto.json").exists():
+        sys.exit(f"{args.run}: no pareto.json yet (search not finished); the references are trained and "
+                 f"kept in {out}, run this again when the search is done")
+    rows += front_rows(args.run)
     board_name = args.board or str(config.get("board", "local")).split(",")[0]
     with open(f"/proc/loadavg") as f:
         load_before = f.read().split()[:3]

@@ -72,11 +72,14 @@ def main() -> None:
     del copy
 
     reference = two_conv_100k()
-    result = train_model(reference, dataset, split, TrainConfig(epochs=args.reference_epochs, threads=1))
-    epochs = [row["seconds"] for row in result.history]
-    print(f"{reference.name} ({analyze(reference).params} params): {statistics.median(epochs):.1f} s per epoch "
-          f"(median of {len(epochs)}, 1 thread, {len(split.train)} images), test accuracy "
-          f"{result.test_accuracy:.4f} after {args.reference_epochs} epochs; loadavg {loadavg()}", flush=True)
+    result = None
+    if args.reference_epochs:
+        result = train_model(reference, dataset, split, TrainConfig(epochs=args.reference_epochs, threads=1))
+    if result is not None:
+        epochs = [row["seconds"] for row in result.history]
+        print(f"{reference.name} ({analyze(reference).params} params): {statistics.median(epochs):.1f} s per epoch "
+              f"(median of {len(epochs)}, 1 thread, {len(split.train)} images), test accuracy "
+              f"{result.test_accuracy:.4f} after {args.reference_epochs} epochs; loadavg {loadavg()}", flush=True)
 
     space = LayerListSpace(dataset.input_shape, dataset.num_classes, max_layers=5)
     rng = np.random.default_rng(args.seed)
