@@ -188,18 +188,21 @@ def _parse_node(raw: Any, position: int) -> Node:
     """One node object -> Node; the op's schema (``hostside.arch.ops``) checks the attributes."""
     if type(raw) is not dict and not isinstance(raw, abc.Mapping):
         raise SpecError(f"node #{position}: expected an object, got {type(raw).__name__}")
-    node_id = raw.get("id")
+    get = raw.get
+    node_id = get("id")
     if type(node_id) is not str and not isinstance(node_id, str) or not node_id:
         raise SpecError(f"node #{position}: missing or empty 'id'")
     if node_id == INPUT:
         raise SpecError(f"node {node_id!r}: the id {INPUT!r} is reserved for the network input")
-    name = raw.get("op")
-    op = _BY_NAME.get(name) if isinstance(name, str) else None
+    name = get("op")
+    op = _BY_NAME.get(name) if type(name) is str or isinstance(name, str) else None
     if op is None:
         raise SpecError(f"node {node_id!r}: unknown op {name!r}; known ops: {', '.join(OPS)}")
-    inputs = raw.get("inputs")
+    inputs = get("inputs")
     if type(inputs) is list and len(inputs) == 1 and type(inputs[0]) is str:
-        n_inputs = 1  # the common case, checked without a generator
+        if op.min_inputs == 1:  # the common case, checked without a generator
+            return Node(node_id, op.name, (inputs[0],), op.parse_attrs(node_id, raw))
+        n_inputs = 1
     elif not isinstance(inputs, (list, tuple)) or not inputs or not all(isinstance(i, str) for i in inputs):
         raise SpecError(f"node {node_id!r}: 'inputs' must be a non-empty list of node ids")
     else:

@@ -220,6 +220,7 @@ class Op:
         # (key, check, default) per attribute: the parser's loop, built once.
         self._fields = tuple((key, _FAST.get(a.kind, 0), a.check, a.default) for key, a in self.schema.items())
         self._finishes = type(self).finish_attrs is not Op.finish_attrs
+        self._bare = not self._fields and not self._finishes
         self._omitted = tuple((key, a.default) for key, a in self.schema.items() if a.omit_default)
         self._allowed = frozenset(self.schema) | {"id", "op", "inputs"}
 
@@ -234,6 +235,8 @@ class Op:
         anything else.
         """
         attrs: Dict[str, Any] = {}
+        if self._bare and len(raw) == 3:
+            return attrs  # an op without attributes (activations, flatten...): nothing to check
         given = 3
         get = raw.get
         for key, fast, check, default in self._fields:
