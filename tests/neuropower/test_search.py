@@ -31,3 +31,10 @@ def test_a_stop_rule_ends_the_search_after_the_first_iteration(tmp_path, capsys)
         assert c["attrs"]["spea2.score"] == pytest.approx(c["accuracy"] / c["params"])
         assert c["latency_ms"] > 0
     assert sum("spea2.stopped_by" in c["attrs"] for c in candidates) == 1
+    # a run's candidate folder is a --spec: the spec comes from the run's journal
+    folder = run / "candidates" / f"{candidates[0]['id']:05d}"
+    code = cli.main(["prune", "--spec", str(folder), "--weights", str(folder / "weights.npz"), "--split",
+                     str(run / "split.json"), "--iterations", "1", "--fine-tune-epochs", "1", "--out",
+                     str(tmp_path / "pruned")])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "pruned" / "prune.json").read_text())["original"]["params"] == candidates[0]["params"]
