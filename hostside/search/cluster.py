@@ -30,6 +30,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from concurrent.futures import Future
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -156,7 +157,9 @@ class ClusterExecutor:
         result: Future = Future()
         result.set_running_or_notify_cancel()
         try:
-            remote = self.client.submit(on_worker, function, *args, pure=False)
+            # Keyed by the task's own name, so Dask's dashboard and task stream show trainings as such.
+            remote = self.client.submit(on_worker, function, *args, pure=False,
+                                        key=f"{function.__name__}-{uuid.uuid4().hex}")
         except Exception as exc:  # noqa: BLE001 - the scheduler is gone already
             result.set_exception(self._lost(exc))
             return result

@@ -56,4 +56,5 @@ def test_calibration_for_board_measures_when_nothing_matches(hostside_home: Path
         calibration = calibration_for_board(board, threads=1, progress=lambda d, t: seen.append((d, t)),
                                             roots=[cache_dir()])
         assert calibration.path == cache_dir() / f"{board.key}-threads1-quick" / CALIBRATION_JSON
-    assert seen[-1] == (12, 12)
+    done, total = seen[-1]
+    assert done == total >= 12  # the 12 suite models, plus the per-inference floor probe
