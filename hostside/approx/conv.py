@@ -13,7 +13,7 @@ Zero padding is applied to the quantised input before the lookups, so a padded p
 the circuit's product T[0, w] (not assumed 0: some circuits err there too).
 
 Forward: s_a s_w (conv(q_a, q_w) + error expansion), see ``hostside.approx.expansion``. In
-evaluation (``eval()``) the expansion has the error matrix's full rank: every product is the
+evaluation mode (``module.eval()``) the expansion has the error matrix's full rank: every product is the
 table's, exactly. In training, circuits whose error rank exceeds ``TRAIN_RANK`` use its first
 ``TRAIN_RANK`` terms (the best rank-16 approximation of the error): a rank-228 circuit would
 otherwise cost ~100 float convolutions per layer and step. The per-product bound of that
