@@ -1,4 +1,5 @@
-"""Batch-1 latency (and optionally energy) of one ONNX model on this board.
+"""Batch-1 latency (and optionally energy) of one ONNX model on this board; at another batch
+size on request (``batch``: MENNDL's post-hoc analysis times batch 100, hostside.analysis).
 
 The protocol follows what makes a figure trustworthy on a small board: threads and spinning
 set explicitly (onnxruntime's defaults differ between releases), a warm-up, many timed runs
@@ -65,21 +66,31 @@ def make_input(shape: Sequence[int], seed: int, dtype: Any = np.float32) -> np.n
     raise ValueError(f"no random input for dtype {dtype}")
 
 
-def concrete_shape(shape: Sequence[Any], name: str = "input") -> List[int]:
-    """The batch axis (first), when symbolic or unknown, becomes 1: batch-1 latency. Any other
-    symbolic axis (a spatial size) has no size the agent could guess, so it is refused by
-    name instead of failing inside onnxruntime as ``Invalid input shape: {1,1}``."""
+def concrete_shape(shape: Sequence[Any], name: str = "input", batch: int = 1) -> List[int]:
+    """The batch axis (first), when symbolic or unknown, becomes ``batch`` (1: batch-1 latency).
+    Any other symbolic axis (a spatial size) has no size the agent could guess, so it is refused
+    by name instead of failing inside onnxruntime as ``Invalid input shape: {1,1}``. At a batch
+    other than 1, a batch axis fixed at another size (or none at all) is refused the same way:
+    onnxruntime would only say the shapes mismatch."""
+    if batch != 1 and (not shape or (isinstance(shape[0], int) and shape[0] > 0 and shape[0] != batch)):
+        fixed = f"a fixed batch size {shape[0]}" if shape else "no batch axis"
+        raise MeasureError(
+            "invalid_model",
+            f"input {name!r} has {fixed} (shape {list(shape)}), so it cannot be measured at batch {batch}; export the "
+            f"model with a dynamic batch axis (a symbolic first dimension, e.g. torch.onnx.export with "
+            f"dynamic_axes={{{name!r}: {{0: 'batch'}}}}) or measure it at batch {shape[0] if shape else 1}",
+        )
     dims = []
     for axis, d in enumerate(shape):
         if isinstance(d, int) and d > 0:
             dims.append(d)
         elif axis == 0:
-            dims.append(1)
+            dims.append(batch)
         else:
             raise MeasureError(
                 "invalid_model",
                 f"input {name!r} has a symbolic size {d!r} at axis {axis} of shape {list(shape)}; the agent fixes only the "
-                "batch axis (to 1): export the model with fixed spatial sizes (e.g. torch.onnx.export without "
+                f"batch axis (to {batch}): export the model with fixed spatial sizes (e.g. torch.onnx.export without "
                 "dynamic_axes for them)",
             )
     return dims
@@ -233,10 +244,13 @@ def measure_model(
     spinning: bool = False,
     seed: int = DEFAULT_SEED,
     keep_samples: bool = False,
+    batch: int = 1,
 ) -> Dict[str, Any]:
     """Measure one model and return the result JSON (``error`` is None on success).
 
     ``keep_samples`` adds every timed run's latency as ``samples_ms`` (in run order), for plots.
+    ``batch`` sets the batch axis of every input; a latency is then one run of ``batch`` images,
+    and the power block adds ``energy_per_image_mj`` (per run / batch).
 
     Raises MeasureError (with a protocol error code) on a model or power-source failure, so
     the CLI can still print a complete JSON result with that code.
@@ -261,7 +275,7 @@ def measure_model(
         dtype = _ORT_TYPES.get(meta.type)
         if dtype is None:
             raise MeasureError("invalid_model", f"input {meta.name!r} has type {meta.type}, which the agent cannot generate")
-        shape = concrete_shape(meta.shape, meta.name)
+        shape = concrete_shape(meta.shape, meta.name, batch)
         feeds[meta.name] = make_input(shape, seed + index, dtype)
         described_inputs.append({"name": meta.name, "shape": shape, "seed": seed + index, "dtype": np.dtype(dtype).name})
 
@@ -317,6 +331,7 @@ def measure_model(
             "warmup": warmup,
             "runs": runs,
             "min_time_s": min_time_s,
+            "batch": batch,
             "execution_mode": "sequential",
             "graph_optimization": "all",
             "provider": "CPUExecutionProvider",
@@ -335,7 +350,7 @@ def measure_model(
         "throttled": bool(throttled),
         "frequency_changed": bool(frequency_changed),
         "warnings": warnings,
-        "power": _power_block(power_source, idle, window, len(samples)),
+        "power": _power_block(power_source, idle, window, len(samples), batch),
         "error": None,
     }
     if keep_samples:
@@ -357,7 +372,10 @@ def _throttle_began(before: Dict[str, Any], after: Dict[str, Any]) -> bool:
     return int(a["raw"], 16) & ~int(b["raw"], 16) & 0xF000F != 0
 
 
-def _power_block(source: Any, idle: Optional[Dict[str, Any]], window: Optional[Dict[str, Any]], count: int) -> Optional[Dict[str, Any]]:
+def _power_block(
+    source: Any, idle: Optional[Dict[str, Any]], window: Optional[Dict[str, Any]], count: int, batch: int = 1
+) -> Optional[Dict[str, Any]]:
+    """Energy of the timed window; per inference = per run (of ``batch`` images), per image = per run / batch."""
     if source is None or window is None or idle is None:
         return None
     energy_mj = window["energy_j"] * 1e3
@@ -371,6 +389,7 @@ def _power_block(source: Any, idle: Optional[Dict[str, Any]], window: Optional[D
         "readings": window["readings"],
         "energy_total_mj": energy_mj,
         "energy_per_inference_mj": energy_mj / count,
+        "energy_per_image_mj": energy_mj / (count * batch),
         "energy_above_idle_mj": above_mj,
         "energy_above_idle_per_inference_mj": above_mj / count,
         "warnings": source.warnings(),

@@ -118,7 +118,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     options = {
         "threads": args.threads, "warmup": args.warmup, "runs": args.runs, "min_time_s": args.min_time,
         "power": None, "idle_s": args.idle_s, "spinning": args.spinning, "seed": args.seed,
-        "keep_samples": args.keep_samples, "timeout_s": args.timeout_s, "memory_limit_mb": args.memory_limit_mb,
+        "keep_samples": args.keep_samples, "batch": args.batch, "timeout_s": args.timeout_s,
+        "memory_limit_mb": args.memory_limit_mb,
     }
     try:
         options["power"] = _resolve_power(args.power, args.config)
@@ -217,6 +218,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _batch_size(text: str) -> int:
+    """The bounds the protocol puts on a daemon request's ``batch`` (protocol.FIELD_RULES)."""
+    from device_agent.protocol import FIELD_RULES
+
+    value = _integer(text)
+    _, low, high = FIELD_RULES["batch"]
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = _integer(text)
     if value < 0:
@@ -295,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     measure = sub.add_parser("measure", help="batch-1 latency (and power) of one ONNX model")
     measure.add_argument("model", metavar="MODEL.onnx")
     add_measure_options(measure)
+    measure.add_argument("--batch", type=_batch_size, default=1, metavar="N",
+                         help="batch size of the input (default 1); the model needs a dynamic batch axis")
     measure.add_argument("--timeout-s", type=positive_seconds, default=600.0, help="kill the measurement after this long (default 600)")
     measure.add_argument("--memory-limit-mb", type=_non_negative_int, default=None, help="address-space limit of the measuring process (default 80%% of RAM; 0: none)")
     measure.add_argument("--config", default=None, help="the board's agent config (default $DEVICE_AGENT_CONFIG or $DEVICE_AGENT_HOME/agent.json)")

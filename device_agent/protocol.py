@@ -37,7 +37,7 @@ DEFAULT_RUNS = 100
 DEFAULT_SEED = 0
 
 #: Options of one measurement, as keys of a measure request.
-MEASURE_OPTIONS = ("threads", "warmup", "runs", "min_time_s", "power", "idle_s", "spinning", "seed", "keep_samples")
+MEASURE_OPTIONS = ("threads", "warmup", "runs", "min_time_s", "power", "idle_s", "spinning", "seed", "keep_samples", "batch")
 
 OPS = ("hello", "info", "has_model", "upload", "measure")
 
@@ -64,6 +64,7 @@ FIELD_RULES: Dict[str, Tuple[str, float, float]] = {
     "timeout_s": ("float", 1e-3, 86400.0),
     "spinning": ("bool", 0, 1),
     "keep_samples": ("bool", 0, 1),
+    "batch": ("int", 1, 65536),
 }
 MAX_ID_CHARS = 128
 MAX_POWER_NAME_CHARS = 64

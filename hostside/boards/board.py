@@ -204,8 +204,13 @@ class Board:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         memory_limit_mb: Optional[int] = None,
         keep_samples: bool = False,
+        batch: int = 1,
     ) -> Dict[str, Any]:
         """Measure one ONNX model on this board: the agent's JSON plus ``host`` timings.
+
+        ``batch`` other than 1 needs a model with a dynamic batch axis; a latency is then one
+        run of ``batch`` images. It is sent only when not 1, so batch-1 measurements still work
+        with an agent older than the option.
 
         A failed measurement comes back with ``error = {"code", "message"}``; the codes are
         ``device_agent.protocol.ERROR_CODES``. A dropped link is retried (``host.attempts``).
@@ -214,7 +219,7 @@ class Board:
         options = {
             "threads": threads, "warmup": warmup, "runs": runs, "min_time_s": min_time_s, "power": power,
             "idle_s": idle_s, "spinning": spinning, "seed": seed, "timeout_s": timeout_s,
-            "memory_limit_mb": memory_limit_mb, "keep_samples": keep_samples,
+            "memory_limit_mb": memory_limit_mb, "keep_samples": keep_samples, "batch": batch,
         }
         sha256 = file_sha256(path)
         request_id = uuid.uuid4().hex
@@ -295,7 +300,11 @@ class Board:
             if reply.get("error"):
                 return {**reply, "host": {"path": "daemon", "upload_s": upload_s}}
         request = {"op": "measure", "sha256": sha256, "id": request_id}
-        request.update({k: v for k, v in options.items() if v not in (None, False) and k != "memory_limit_mb"})
+        # Absent fields take the agent's defaults: a None or off flag, and batch 1 (which an
+        # agent older than the option would refuse as an unknown field). ``is`` tests, since
+        # 0 == False would drop warmup 0 or idle_s 0.0 and the agent would use its defaults.
+        request.update({k: v for k, v in options.items()
+                        if v is not None and v is not False and k != "memory_limit_mb" and not (k == "batch" and v == 1)})
         timeout_s = float(options["timeout_s"])
         result = client.request(request, 2 * timeout_s + HOST_GRACE_S)
         result.pop("id", None)
@@ -343,6 +352,8 @@ def one_shot_flags(options: Dict[str, Any]) -> List[str]:
         flags.append("--spinning")
     if options.get("keep_samples"):
         flags.append("--keep-samples")
+    if options.get("batch", 1) != 1:
+        flags += ["--batch", str(options["batch"])]
     flags += ["--timeout-s", str(options["timeout_s"])]
     if options.get("memory_limit_mb") is not None:
         flags += ["--memory-limit-mb", str(options["memory_limit_mb"])]
