@@ -1,5 +1,11 @@
 """Shared test setup: every test gets its own HOSTSIDE_HOME so nothing touches the real one,
-and the small ONNX models the agent and board tests measure."""
+the small ONNX models the agent and board tests measure, and one real calibration of this
+machine that every search test passes with ``--calibration``.
+
+A search without ``--calibration`` calibrates its board first (the quick suite, about a
+minute here) and caches the result in HOSTSIDE_HOME; since every test has a fresh home, a
+test that let the search do so would pay for a calibration of its own.
+"""
 
 import importlib.util
 from pathlib import Path
@@ -47,3 +53,18 @@ def huge_model(tmp_path: Path) -> Path:
 @pytest.fixture
 def not_onnx_file(tmp_path: Path) -> Path:
     return _ONNX_MODELS.not_onnx(tmp_path / "broken.onnx")
+
+
+@pytest.fixture(scope="session")
+def digits_calibration(tmp_path_factory) -> Path:
+    """A real quick calibration of the ``local`` board: 16 suite models at the digits input
+    size, measured once per session."""
+    from hostside.boards import open_board
+    from hostside.calibration.calibrate import CALIBRATION_JSON, calibrate
+
+    out = tmp_path_factory.mktemp("calibration")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOSTSIDE_HOME", str(tmp_path_factory.mktemp("calibration_home")))
+        with open_board("local") as board:
+            calibrate([board], out, threads=1, input_shape=(1, 8, 8), size=16)
+    return out / CALIBRATION_JSON

@@ -20,16 +20,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> Path:
-    from hostside.boards import open_board
-    from hostside.calibration.calibrate import CALIBRATION_JSON, calibrate
-
-    root = tmp_path_factory.mktemp("analysis")
-    with open_board("local") as board:
-        calibrate([board], root, threads=1, input_shape=(1, 8, 8), size=16)
-    run_dir = root / "run"
+def trained_run(tmp_path_factory, digits_calibration) -> Path:
+    run_dir = tmp_path_factory.mktemp("analysis") / "run"
     done = subprocess.run([sys.executable, "-m", "hostside.cli", "search", "--budget", "4", "--population", "2",
-                           "--epochs", "1", "--final-epochs", "1", "--calibration", str(root / CALIBRATION_JSON),
+                           "--epochs", "1", "--final-epochs", "1", "--calibration", str(digits_calibration),
                            "--out", str(run_dir)], env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return run_dir

@@ -11,7 +11,7 @@ from hostside.approx.library import energy_per_mult_pj
 
 
 @pytest.mark.slow
-def test_tiny_cgp_search_records_multiplier_energy_and_inherits_weights(tmp_path):
+def test_tiny_cgp_search_records_multiplier_energy_and_inherits_weights(tmp_path, digits_calibration):
     config = tmp_path / "cgp.toml"
     config.write_text(
         'dataset = "digits"\npopulation = 2\nbudget = 4\nepochs = 1\nfinal_epochs = 1\nworkers = 1\n'
@@ -19,7 +19,8 @@ def test_tiny_cgp_search_records_multiplier_energy_and_inherits_weights(tmp_path
         '[space_options]\nrows = 2\ncols = 4\nlevels_back = 2\nmultipliers = ["mul8u_18DU", "mul8u_1JFF"]\n'
     )
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "hostside.cli", "search", "--config", str(config), "--out", str(run)],
+    proc = subprocess.run([sys.executable, "-m", "hostside.cli", "search", "--config", str(config), "--calibration",
+                           str(digits_calibration), "--out", str(run)],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     models = json.loads((run / "pareto.json").read_text())

@@ -1,4 +1,4 @@
-"""Fixtures of the cluster tests: a real loopback Dask cluster and a small real calibration."""
+"""Fixtures of the cluster tests: a real loopback Dask cluster."""
 
 import sys
 from pathlib import Path
@@ -19,14 +19,3 @@ def loopback_cluster(tmp_path):
     finally:
         cluster.close()
 
-
-@pytest.fixture(scope="session")
-def cluster_calibration(tmp_path_factory) -> Path:
-    """One small real calibration of this machine, so searches start training at once."""
-    from hostside.boards import open_board
-    from hostside.calibration.calibrate import CALIBRATION_JSON, calibrate
-
-    out = tmp_path_factory.mktemp("calibration")
-    with open_board("local") as board:
-        calibrate([board], out, threads=1, input_shape=(1, 8, 8), size=16)
-    return out / CALIBRATION_JSON

@@ -66,13 +66,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_search_on_two_workers_journals_every_training_once(loopback_cluster, cluster_calibration, tmp_path):
+def test_search_on_two_workers_journals_every_training_once(loopback_cluster, digits_calibration, tmp_path):
     loopback_cluster.start_scheduler()
     loopback_cluster.start_worker("w1")
     loopback_cluster.start_worker("w2")
     loopback_cluster.wait_for_workers(2)
     run_dir = tmp_path / "run"
-    search = _search(_search_args(loopback_cluster.address, run_dir, cluster_calibration, budget=6))
+    search = _search(_search_args(loopback_cluster.address, run_dir, digits_calibration, budget=6))
     out, err = search.communicate(timeout=400)
     assert search.returncode == 0, err
     rows = [r for r in _rows(run_dir) if r["status"] != "rejected"]
@@ -83,13 +83,13 @@ def test_search_on_two_workers_journals_every_training_once(loopback_cluster, cl
         assert (run_dir / "candidates" / f"{row['id']:05d}" / "weights.npz").is_file()
 
 
-def test_a_worker_killed_mid_training_costs_only_that_training(loopback_cluster, cluster_calibration, tmp_path):
+def test_a_worker_killed_mid_training_costs_only_that_training(loopback_cluster, digits_calibration, tmp_path):
     loopback_cluster.start_scheduler()
     loopback_cluster.start_worker("w1")
     loopback_cluster.start_worker("w2")
     loopback_cluster.wait_for_workers(2)
     run_dir = tmp_path / "run"
-    search = _search(_search_args(loopback_cluster.address, run_dir, cluster_calibration, budget=4, epochs=6))
+    search = _search(_search_args(loopback_cluster.address, run_dir, digits_calibration, budget=4, epochs=6))
     _wait_for(lambda: sum(r["status"] == "training" for r in _rows(run_dir)) >= 2, search)
     time.sleep(1.0)  # both workers are inside a training now
     loopback_cluster.kill_worker("w1")
@@ -102,14 +102,14 @@ def test_a_worker_killed_mid_training_costs_only_that_training(loopback_cluster,
     assert workers.count("w2") >= 3, workers  # the killed one's training was re-run on w2
 
 
-def test_scheduler_lost_ends_in_one_line_and_resume_retrains_nothing_finished(loopback_cluster, cluster_calibration,
+def test_scheduler_lost_ends_in_one_line_and_resume_retrains_nothing_finished(loopback_cluster, digits_calibration,
                                                                                tmp_path):
     port = _free_port()
     loopback_cluster.start_scheduler(port)
     loopback_cluster.start_worker("w1")
     loopback_cluster.wait_for_workers(1)
     run_dir = tmp_path / "run"
-    search = _search(_search_args(loopback_cluster.address, run_dir, cluster_calibration, budget=5, epochs=3))
+    search = _search(_search_args(loopback_cluster.address, run_dir, digits_calibration, budget=5, epochs=3))
     _wait_for(lambda: any(r["status"] == "measured" for r in _rows(run_dir)), search)
     loopback_cluster.stop_scheduler()
     loopback_cluster.kill_worker("w1")
@@ -133,24 +133,24 @@ def test_scheduler_lost_ends_in_one_line_and_resume_retrains_nothing_finished(lo
     assert len(trained) == 5 and all(r["status"] == "measured" for r in trained)
 
 
-def test_unreachable_scheduler_is_one_line(cluster_calibration, tmp_path):
-    search = _search(_search_args(f"tcp://127.0.0.1:{_free_port()}", tmp_path / "run", cluster_calibration))
+def test_unreachable_scheduler_is_one_line(digits_calibration, tmp_path):
+    search = _search(_search_args(f"tcp://127.0.0.1:{_free_port()}", tmp_path / "run", digits_calibration))
     _, err = search.communicate(timeout=120)
     assert search.returncode != 0
     assert "cannot reach the Dask scheduler" in _one_line(err)
 
 
-def test_scheduler_without_workers_is_one_line_after_a_bounded_wait(loopback_cluster, cluster_calibration, tmp_path):
+def test_scheduler_without_workers_is_one_line_after_a_bounded_wait(loopback_cluster, digits_calibration, tmp_path):
     loopback_cluster.start_scheduler()
     started = time.monotonic()
-    search = _search(_search_args(loopback_cluster.address, tmp_path / "run", cluster_calibration),
+    search = _search(_search_args(loopback_cluster.address, tmp_path / "run", digits_calibration),
                      env={"HOSTSIDE_CLUSTER_WAIT_S": "2"})
     _, err = search.communicate(timeout=120)
     assert search.returncode != 0 and time.monotonic() - started < 100
     assert "has no workers after 2 s" in _one_line(err)
 
 
-def test_worker_with_another_hostside_version_is_refused_with_both(loopback_cluster, cluster_calibration, tmp_path):
+def test_worker_with_another_hostside_version_is_refused_with_both(loopback_cluster, digits_calibration, tmp_path):
     preload = tmp_path / "other_version.py"
     preload.write_text("import hostside\nhostside.__version__ = '9.9.9'\n")
     loopback_cluster.start_scheduler()
@@ -162,14 +162,14 @@ def test_worker_with_another_hostside_version_is_refused_with_both(loopback_clus
          "--no-nanny", "--no-dashboard", "--name", "old", "--preload", str(preload)],
         env=cluster_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     loopback_cluster.wait_for_workers(1)
-    search = _search(_search_args(loopback_cluster.address, tmp_path / "run", cluster_calibration))
+    search = _search(_search_args(loopback_cluster.address, tmp_path / "run", digits_calibration))
     _, err = search.communicate(timeout=120)
     assert search.returncode != 0
     line = _one_line(err)
     assert "hostside 9.9.9" in line and "hostside 0." in line, line
 
 
-def test_dataset_a_worker_cannot_read_is_one_line(loopback_cluster, cluster_calibration, tmp_path):
+def test_dataset_a_worker_cannot_read_is_one_line(loopback_cluster, digits_calibration, tmp_path):
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -180,7 +180,7 @@ def test_dataset_a_worker_cannot_read_is_one_line(loopback_cluster, cluster_cali
     loopback_cluster.start_worker("w1")  # its cwd is the repository: no data.npz there
     loopback_cluster.wait_for_workers(1)
     run_dir = tmp_path / "run"
-    search = _search(_search_args(loopback_cluster.address, run_dir, cluster_calibration)[:-2] + ["--out", str(run_dir),
+    search = _search(_search_args(loopback_cluster.address, run_dir, digits_calibration)[:-2] + ["--out", str(run_dir),
                      "--dataset", "npz:data.npz"], cwd=master_dir)
     _, err = search.communicate(timeout=120)
     assert search.returncode != 0

@@ -23,21 +23,22 @@ def hostside(capsys, *args):
     return code, out, err
 
 
-def search(tmp_path: Path, capsys, *extra, generations: int = 1):
+def search(tmp_path: Path, capsys, calibration: Path, *extra, generations: int = 1):
     config = tmp_path / "search.toml"
     config.write_text(f'[strategy]\nname = "ea4cnn"\ngenerations = {generations}\n')
     run = tmp_path / "run"
     code, _, err = hostside(capsys, "search", "--config", config, "--space", "ea4cnn", "--population", "2",
                             "--budget", str(2 * (generations + 1)), "--objectives", "accuracy,params", "--no-filter",
-                            "--final-epochs", "1", "--workers", "1", "--out", run, *extra)
+                            "--final-epochs", "1", "--workers", "1", "--calibration", calibration, "--out", run,
+                            *extra)
     assert code == 0, err
     code, out, err = hostside(capsys, "runs", "show", run, "--json")
     assert code == 0, err
     return run, json.loads(out)["candidates"]
 
 
-def test_lineages_can_be_followed_from_runs_show(tmp_path, capsys):
-    run, candidates = search(tmp_path, capsys, generations=2)
+def test_lineages_can_be_followed_from_runs_show(tmp_path, capsys, digits_calibration):
+    run, candidates = search(tmp_path, capsys, digits_calibration, generations=2)
     split = json.loads((run / "split.json").read_text())
     assert (len(split["train"]), len(split["val"]), len(split["test"])) == (1347, 180, 270)  # 75/10/15 of 1797
     by_id = {c["id"]: c for c in candidates}
@@ -80,13 +81,13 @@ def _digits_seed(path: Path) -> Path:
     return path
 
 
-def test_seed_model_starts_the_population_from_the_trained_model(tmp_path, capsys):
+def test_seed_model_starts_the_population_from_the_trained_model(tmp_path, capsys, digits_calibration):
     from hostside.train.datasets import load_dataset
     from hostside.train.onnx_eval import evaluate_onnx
     from hostside.train.splits import Split
 
     seed = _digits_seed(tmp_path / "seed.onnx")
-    run, candidates = search(tmp_path, capsys, "--seed-model", seed)
+    run, candidates = search(tmp_path, capsys, digits_calibration, "--seed-model", seed)
     split = Split.load(run / "split.json")
     seeded = [c for c in candidates if c["operator"] == "seed"]
     assert len(seeded) == 1

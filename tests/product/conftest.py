@@ -38,21 +38,7 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def product_calibration(tmp_path_factory) -> Path:
-    """A quick real calibration of this machine at the digits input size (16 models)."""
-    from hostside.boards import open_board
-    from hostside.calibration.calibrate import CALIBRATION_JSON, calibrate
-
-    out = tmp_path_factory.mktemp("product_calibration")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HOSTSIDE_HOME", str(tmp_path_factory.mktemp("product_home")))
-        with open_board("local") as board:
-            calibrate([board], out, threads=1, input_shape=(1, 8, 8), size=16)
-    return out / CALIBRATION_JSON
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, product_calibration) -> Path:
+def tiny_run(tmp_path_factory, digits_calibration) -> Path:
     """A real NSGA-II search on digits, small enough for a test: 4 trained candidates, two
     generations, a latency budget that the filter uses, the front re-trained and measured."""
     from hostside.cli import main
@@ -62,6 +48,6 @@ def tiny_run(tmp_path_factory, product_calibration) -> Path:
         patch.setenv("HOSTSIDE_HOME", str(tmp_path_factory.mktemp("product_home")))
         code = main(["search", "--budget", "4", "--population", "2", "--epochs", "1", "--final-epochs", "1",
                      "--seed", "3", "--workers", "1", "--latency-budget-ms", "0.5",
-                     "--calibration", str(product_calibration), "--out", str(run_dir)])
+                     "--calibration", str(digits_calibration), "--out", str(run_dir)])
     assert code == 0, "the tiny search failed"
     return run_dir
