@@ -46,6 +46,7 @@ class Candidate:
     inherited_fraction: Optional[float] = None
     weights_from: Tuple[WeightsSource, ...] = ()
     epochs: Optional[int] = None
+    judged_without_board: bool = False
 
     @property
     def finished(self) -> bool:
@@ -53,8 +54,10 @@ class Candidate:
 
     @property
     def evaluated(self) -> bool:
-        """Measured: every objective the run has can be read."""
-        return self.status == "measured"
+        """Every figure the run judges it by is known: it is measured, or it is trained and the
+        run judges by nothing a board measures (``judged_without_board``; the measurement then
+        waits until the search's trainings are done)."""
+        return self.status == "measured" or (self.status == "trained" and self.judged_without_board)
 
     @property
     def complete(self) -> bool:
@@ -120,7 +123,7 @@ METRIC_COLUMNS = ("accuracy", "val_accuracy", "params", "macs", "activation_byte
 
 
 def record_from_row(row: Mapping[str, Any], attrs: Mapping[str, Any], objectives: Sequence[str],
-                    budgets: Mapping[str, float]) -> Candidate:
+                    budgets: Mapping[str, float], judged_without_board: bool = False) -> Candidate:
     """A frozen record of one journal row (the engine's job; strategies only receive records)."""
     metrics: Dict[str, Any] = {}
     extra = row.get("train_metrics") or {}
@@ -136,4 +139,5 @@ def record_from_row(row: Mapping[str, Any], attrs: Mapping[str, Any], objectives
         attrs=dict(attrs), weights_path=row.get("weights_path"),
         weights_sha256=row.get("weights_sha256"), inherited_fraction=row.get("inherited_fraction"),
         weights_from=tuple(exercise.get("weights_from") or ()), epochs=exercise.get("epochs"),
+        judged_without_board=judged_without_board,
     )

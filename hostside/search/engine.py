@@ -39,7 +39,9 @@ from hostside.search.cluster import ClusterLost
 from hostside.search.config import SearchConfig
 from hostside.search.executors import TrainingExecutor
 from hostside.search.filtering import PreTrainingFilter
+from hostside.search.objectives import reads_board
 from hostside.search.pareto import pareto_front, violation
+from hostside.search.stop_rules import rule_metrics
 from hostside.search.strategies import AskContext, StrategySettings, make_strategy
 from hostside.search.tasks import training_task
 from hostside.spaces.base import SearchSpace
@@ -128,6 +130,10 @@ class SearchEngine:
                                          config.epochs, config.budget, config.seed, config.workers)
         self.strategy = make_strategy(config.strategy, config.strategy_options, self.settings)
         self.measure_shares_host = any(shares_host(b) for b in getattr(pool, "boards", [None]))
+        #: The strategy returned no proposal (it ended the search itself, e.g. a stop rule).
+        self.strategy_finished = False
+        self.judges_by_board = reads_board(config.objectives, config.budgets,
+                                           rule_metrics(config.strategy_options.get("stop") or []))
 
     # -- records and budget -----------------------------------------------------------------
 
@@ -136,7 +142,7 @@ class SearchEngine:
         rows = self.journal.candidates() if rows is None else rows
         attrs = self.journal.all_attrs()
         return [record_from_row(r, {k: v for k, v in attrs.get(r["id"], {}).items() if not k.startswith("engine.")},
-                                self.config.objectives, self.config.budgets) for r in rows]
+                                self.config.objectives, self.config.budgets, not self.judges_by_board) for r in rows]
 
     def used(self) -> int:
         """Training exercises (or epochs, with ``budget_unit = "epochs"``) spent or committed."""
@@ -159,7 +165,7 @@ class SearchEngine:
     def ask(self, generation: int, slots: int, rng: np.random.Generator) -> List[int]:
         """Journal up to ``slots`` new proposals (accepted as ``pending``, the others ``rejected``);
         return the accepted ids. Stops early when the budget is committed or the strategy has
-        nothing left to propose."""
+        nothing left to propose (then ``strategy_finished`` is set)."""
         accepted: List[int] = []
         for _ in range(ASK_ATTEMPTS_PER_SLOT * max(1, slots)):
             wanted = min(slots - len(accepted), self.remaining() if self.config.budget_unit == "exercises" else slots)
@@ -167,6 +173,7 @@ class SearchEngine:
                 break
             proposals = self.strategy.ask(wanted, self.context(rng, generation))
             if not proposals:
+                self.strategy_finished = True
                 break
             for proposal in proposals[:wanted]:
                 if self.remaining() <= 0:
@@ -261,7 +268,9 @@ class SearchEngine:
             fields["error"] = f"training failed: {type(exc).__name__}: {exc}"
         finally:
             if fields:
-                self.journal.update(candidate_id, **fields)
+                timings = dict(self.journal.candidate(candidate_id).get("timings") or {})
+                timings["finished_at"] = time.time()
+                self.journal.update(candidate_id, timings=timings, **fields)
                 self._log_candidate(candidate_id)
         return broken
 
@@ -334,11 +343,12 @@ class SearchEngine:
 
     # -- tell -------------------------------------------------------------------------------
 
-    def untold(self) -> List[Dict[str, Any]]:
-        """Finished candidates the strategy has not been told about (all of them after a kill)."""
+    def untold(self, trained_too: bool = False) -> List[Dict[str, Any]]:
+        """Finished candidates the strategy has not been told about (all of them after a kill);
+        with ``trained_too`` also trained ones whose measurement waits (``judges_by_board`` False)."""
         attrs = self.journal.all_attrs()
-        return [r for r in self.journal.candidates(["rejected", "measured", "failed"])
-                if not attrs.get(r["id"], {}).get(TOLD)]
+        statuses = ["rejected", "measured", "failed"] + (["trained"] if trained_too else [])
+        return [r for r in self.journal.candidates(statuses) if not attrs.get(r["id"], {}).get(TOLD)]
 
     def tell(self, rows: Sequence[Dict[str, Any]], rng: np.random.Generator, generation: int) -> None:
         """Tell the strategy about finished candidates and journal the attributes it returns."""

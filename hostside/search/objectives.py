@@ -9,7 +9,7 @@ the strategies or the report. ``OBJECTIVES`` and ``BUDGETS`` stay name -> (colum
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from hostside.errors import UserError
 
@@ -99,6 +99,19 @@ def budget(name: str) -> Budget:
     if name not in _BUDGETS:
         raise UserError(f"budget {name!r} is unknown; allowed budgets: {', '.join(_BUDGETS)}")
     return _BUDGETS[name]
+
+
+#: Journal columns that only a board measurement fills in.
+BOARD_COLUMNS = frozenset({"latency_ms", "energy_mj"})
+
+
+def reads_board(objectives: Sequence[str], budgets: Mapping[str, float], stop_metrics: Sequence[str] = ()) -> bool:
+    """Whether a run judges its candidates by a board measurement: an objective, a budget or a
+    stop rule that reads measured latency or energy. When none does, a steady-state search need
+    not stop its trainings to measure on a board that shares this host (``hostside.search.scheduler``)."""
+    return (any(objective(name).column in BOARD_COLUMNS for name in objectives)
+            or any(budget(name).column in BOARD_COLUMNS for name in budgets)
+            or any(metric in BOARD_COLUMNS for metric in stop_metrics))
 
 
 def objective_value(row: Mapping[str, Any], name: str) -> float:

@@ -13,7 +13,11 @@ measured, finished ones the strategy was not told about are told.
 Measurement and training do not overlap on a board that shares this host: steady-state then
 holds new submissions while a result waits for the board, lets the running trainings
 finish, measures every waiting result and refills the slots. Results whose network was
-measured before (a survivor retrained) need no board and are told at once.
+measured before (a survivor retrained) need no board and are told at once. When the run
+judges by nothing a board measures (no measured-latency or energy objective, budget or stop
+rule: MENNDL's accuracy-driven search), holding would idle every worker for figures the
+strategy does not read, so steady-state tells the strategy each result once it is trained and
+measures all of them on the shared board after the last training.
 
 Random generators: generation g draws from ``default_rng([seed, g])``; steady-state birth b
 (the b-th journaled candidate) from ``default_rng([seed, 1, b])``, so a resumed run draws
@@ -61,8 +65,10 @@ class Generational:
             rng = self.rng(generation)
             ids = engine.ask(generation, engine.config.population, rng)
             if not ids:
-                engine.progress(f"generation {generation}: no new candidate passed the filter in "
-                                f"{ASK_ATTEMPTS_PER_SLOT * engine.config.population} proposals; stopping the search early")
+                if not engine.strategy_finished:
+                    engine.progress(f"generation {generation}: no new candidate passed the filter in "
+                                    f"{ASK_ATTEMPTS_PER_SLOT * engine.config.population} proposals; "
+                                    f"stopping the search early")
                 self.tell_untold()
                 break
             self.train(ids)
@@ -107,6 +113,7 @@ class SteadyState:
         self.executor = executor
         self.in_flight: Dict[Future, int] = {}
         self.reported_at = 0
+        self.measure_at_end = engine.measure_shares_host and not engine.judges_by_board
 
     def generation(self) -> int:
         """Nominal generation of the next birth: finished trainings per population."""
@@ -120,6 +127,9 @@ class SteadyState:
     def run(self) -> None:
         engine = self.engine
         started = time.perf_counter()
+        if self.measure_at_end:
+            engine.progress("steady-state: the board shares this host and nothing the search judges by is measured "
+                            "on it, so the networks are measured after the last training")
         for row in engine.journal.candidates(UNFINISHED):  # resume: unfinished ones take the first slots
             self.in_flight[engine.submit(row["id"], self.executor)] = row["id"]
         self.settle()
@@ -139,10 +149,10 @@ class SteadyState:
             if finished - self.reported_at >= engine.config.population:
                 self.reported_at = finished
                 engine.write_live_report()
-        if exhausted:
+        if exhausted and not engine.strategy_finished:
             engine.progress(f"steady-state: no new candidate passed the filter in {ASK_ATTEMPTS_PER_SLOT} "
                             f"proposals; stopping the search early")
-        self.settle()
+        self.settle(last=True)
         engine.report_progress("steady-state search", engine.journal.candidates(), time.perf_counter() - started)
 
     def fill(self) -> bool:
@@ -158,17 +168,18 @@ class SteadyState:
     def holding(self) -> bool:
         """Results wait for a board that shares this host: let the running trainings drain first."""
         engine = self.engine
-        return engine.measure_shares_host and any(engine.needs_board(r) for r in engine.journal.candidates(["trained"]))
+        return (engine.measure_shares_host and not self.measure_at_end
+                and any(engine.needs_board(r) for r in engine.journal.candidates(["trained"])))
 
-    def settle(self) -> int:
+    def settle(self, last: bool = False) -> int:
         """Measure what may be measured now, then tell the strategy every newly finished candidate;
-        returns how many trainings have finished so far."""
+        returns how many trainings have finished so far. ``last``: no training is left to run."""
         engine = self.engine
         trained = engine.journal.candidates(["trained"])
-        if engine.measure_shares_host and self.in_flight:
+        if (self.measure_at_end and not last) or (engine.measure_shares_host and self.in_flight):
             trained = [r for r in trained if not engine.needs_board(r)]
         engine.measure(trained)
-        untold = engine.untold()
+        untold = engine.untold(trained_too=self.measure_at_end)
         if untold:
             engine.tell(untold, self.rng(), self.generation())
         return engine.journal.training_exercises()

@@ -106,6 +106,11 @@ def parse_rules(entries: Sequence[str]) -> List[StopRule]:
     return rules
 
 
+def rule_metrics(entries: Sequence[str]) -> List[str]:
+    """Every metric the rules of the ``stop`` option read."""
+    return [metric for rule in parse_rules(entries) for metric, _, _ in rule.terms]
+
+
 def check_measurable(entries: Sequence[str], power: Optional[str]) -> None:
     """Refuse, before anything runs, a rule on energy when the run has no power source."""
     if power:

@@ -13,17 +13,18 @@ from hostside import cli
 pytestmark = pytest.mark.slow
 
 
-def test_a_stop_rule_ends_the_search_after_the_first_iteration(tmp_path, capsys):
+def test_a_stop_rule_ends_the_search_after_the_first_iteration(tmp_path, capsys, digits_calibration):
     config = tmp_path / "search.toml"
     config.write_text('[strategy]\nname = "spea2"\niterations = 4\n\n[stop]\n'
                       'any_fast = "accuracy >= 0 and latency_ms <= 1000"\n')
     run = tmp_path / "run"
     code = cli.main(["search", "--config", str(config), "--population", "2", "--budget", "8", "--epochs", "1",
                      "--objectives", "accuracy,params", "--no-filter", "--final-epochs", "1", "--workers", "1",
-                     "--out", str(run)])
+                     "--calibration", str(digits_calibration), "--out", str(run)])
     err = capsys.readouterr().err
     assert code == 0, err
     assert "spea2: search ends: stop rule 'any_fast'" in err and "after iteration 0" in err
+    assert "passed the filter" not in err  # the strategy ended the search, not the filter
     assert cli.main(["runs", "show", str(run), "--json"]) == 0
     candidates = json.loads(capsys.readouterr().out)["candidates"]
     assert len(candidates) == 2  # nothing was asked after the rule was met
