@@ -192,7 +192,7 @@ def main() -> None:
                  f"kept in {out}, run this again when the search is done")
     rows += front_rows(args.run)
     board_name = args.board or str(config.get("board", "local")).split(",")[0]
-    with open(f"/proc/loadavg") as f:
+    with open("/proc/loadavg") as f:
         load_before = f.read().split()[:3]
     with open_board(board_name) as board:
         for r in rows:

@@ -49,7 +49,7 @@ def main() -> None:
 
     from hostside.arch.cost import analyze
     from hostside.spaces.layer_list import LayerListSpace
-    from hostside.train.datasets import cached_dataset, load_dataset
+    from hostside.train.datasets import cached_dataset
     from hostside.train.loop import TrainConfig, train_model
     from hostside.train.splits import make_split
     from fashion_mnist import two_conv_100k

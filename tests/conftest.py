@@ -68,3 +68,29 @@ def digits_calibration(tmp_path_factory) -> Path:
         with open_board("local") as board:
             calibrate([board], out, threads=1, input_shape=(1, 8, 8), size=16)
     return out / CALIBRATION_JSON
+
+
+@pytest.fixture
+def trained_digits_cnn():
+    """A small torch CNN of EA4CNN's shape (conv-BN-ReLU, pool, FC 32 + ReLU, classifier),
+    trained briefly on raw digits pixels (0..16) the way a user's own script would: no
+    normalisation layer, a batchnorm the exporter folds. In eval mode."""
+    import numpy as np
+    import torch
+
+    from hostside.train.datasets import load_dataset
+
+    digits = load_dataset("digits")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(8 * 16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    x, y = torch.from_numpy(np.array(digits.x)), torch.from_numpy(np.array(digits.y))
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(4):
+        for start in range(0, len(y), 64):
+            loss = torch.nn.functional.cross_entropy(net(x[start:start + 64]), y[start:start + 64])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return net.eval()

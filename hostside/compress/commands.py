@@ -58,7 +58,6 @@ def prune_network(spec_path: Path, weights_path: Path, dataset: str, split_path:
     import tempfile
 
     from hostside.arch.build import build_module
-    from hostside.arch.spec import ArchSpec
     from hostside.arch.weights import load_state, load_weights, save_state
     from hostside.compress.prune import prune_step
     from hostside.train.splits import Split

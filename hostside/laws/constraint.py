@@ -126,7 +126,7 @@ def run_constraint_grid(config: Any, datasets: Sequence[str], constraints: Seque
                 report = start_run(run_config, run_dir, progress)
             best = best_model(report)
             results.append({"dataset": dataset, "params_constraint": constraint, "run": str(run_dir), "best": best})
-            progress(f"  best: " + ("none meets the budgets" if best is None else
+            progress("  best: " + ("none meets the budgets" if best is None else
                                     f"accuracy {best['accuracy']:.3f}, {best['params']} params, "
                                     f"{best['latency_ms']:.4f} ms"))
     summary = {"datasets": list(datasets), "constraints": list(constraints), "results": results,

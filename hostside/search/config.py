@@ -38,7 +38,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional
 
 from hostside.errors import UserError
 from hostside.search.objectives import BUDGETS, OBJECTIVES, load_extensions

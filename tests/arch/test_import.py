@@ -185,26 +185,8 @@ def test_cli_bad_file_is_one_line(hostside, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def _trained_digits_net(digits) -> torch.nn.Module:
-    """A small torch CNN trained briefly on raw digits pixels (0..16), the way a user's own
-    training script would do it: no normalisation layer, batchnorm that the exporter folds."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(8 * 16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
-    x, y = torch.from_numpy(np.array(digits.x)), torch.from_numpy(np.array(digits.y))
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
-    for _ in range(3):
-        for start in range(0, len(y), 64):
-            loss = torch.nn.functional.cross_entropy(net(x[start:start + 64]), y[start:start + 64])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return net.eval()
-
-
 @pytest.mark.slow
-def test_imported_model_evaluates_to_the_onnx_files_accuracy(tmp_path, monkeypatch, capsys):
+def test_imported_model_evaluates_to_the_onnx_files_accuracy(tmp_path, monkeypatch, capsys, trained_digits_cnn):
     """arch import, then train --init-weights --epochs 0 on a split: the same test accuracy as
     onnxruntime on the original file, on exactly those images."""
     from hostside.train.datasets import load_dataset
@@ -212,7 +194,7 @@ def test_imported_model_evaluates_to_the_onnx_files_accuracy(tmp_path, monkeypat
     from hostside.train.splits import make_split
 
     digits = load_dataset("digits")
-    path = torch_export(_trained_digits_net(digits), (1, 8, 8), tmp_path / "digits.onnx")
+    path = torch_export(trained_digits_cnn, (1, 8, 8), tmp_path / "digits.onnx")
     split = make_split(digits, seed=3)
     split.save(tmp_path / "split.json")
     want = evaluate_onnx(path, digits, split.test)

@@ -8,7 +8,6 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -56,37 +55,22 @@ def test_lineages_can_be_followed_from_runs_show(tmp_path, capsys, digits_calibr
             assert c["operator"] == "sample" and c["inherited_fraction"] in (0, 0.0, None) and c["age"] == 1
 
 
-def _digits_seed(path: Path) -> Path:
-    """A torch CNN of EA4CNN's shape (conv-BN-ReLU, pool, FC 32 + ReLU, classifier) trained
-    briefly on raw digits, exported with batchnorm folded."""
-    from hostside.train.datasets import load_dataset
-
-    digits = load_dataset("digits")
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(8 * 16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
-    x, y = torch.from_numpy(np.array(digits.x)), torch.from_numpy(np.array(digits.y))
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
-    for _ in range(4):
-        for start in range(0, len(y), 64):
-            loss = torch.nn.functional.cross_entropy(net(x[start:start + 64]), y[start:start + 64])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+def _export(net: torch.nn.Module, path: Path) -> Path:
+    """The torch model as a user exports it: TorchScript exporter, batchnorm folded."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net.eval(), (torch.rand(1, 1, 8, 8),), str(path), dynamo=False, input_names=["x"],
+        torch.onnx.export(net, (torch.rand(1, 1, 8, 8),), str(path), dynamo=False, input_names=["x"],
                           dynamic_axes={"x": {0: "n"}})
     return path
 
 
-def test_seed_model_starts_the_population_from_the_trained_model(tmp_path, capsys, digits_calibration):
+def test_seed_model_starts_the_population_from_the_trained_model(tmp_path, capsys, digits_calibration,
+                                                               trained_digits_cnn):
     from hostside.train.datasets import load_dataset
     from hostside.train.onnx_eval import evaluate_onnx
     from hostside.train.splits import Split
 
-    seed = _digits_seed(tmp_path / "seed.onnx")
+    seed = _export(trained_digits_cnn, tmp_path / "seed.onnx")
     run, candidates = search(tmp_path, capsys, digits_calibration, "--seed-model", seed)
     split = Split.load(run / "split.json")
     seeded = [c for c in candidates if c["operator"] == "seed"]

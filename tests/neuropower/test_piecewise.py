@@ -3,7 +3,6 @@ onnxruntime alike, with no parameters or MACs in the cost model or the ONNX read
 
 import itertools
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from hostside.errors import UserError
 from hostside.precision.emulate import MULTIPLYING_INPUTS, VALUE_PRESERVING, OnnxEmulator, emulate_module

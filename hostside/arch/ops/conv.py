@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, List, Mapping, Optional, Tuple
 
 from hostside.arch.ops import register
-from hostside.arch.ops.base import Inferred, Op, Shape, SpecError, boolean, elements, pad_pair, pair, pos_int
+from hostside.arch.ops.base import Inferred, Op, Shape, SpecError, boolean, pad_pair, pair, pos_int
 
 _F32 = 4
 
