@@ -47,7 +47,10 @@ class PowerSource:
     """One way to learn how much energy the board used over a window.
 
     The sampler calls ``begin`` once, ``poll`` every ``interval_s`` from its thread, and
-    ``end`` once; ``end`` returns (energy in joules, number of readings).
+    ``end`` once; ``end`` returns (energy in joules, number of readings, seconds between the
+    first and the last reading). Why the source states its own window: a reading takes time (a
+    command source spawns a process), so a clock around the sampler would not span the same
+    interval as the energy, and the average power would be off by the difference.
     """
 
     name = "power"
@@ -59,7 +62,7 @@ class PowerSource:
     def poll(self) -> None:
         raise NotImplementedError
 
-    def end(self) -> Tuple[float, int]:
+    def end(self) -> Tuple[float, int, float]:
         raise NotImplementedError
 
     def warnings(self) -> List[str]:
@@ -104,6 +107,7 @@ class RaplSource(PowerSource):
         self.interval_s = min([0.1] + [d.safe_interval_s() for d in self.domains])
         self._last: List[int] = []
         self._total_uj: List[int] = []
+        self._first_t = 0.0
         self._last_t = 0.0
         self._readings = 0
         self._late_reads = 0
@@ -111,7 +115,7 @@ class RaplSource(PowerSource):
     def begin(self) -> None:
         self._last = [d.read() for d in self.domains]
         self._total_uj = [0 for _ in self.domains]
-        self._last_t = time.perf_counter()
+        self._first_t = self._last_t = time.perf_counter()
         self._readings = 1
         self._late_reads = 0
 
@@ -129,9 +133,9 @@ class RaplSource(PowerSource):
         self._last_t = now
         self._readings += 1
 
-    def end(self) -> Tuple[float, int]:
+    def end(self) -> Tuple[float, int, float]:
         self.poll()
-        return sum(self._total_uj) / 1e6, self._readings
+        return sum(self._total_uj) / 1e6, self._readings, self._last_t - self._first_t
 
     def domain_energy_j(self) -> Dict[str, float]:
         return {d.name: total / 1e6 for d, total in zip(self.domains, self._total_uj)}
@@ -148,21 +152,27 @@ class _MeterSource(PowerSource):
     def read_w(self) -> float:
         raise NotImplementedError
 
+    def _stamped_read(self) -> Tuple[float, float]:
+        """(time, watts): a reading is dated at the middle of the read, which may take long."""
+        before = time.perf_counter()
+        w = self.read_w()
+        return (before + time.perf_counter()) / 2.0, w
+
     def begin(self) -> None:
-        self._t = time.perf_counter()
-        self._w = self.read_w()
+        self._t, self._w = self._stamped_read()
+        self._first_t = self._t
         self._energy_j = 0.0
         self._readings = 1
 
     def poll(self) -> None:
-        t, w = time.perf_counter(), self.read_w()
+        t, w = self._stamped_read()
         self._energy_j += (t - self._t) * (w + self._w) / 2.0
         self._t, self._w = t, w
         self._readings += 1
 
-    def end(self) -> Tuple[float, int]:
+    def end(self) -> Tuple[float, int, float]:
         self.poll()
-        return self._energy_j, self._readings
+        return self._energy_j, self._readings, self._t - self._first_t
 
 
 class HwmonSource(_MeterSource):
@@ -303,11 +313,9 @@ class PowerSampler:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
-        self._t0 = 0.0
 
     def __enter__(self) -> "PowerSampler":
         self.source.begin()
-        self._t0 = time.perf_counter()
         self._thread = threading.Thread(target=self._loop, name="power-sampler", daemon=True)
         self._thread.start()
         return self
@@ -325,11 +333,11 @@ class PowerSampler:
             self._thread.join()
 
     def result(self) -> Dict[str, Any]:
-        """Energy over the window; call after the ``with`` block."""
+        """Energy over the window from the first to the last reading (``duration_s``) and the
+        mean power over it; call after the ``with`` block."""
         if self._error is not None:
             raise PowerError(f"power source {self.source.name} failed while sampling: {self._error}")
-        energy_j, readings = self.source.end()
-        duration_s = time.perf_counter() - self._t0
+        energy_j, readings, duration_s = self.source.end()
         return {
             "energy_j": energy_j,
             "duration_s": duration_s,

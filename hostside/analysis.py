@@ -125,7 +125,6 @@ def time_model(onnx_path: Path, x: np.ndarray, batch: int, power=None, candidate
     session.run(None, {name: batches[0]})  # warm-up: first-run allocation is not inference time
     logits: List[np.ndarray] = []
     sampler = PowerSampler(power) if power is not None else None
-    window_start = time.perf_counter()
     if sampler is not None:
         sampler.__enter__()
     started = time.perf_counter()
@@ -140,11 +139,8 @@ def time_model(onnx_path: Path, x: np.ndarray, batch: int, power=None, candidate
     if sampler is not None:
         # Why mean power x timed seconds: the sampler's window also holds up to one 100 ms
         # sampling interval after the last batch (stopping the thread); a short pass would be
-        # charged for that idle tail. The mean is taken over a window measured here, around the
-        # whole integration: PowerSampler's own duration starts after its first reading, so a
-        # stall between the two (a loaded host) would inflate its avg_w.
-        sampled = sampler.result()
-        energy_j = sampled["energy_j"] / (time.perf_counter() - window_start) * seconds
+        # charged for that idle tail.
+        energy_j = sampler.result()["avg_w"] * seconds
     return {"seconds": seconds, "energy_j": energy_j, "logits": np.concatenate(logits)}
 
 

@@ -21,9 +21,9 @@ def test_rapl_fixture_counter_wraparound(rapl_sysfs_fixture):
     (package / "energy_uj").write_text("100000\n")  # wrapped: +0.2 J
     source.poll()
     (package / "energy_uj").write_text("600000\n")  # +0.5 J
-    energy_j, readings = source.end()
+    energy_j, readings, window_s = source.end()
     assert energy_j == pytest.approx(0.7)
-    assert readings == 3
+    assert readings == 3 and window_s >= 0
 
 
 def test_rapl_fixture_package_and_dram_domains_and_sampling_interval(rapl_sysfs_fixture):
@@ -99,3 +99,14 @@ def test_measure_reports_a_bad_power_source_with_its_code(conv_model, tmp_path, 
     with pytest.raises(MeasureError) as caught:
         measure_model(conv_model, runs=3, power="hwmon")
     assert caught.value.code == "power_error" and "new_device" in str(caught.value)
+
+
+def test_a_slow_meter_averages_its_constant_power_exactly(tmp_path):
+    """Each reading of this command takes about 0.1 s: the mean power must still be the
+    constant it prints, since energy and window span the same readings."""
+    source = open_source(f"cmd:{sys.executable} -c 'import time; time.sleep(0.1); print(4.0)'", tmp_path)
+    with PowerSampler(source) as sampler:
+        time.sleep(0.3)
+    result = sampler.result()
+    assert result["readings"] >= 2 and result["duration_s"] > 0.1
+    assert result["avg_w"] == pytest.approx(4.0, rel=1e-9)

@@ -53,10 +53,11 @@ def test_conservative_filter_judges_the_upper_bound(calibration):
 
 def test_check_many_matches_check(calibration):
     specs = [random_spec(seed) for seed in range(20)]
-    # The budget sits at the median prediction so that it splits the set whatever the speed of
-    # the machine that measured the calibration.
+    # The budget sits between the two middle predictions so that it splits the set whatever the
+    # speed of the machine that measured the calibration (and no prediction ties with it).
     predicted = sorted(calibration.predict(s).latency_ms for s in specs)
-    budgets = Budgets(latency_ms=predicted[len(predicted) // 2], activation_bytes=200_000)
+    middle = len(predicted) // 2
+    budgets = Budgets(latency_ms=(predicted[middle - 1] + predicted[middle]) / 2, activation_bytes=200_000)
     f = CandidateFilter(budgets, calibration)
     for batched, single in zip(f.check_many(specs), [f.check(s) for s in specs]):
         assert (batched.accepted, batched.reason) == (single.accepted, single.reason)
