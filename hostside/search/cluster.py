@@ -38,6 +38,8 @@ from hostside.errors import UserError
 
 #: Seconds to wait for the first worker to join (``HOSTSIDE_CLUSTER_WAIT_S`` overrides).
 WORKER_WAIT_S = 60.0
+#: Seconds to wait for the scheduler to answer (``HOSTSIDE_CLUSTER_CONNECT_S`` overrides).
+CONNECT_TIMEOUT_S = 10.0
 
 
 class ClusterLost(UserError):
@@ -129,7 +131,8 @@ class ClusterExecutor:
         _quiet_dask_logs()
 
         try:
-            return Client(self.address, timeout="10s", set_as_default=False)
+            timeout_s = float(os.environ.get("HOSTSIDE_CLUSTER_CONNECT_S", CONNECT_TIMEOUT_S))
+            return Client(self.address, timeout=f"{timeout_s}s", set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UserError(f"cannot reach the Dask scheduler at {self.address!r} ({reason}); check the address "

@@ -134,7 +134,8 @@ def test_scheduler_lost_ends_in_one_line_and_resume_retrains_nothing_finished(lo
 
 
 def test_unreachable_scheduler_is_one_line(digits_calibration, tmp_path):
-    search = _search(_search_args(f"tcp://127.0.0.1:{_free_port()}", tmp_path / "run", digits_calibration))
+    search = _search(_search_args(f"tcp://127.0.0.1:{_free_port()}", tmp_path / "run", digits_calibration),
+                     env={"HOSTSIDE_CLUSTER_CONNECT_S": "2"})
     _, err = search.communicate(timeout=120)
     assert search.returncode != 0
     assert "cannot reach the Dask scheduler" in _one_line(err)

@@ -102,7 +102,8 @@ def test_trainings_run_on_a_dask_local_cluster(in_tmp_cwd, digits_calibration, p
     assert report["counts"]["measured"] == 4 and report["models"]
 
 
-def test_an_unreachable_dask_scheduler_is_one_clear_error(in_tmp_cwd, digits_calibration, capsys):
+def test_an_unreachable_dask_scheduler_is_one_clear_error(in_tmp_cwd, digits_calibration, capsys, monkeypatch):
+    monkeypatch.setenv("HOSTSIDE_CLUSTER_CONNECT_S", "2")
     code = main(["search", "--budget", "2", "--cluster", "tcp://127.0.0.1:9", "--calibration", str(digits_calibration),
                  "--out", str(in_tmp_cwd / "run")])
     err = capsys.readouterr().err
