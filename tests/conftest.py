@@ -8,9 +8,17 @@ test that let the search do so would pay for a calibration of its own.
 """
 
 import importlib.util
+import signal
 from pathlib import Path
 
 import pytest
+
+# A shell starts background jobs with SIGINT ignored, and an ignored signal stays ignored in every
+# child: Python then installs no KeyboardInterrupt handler, and the tests that press Ctrl-C on a
+# hostside process (SIGINT) would wait for nothing. Restore the handler, so the children started
+# by the tests get the default disposition whatever shell started pytest.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _load_onnx_models():
