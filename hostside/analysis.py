@@ -33,6 +33,7 @@ and the error (1 - accuracy) in [0, 1] as it is; weights 0.5 / 0.5 unless given.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -125,16 +126,11 @@ def time_model(onnx_path: Path, x: np.ndarray, batch: int, power=None, candidate
     session.run(None, {name: batches[0]})  # warm-up: first-run allocation is not inference time
     logits: List[np.ndarray] = []
     sampler = PowerSampler(power) if power is not None else None
-    if sampler is not None:
-        sampler.__enter__()
-    started = time.perf_counter()
-    try:
+    with sampler or contextlib.nullcontext():
+        started = time.perf_counter()
         for b in batches:
             logits.append(session.run(None, {name: b})[0])
-    finally:
         seconds = time.perf_counter() - started
-        if sampler is not None:
-            sampler.__exit__(None, None, None)
     energy_j = None
     if sampler is not None:
         # Why mean power x timed seconds: the sampler's window also holds up to one 100 ms
