@@ -20,17 +20,20 @@ class Budgets:
     """Upper limits a candidate must meet; None means no limit.
 
     ``params`` counts trainable parameters (``Cost.params``), ``macs`` multiply-accumulates,
-    ``activation_bytes`` the peak float32 activation memory at batch 1, ``latency_ms`` the
-    predicted batch-1 median latency on the calibrated board.
+    ``activation_bytes`` the peak float32 activation memory at batch 1, ``weight_bytes`` the
+    deployed weights stored in ``weight_format`` (a ``hostside.precision`` format name; None:
+    float32), ``latency_ms`` the predicted batch-1 median latency on the calibrated board.
     """
 
     latency_ms: Optional[float] = None
     params: Optional[int] = None
     macs: Optional[int] = None
     activation_bytes: Optional[int] = None
+    weight_bytes: Optional[int] = None
+    weight_format: Optional[str] = None
 
     def __post_init__(self) -> None:
-        for name in ("latency_ms", "params", "macs", "activation_bytes"):
+        for name in ("latency_ms", "params", "macs", "activation_bytes", "weight_bytes"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UserError(f"budget {name} must be a positive number, got {value!r}; omit it for no limit")
@@ -45,7 +48,8 @@ class FilterDecision:
     interval_ms: Optional[Tuple[float, float]] = None
 
 
-_UNITS = {"params": "params", "macs": "MACs", "activation_bytes": "bytes of activations"}
+_UNITS = {"params": "params", "macs": "MACs", "activation_bytes": "bytes of activations",
+          "weight_bytes": "bytes of weights"}
 
 
 class CandidateFilter:
@@ -62,6 +66,11 @@ class CandidateFilter:
         self.budgets = budgets
         self.calibration = calibration
         self.conservative = conservative
+        from hostside.precision.analysis import weight_bytes
+        from hostside.precision.formats import parse_format
+
+        self._weight_bytes = weight_bytes
+        self._weight_format = None if budgets.weight_format is None else parse_format(budgets.weight_format)
 
     def check(self, spec: ArchSpec) -> FilterDecision:
         return self.check_many([spec])[0]
@@ -76,6 +85,9 @@ class CandidateFilter:
         for i, spec in enumerate(specs):
             cost = spec.cost
             values = {"params": cost.params, "macs": cost.macs, "activation_bytes": cost.activation_bytes}
+            if b.weight_bytes is not None:
+                values["weight_bytes"] = self._weight_bytes(self._weight_format, cost.deployed_params,
+                                                            cost.deployed_biases)
             margins: Dict[str, float] = {}
             misses: List[Tuple[float, str]] = []
             for name, value in values.items():

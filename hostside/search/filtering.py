@@ -17,7 +17,7 @@ from hostside.arch.spec import ArchSpec
 from hostside.search.config import SearchConfig
 
 #: Budgets the filter can judge before training (the others need a trained, measured model).
-PRE_TRAINING_BUDGETS = ("latency_ms", "params", "macs", "activation_bytes")
+PRE_TRAINING_BUDGETS = ("latency_ms", "params", "macs", "activation_bytes", "weight_bytes")
 
 
 def open_calibration(config: SearchConfig, board: Any, progress: Callable[[str], None]) -> Any:
@@ -42,9 +42,11 @@ class PreTrainingFilter:
         from hostside.calibration.filter import Budgets, CandidateFilter
 
         limits = {k: config.budgets[k] for k in PRE_TRAINING_BUDGETS if k in config.budgets}
-        for key in ("params", "macs", "activation_bytes"):
+        for key in ("params", "macs", "activation_bytes", "weight_bytes"):
             if key in limits:
                 limits[key] = int(limits[key])
+        if "weight_bytes" in limits:
+            limits["weight_format"] = config.precision  # the format the run judges its candidates in
         self.enabled = config.use_filter
         self.calibration = calibration
         self.latency_budget_ms = limits.get("latency_ms")

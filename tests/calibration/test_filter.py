@@ -29,6 +29,20 @@ def test_static_budgets_need_no_calibration_and_report_margins():
     assert decision.predicted_latency_ms is None
 
 
+def test_the_weight_bytes_budget_is_judged_exactly_in_the_runs_format():
+    spec = random_spec(3)
+    cost = spec.cost
+    fp32 = 4 * cost.deployed_params
+    assert CandidateFilter(Budgets(weight_bytes=fp32)).check(spec).accepted
+    over = CandidateFilter(Budgets(weight_bytes=fp32 - 1)).check(spec)
+    assert not over.accepted and over.reason.startswith(f"weight_bytes {fp32:,} exceeds the budget")
+    # In fx16 the same network stores half the bytes, and int8 keeps its biases in 32 bits.
+    assert CandidateFilter(Budgets(weight_bytes=fp32 // 2, weight_format="fx16")).check(spec).accepted
+    int8 = cost.weight_bytes["int8"]
+    assert CandidateFilter(Budgets(weight_bytes=int8, weight_format="int8")).check(spec).accepted
+    assert not CandidateFilter(Budgets(weight_bytes=int8 - 1, weight_format="int8")).check(spec).accepted
+
+
 def test_latency_budget_accepts_below_and_rejects_above_the_prediction(calibration):
     spec = random_spec(2, input_shape=(1, 16, 16))
     predicted = calibration.predict(spec).latency_ms
