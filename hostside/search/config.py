@@ -15,6 +15,7 @@ the key and what is allowed. A config file looks like::
     population = 10
     epochs = 5
     final_epochs = 30
+    final_models = 4               # re-train at most 4 front models (0: all)
     filter_rule = "interval"       # or "predicted", "conservative"
 
     [budgets]                      # hard limits; latency_ms is also judged before training
@@ -74,6 +75,7 @@ class SearchConfig:
     filter_rule: str = "interval"
     epochs: int = 5
     final_epochs: int = 30
+    final_models: int = 0
     train: Dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     workers: int = 2
@@ -94,6 +96,9 @@ class SearchConfig:
         _positive_int("population", self.population)
         _positive_int("epochs", self.epochs)
         _positive_int("final_epochs", self.final_epochs)
+        if not isinstance(self.final_models, int) or isinstance(self.final_models, bool) or self.final_models < 0:
+            raise UserError(f"config key 'final_models': {self.final_models!r} is not allowed; give an integer >= 0 "
+                            f"(0 re-trains the whole front)")
         _positive_int("workers", self.workers)
         _positive_int("measure_threads", self.measure_threads)
         if not isinstance(self.spot_checks, int) or isinstance(self.spot_checks, bool) or self.spot_checks < 0:

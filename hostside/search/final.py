@@ -6,8 +6,8 @@ same as a trained one: the check costs an export and a measurement, no training.
 candidate whose measured latency meets the budget is a false reject. Rejections on params,
 MACs or activation memory come from the exact analytic cost and cannot be false.
 
-The front (feasible measured candidates no other dominates) is re-trained for
-``final_epochs`` from a fresh initialisation (so the figures compare networks, not how long a
+The front (feasible measured candidates no other dominates; with ``final_models`` > 0 at most
+that many of them, ``pareto.spread_subset``) is re-trained for ``final_epochs`` from a fresh initialisation (so the figures compare networks, not how long a
 lineage was trained) and measured again; results go to the journal's ``final_models`` table
 and its files to ``artifacts`` (``final_onnx``, ``final_weights``), so a run killed here also
 resumes without redoing finished models.
@@ -27,7 +27,7 @@ from hostside.search.config import SearchConfig
 from hostside.search.engine import Progress, measure_options, measurement_fields, write_files
 from hostside.search.executors import TrainingExecutor
 from hostside.search.filtering import PRE_TRAINING_BUDGETS
-from hostside.search.pareto import pareto_front, violation
+from hostside.search.pareto import pareto_front, spread_subset, violation
 from hostside.search.tasks import training_task
 from hostside.spaces.base import SearchSpace
 
@@ -75,7 +75,7 @@ def spot_check(journal: Journal, config: SearchConfig, run_dir: Path, pool: Any,
 def front_candidates(journal: Journal, config: SearchConfig) -> List[Dict[str, Any]]:
     measured = journal.candidates(["measured"])
     feasible = [r for r in measured if violation(r, config.budgets) == 0]
-    return pareto_front(feasible, config.objectives)
+    return spread_subset(pareto_front(feasible, config.objectives), config.objectives, config.final_models)
 
 
 def retrain_front(journal: Journal, config: SearchConfig, space: SearchSpace, run_dir: Path,

@@ -57,3 +57,20 @@ def pareto_front(rows: Sequence[Dict[str, Any]], objectives: Sequence[str]) -> L
 def best_tradeoff(rows: Sequence[Dict[str, Any]], objectives: Sequence[str], weights: Sequence[float]) -> int:
     """Index of the row with the smallest weighted distance to the ideal point (``metrics.best_tradeoff``)."""
     return metrics.best_tradeoff(objective_matrix(rows, objectives), weights)
+
+
+def spread_subset(front: Sequence[Dict[str, Any]], objectives: Sequence[str], k: int) -> List[Dict[str, Any]]:
+    """At most ``k`` rows of a Pareto front: the best in the first objective, then the least
+    crowded (pymoo's crowding distance, the extremes first), ties going to the first objective.
+
+    Why: re-training a whole three-objective front at full length can take longer than the
+    search itself (a real 28x28 dataset on 2 cores), and the model a user looks for first is
+    the most accurate one that meets the budgets; the others should cover the front's range.
+    """
+    if k <= 0 or len(front) <= k:
+        return list(front)
+    F = objective_matrix(front, objectives)
+    _, crowding = rank_and_crowding(F, np.zeros(len(front)))
+    best = int(np.argmin(F[:, 0]))
+    others = sorted((i for i in range(len(front)) if i != best), key=lambda i: (-crowding[i], F[i, 0], i))
+    return [front[i] for i in [best, *others[:k - 1]]]

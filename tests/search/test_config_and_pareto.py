@@ -7,7 +7,8 @@ import pytest
 
 from hostside.errors import UserError
 from hostside.search.config import SearchConfig, build_config, load_toml
-from hostside.search.pareto import best_tradeoff, hypervolume, pareto_front, rank_and_crowding, violation
+from hostside.search.pareto import (best_tradeoff, hypervolume, pareto_front, rank_and_crowding, spread_subset,
+                                    violation)
 
 
 @pytest.mark.parametrize("values, message", [
@@ -23,6 +24,7 @@ from hostside.search.pareto import best_tradeoff, hypervolume, pareto_front, ran
     ({"strategy": {"name": "nsga2", "mutation": 1}}, "strategy 'nsga2': option 'mutation' is unknown"),
     ({"strategy": {"immigrant_rate": 0.1}}, "config table [strategy] needs a name"),
     ({"budget_unit": "hours"}, "config key 'budget_unit': 'hours' is not allowed"),
+    ({"final_models": -1}, "config key 'final_models': -1 is not allowed; give an integer >= 0"),
 ])
 def test_bad_settings_name_the_key_and_the_allowed_values(values, message):
     with pytest.raises(UserError) as info:
@@ -65,6 +67,15 @@ def test_front_ranks_crowding_and_budgets():
     assert list(rank) == [0, 0, 1, 2]  # the infeasible row ranks after every feasible front
     assert violation(_row(0, 0.9, 1.5), {"latency_ms": 1.0}) == pytest.approx(0.5)
     assert violation(_row(0, 0.9, 0.5), {"latency_ms": 1.0, "accuracy": 0.95}) == pytest.approx(0.05 / 0.95)
+
+
+def test_a_capped_front_keeps_the_most_accurate_then_the_ends_of_the_front():
+    # A front along accuracy vs latency: 0.95 @ 2.0 ms ... 0.70 @ 0.2 ms, crowded in the middle.
+    rows = [_row(0, 0.95, 2.0), _row(1, 0.90, 1.0), _row(2, 0.89, 0.95), _row(3, 0.88, 0.9), _row(4, 0.70, 0.2)]
+    objectives = ["accuracy", "measured_latency"]
+    assert [r["id"] for r in spread_subset(rows, objectives, 2)] == [0, 4]
+    assert [r["id"] for r in spread_subset(rows, objectives, 3)] == [0, 4, 3]
+    assert spread_subset(rows, objectives, 0) == rows and spread_subset(rows, objectives, 9) == rows
 
 
 def test_hypervolume_and_best_tradeoff():
