@@ -4,7 +4,9 @@
 
 For each circuit: the median time of one training step (forward + backward) and of one
 forward of an ``approx_conv2d`` layer divided by that of the same ``nn.Conv2d`` (target: under
-3x), the rank of its error expansion, and exactness: the float64 layer's integer sums against a
+3x), the rank of its error expansion, the evaluation forward by each exact method (the
+full-rank expansion, one table read per product; the layer uses the faster, chosen by
+``GATHER_ABOVE_RANK``), and exactness: the float64 layer's integer sums against a
 direct per-product table lookup on random integer operands (``mismatches`` must be 0).
 """
 
@@ -22,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from hostside.approx import conv  # noqa: E402
 from hostside.approx.conv import TRAIN_RANK, ApproxConv2d, lookup_conv2d, truncation_bound  # noqa: E402
 from hostside.approx.expansion import expansion  # noqa: E402
 from hostside.approx.library import DEFAULT_LIBRARY, get_multiplier  # noqa: E402
@@ -81,14 +84,23 @@ def main() -> None:
           f"forward {t_fwd * 1e3:.2f} ms (medians of {args.repeats}); load {os.getloadavg()[0]:.1f}")
     print(f"step = training (error rank capped at {TRAIN_RANK}; 'train bound' = max per-product deviation), "
           f"fwd = evaluation (full rank, every product exact)")
-    print(f"{'multiplier':<12} {'pJ':>7} {'rank':>5} {'step x':>7} {'fwd x':>7} {'mismatches':>10} {'train bound':>11}")
+    print(f"{'multiplier':<12} {'pJ':>7} {'rank':>5} {'step x':>7} {'fwd x':>7} {'expand x':>8} {'gather x':>8} "
+          f"{'mismatches':>10} {'train bound':>11}")
+    chosen = conv.GATHER_ABOVE_RANK
     for name in args.multipliers.split(","):
         layer = ApproxConv2d(cin, cout, 3, padding=1, multiplier=name)
         layer.load_state_dict(ref.state_dict())
         step = _median_seconds(_step(layer.train(), x), args.repeats) / t_step
         fwd = _median_seconds(_forward(layer.eval(), x), args.repeats) / t_fwd
+        by_method = []
+        for threshold in (10 ** 9, -1):  # force the expansion, then the table reads
+            conv.GATHER_ABOVE_RANK = threshold
+            by_method.append(_median_seconds(_forward(layer, x), args.repeats) / t_fwd if expansion(name).rank
+                             else float("nan"))
+        conv.GATHER_ABOVE_RANK = chosen
         print(f"{name:<12} {get_multiplier(name).energy_per_mult_pj:>7.4f} {expansion(name).rank:>5} "
-              f"{step:>7.2f} {fwd:>7.2f} {_mismatches(name):>10} {truncation_bound(name):>11.1f}")
+              f"{step:>7.2f} {fwd:>7.2f} {by_method[0]:>8.2f} {by_method[1]:>8.2f} {_mismatches(name):>10} "
+              f"{truncation_bound(name):>11.1f}")
 
 
 if __name__ == "__main__":

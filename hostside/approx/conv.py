@@ -13,8 +13,9 @@ Zero padding is applied to the quantised input before the lookups, so a padded p
 the circuit's product T[0, w] (not assumed 0: some circuits err there too).
 
 Forward: s_a s_w (conv(q_a, q_w) + error expansion), see ``hostside.approx.expansion``. In
-evaluation mode (``module.eval()``) the expansion has the error matrix's full rank: every product is the
-table's, exactly. In training, circuits whose error rank exceeds ``TRAIN_RANK`` use its first
+evaluation mode (``module.eval()``) every product is the table's, exactly: the expansion at the
+error matrix's full rank, or, above ``GATHER_ABOVE_RANK``, one table read per product in int32
+(:func:`gather_conv2d`), whichever is faster. In training, circuits whose error rank exceeds ``TRAIN_RANK`` use its first
 ``TRAIN_RANK`` terms (the best rank-16 approximation of the error): a rank-228 circuit would
 otherwise cost ~100 float convolutions per layer and step. The per-product bound of that
 truncation is ``truncation_bound(name)`` (printed by ``benchmarks/approx_conv.py``); circuits
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from functools import lru_cache
 from typing import Iterator, Tuple
 
 import numpy as np
@@ -37,9 +39,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from hostside.approx.expansion import expansion
+from hostside.approx.library import get_multiplier
 
 LEVELS = 255
 TRAIN_RANK = 16
+#: In evaluation, circuits of a higher error rank read every product from the table
+#: (:func:`gather_conv2d`) instead of running the rank-r expansion: above this rank the gather
+#: is the faster of the two (``benchmarks/approx_conv.py`` prints both).
+GATHER_ABOVE_RANK = 60
 _STATE = threading.local()
 
 
@@ -63,11 +70,16 @@ def quantise(x: torch.Tensor, dims: Tuple[int, ...]) -> Tuple[torch.Tensor, torc
 
 
 def _lookup(table: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """(rank * C)-channel maps of the signed factor lookups of integer tensor q (N, C, ...)."""
+    """(N, C * rank, ...) maps of the signed factor lookups of integer tensor q (N, C, H, W):
+    channel c * rank + k holds ``table[q[:, c] + 255, k]``.
+
+    One ``index_select`` of rows over q in channels-last order, so the result is a view in
+    torch's channels-last layout (no copy; its convolutions run faster there too). The order
+    of the channels is the same for activations and weights, which is all the sum needs."""
+    n, c, h, w = q.shape
     rank = table.shape[1]
-    picked = table.t()[:, (q.long() + LEVELS)]              # (rank, N, C, ...)
-    picked = picked.transpose(0, 1)                          # (N, rank, C, ...)
-    return picked.reshape(q.shape[0], rank * q.shape[1], *q.shape[2:])
+    picked = table.index_select(0, q.permute(0, 2, 3, 1).reshape(-1).long() + LEVELS)   # (N*H*W*C, rank)
+    return picked.view(n, h, w, c * rank).permute(0, 3, 1, 2)
 
 
 def lookup_conv2d(qa: torch.Tensor, qw: torch.Tensor, name: str, stride=1, dilation=1) -> torch.Tensor:
@@ -80,6 +92,41 @@ def lookup_conv2d(qa: torch.Tensor, qw: torch.Tensor, name: str, stride=1, dilat
         right = torch.from_numpy(exp.right).to(qa.dtype)
         out = out + F.conv2d(_lookup(left, qa), _lookup(right, qw), stride=stride, dilation=dilation)
     return out
+
+
+@lru_cache(maxsize=16)
+def signed_table(name: str) -> torch.Tensor:
+    """(511, 511) int32: ``[a + 255, b + 255]`` = sign(a) sign(b) T[|a|, |b|], the product the
+    sign-magnitude MAC forms from the circuit's unsigned one."""
+    table = torch.from_numpy(get_multiplier(name).table.astype(np.int32))
+    values = torch.arange(-LEVELS, LEVELS + 1)
+    magnitude = values.abs()
+    signs = torch.sign(values).to(torch.int32)
+    return signs[:, None] * table[magnitude][:, magnitude] * signs[None, :]
+
+
+def gather_conv2d(qa: torch.Tensor, qw: torch.Tensor, name: str, stride=1, dilation=1) -> torch.Tensor:
+    """The same sum as :func:`lookup_conv2d`, one table read per product, in exact int32.
+
+    Why: a circuit whose error matrix has a high rank (12N4: 228) would need hundreds of
+    float convolutions; reading every product costs a fixed ~50 float convolutions instead.
+    Per tap j, the table's columns for the O weights of that tap form a (511, O) table whose
+    rows are gathered at the activations (contiguous rows, accumulated in place). int32 holds
+    any sum of up to 33,000 products of at most 255 x 255 exactly."""
+    n, c, h, w = qa.shape
+    o, _, kh, kw = qw.shape
+    stride_h = stride if isinstance(stride, int) else stride[0]
+    dilation_h = dilation if isinstance(dilation, int) else dilation[0]
+    cols = F.unfold(qa, (kh, kw), dilation=dilation, stride=stride)                   # (N, C*K, P)
+    positions = cols.shape[2]
+    activations = (cols.long() + LEVELS).transpose(0, 1).reshape(cols.shape[1], -1)   # (C*K, N*P)
+    weights = qw.reshape(o, -1).long() + LEVELS                                        # (O, C*K)
+    table = signed_table(name)
+    out = torch.zeros((n * positions, o), dtype=torch.int32)
+    for tap in range(activations.shape[0]):
+        out += table.index_select(1, weights[:, tap]).index_select(0, activations[tap])
+    ho = (h - dilation_h * (kh - 1) - 1) // stride_h + 1
+    return out.view(n, positions, o).permute(0, 2, 1).reshape(n, o, ho, positions // ho).to(qa.dtype)
 
 
 class ApproxConv2d(nn.Conv2d):
@@ -109,12 +156,19 @@ class ApproxConv2d(nn.Conv2d):
         xa = x + (qa * sa - x).detach()
         xw = self.weight + (qw * sw - self.weight).detach()
         out = F.conv2d(xa, xw, None, self.stride, 0, self.dilation)
-        rank = min(self._left.shape[1], TRAIN_RANK) if self.training else self._left.shape[1]
-        if rank:
+        full_rank = self._left.shape[1]
+        if full_rank:
+            scale = sa * sw.reshape(1, -1, 1, 1)
             with torch.no_grad():
-                left, right = self._left[:, :rank].to(x.dtype), self._right[:, :rank].to(x.dtype)
-                error = F.conv2d(_lookup(left, qa), _lookup(right, qw), None, self.stride, 0, self.dilation)
-            out = out + error * (sa * sw.reshape(1, -1, 1, 1))
+                if not self.training and full_rank > GATHER_ABOVE_RANK:
+                    exact = gather_conv2d(qa, qw, self.multiplier, self.stride, self.dilation) * scale
+                    error = exact - out
+                else:
+                    rank = min(full_rank, TRAIN_RANK) if self.training else full_rank
+                    left, right = self._left[:, :rank].to(x.dtype), self._right[:, :rank].to(x.dtype)
+                    error = F.conv2d(_lookup(left, qa), _lookup(right, qw), None, self.stride, 0,
+                                     self.dilation) * scale
+            out = out + error
         if self.bias is not None:
             out = out + self.bias.reshape(1, -1, 1, 1)
         return out

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hostside.approx.conv import ApproxConv2d, float_products, lookup_conv2d, quantise, truncation_bound
+from hostside.approx.conv import (GATHER_ABOVE_RANK, ApproxConv2d, float_products, gather_conv2d, lookup_conv2d, quantise,
+                                  truncation_bound)
 from hostside.approx.expansion import expansion
 from hostside.approx.library import DEFAULT_LIBRARY, EXACT, check_names, check_table, get_multiplier, load_tables
 from hostside.errors import UserError
@@ -34,6 +35,8 @@ def test_lookup_conv_equals_direct_per_product_lookup_on_random_integers(name):
     want = direct_lookup(qa, qw, get_multiplier(name).table, stride=2)
     got = lookup_conv2d(torch.from_numpy(qa).double(), torch.from_numpy(qw).double(), name, stride=2)
     assert np.array_equal(np.rint(got.numpy()).astype(np.int64), want)
+    gathered = gather_conv2d(torch.from_numpy(qa).float(), torch.from_numpy(qw).float(), name, stride=2)
+    assert np.array_equal(gathered.numpy().astype(np.int64), want)
     if name != EXACT:  # the circuit really differs from exact products here
         assert not np.array_equal(want, direct_lookup(qa, qw, get_multiplier(EXACT).table, stride=2))
 
@@ -53,6 +56,21 @@ def test_conv_layer_forward_is_the_scaled_table_lookup_including_padding():
     assert np.allclose(got.numpy(), want, rtol=0, atol=1e-9 * np.abs(want).max())
     with float_products(), torch.no_grad():
         assert torch.allclose(layer(x), F.conv2d(x, layer.weight, layer.bias, padding=1))
+
+
+def test_a_high_rank_circuit_evaluates_every_product_exactly_in_float32():
+    torch.manual_seed(2)
+    name = "mul8u_12N4"
+    assert expansion(name).rank > GATHER_ABOVE_RANK  # evaluated by one table read per product
+    layer = ApproxConv2d(6, 4, 3, padding=1, stride=2, multiplier=name).eval()
+    x = torch.relu(torch.randn(2, 6, 9, 9))
+    with torch.no_grad():
+        got = layer(x)
+    qa, sa = quantise(F.pad(x, (1, 1, 1, 1)), (1, 2, 3))
+    qw, sw = quantise(layer.weight, (1, 2, 3))
+    ints = direct_lookup(qa.long().numpy(), qw.long().numpy(), get_multiplier(name).table, stride=2)
+    want = ints * (sa.numpy() * sw.reshape(1, -1, 1, 1).numpy()) + layer.bias.detach().numpy().reshape(1, -1, 1, 1)
+    assert np.allclose(got.numpy(), want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
 
 
 def test_backward_is_straight_through_float():
