@@ -16,7 +16,7 @@ resumes without redoing finished models.
 from __future__ import annotations
 
 import time
-from concurrent.futures import as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -33,6 +33,9 @@ from hostside.spaces.base import SearchSpace
 
 FINAL_DIR = "final"
 SPOT_CHECK_DIR = "spot_checks"
+#: How often a re-training that has not finished says it is still going: a front model
+#: re-trained on a full 28x28 dataset can take half an hour.
+HEARTBEAT_S = 120.0
 
 
 def rejected_on_latency(row: Dict[str, Any], budgets: Dict[str, float]) -> bool:
@@ -94,6 +97,7 @@ def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, ru
                   split_dict: Dict[str, Any], executor: TrainingExecutor, progress: Progress,
                   todo: Sequence[Dict[str, Any]]) -> None:
     progress(f"re-training the Pareto front: {len(todo)} model(s) for {config.final_epochs} epochs")
+    started = time.perf_counter()
     futures = {}
     for row in todo:
         train_config = {**config.train, "epochs": config.final_epochs, "seed": config.seed,
@@ -102,7 +106,7 @@ def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, ru
         future = executor.submit(training_task(row["spec"], config.dataset, split_dict, train_config,
                                                precision=config.precision))
         futures[future] = row["id"]
-    for future in as_completed(futures):
+    for future in _as_completed_with_heartbeat(futures, started, progress):
         candidate_id = futures[future]
         fields: Dict[str, Any] = {"status": "failed", "error": "final training did not finish"}
         try:
@@ -127,6 +131,17 @@ def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, ru
             progress(f"  final model {candidate_id}: {fields['status']}"
                      + (f" - accuracy {fields['accuracy']:.3f}" if fields.get("accuracy") is not None else
                         f" - {fields.get('error')}"))
+
+
+def _as_completed_with_heartbeat(futures: Dict[Future, int], started: float, progress: Progress):
+    """Each future as it finishes; every ``HEARTBEAT_S`` without one, a line saying how many are done."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
+        if not done:
+            minutes = (time.perf_counter() - started) / 60
+            progress(f"  re-training: {len(futures) - len(pending)}/{len(futures)} finished after {minutes:.0f} min")
+        yield from done
 
 
 def _measure_finals(journal: Journal, config: SearchConfig, run_dir: Path, pool: Any, progress: Progress,

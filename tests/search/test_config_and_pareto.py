@@ -102,3 +102,23 @@ def test_filter_statistics_estimate_savings_from_macs_and_count_false_rejects():
     assert stats["train_seconds_saved_estimate"] == pytest.approx(10 + 5 + 4)
     assert stats["saved_fraction"] == pytest.approx(19 / 25)
     assert (stats["spot_checked"], stats["false_rejects"], stats["false_reject_rate"]) == (2, [5], 0.5)
+
+
+def test_a_long_final_re_training_says_it_is_still_going(monkeypatch):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hostside.search import final
+
+    monkeypatch.setattr(final, "HEARTBEAT_S", 0.05)
+    release = threading.Event()
+    messages = []
+    with ThreadPoolExecutor(2) as pool:
+        quick, slow = pool.submit(lambda: 1), pool.submit(release.wait, 5)
+        finished = []
+        for future in final._as_completed_with_heartbeat({quick: 1, slow: 2}, 0.0, messages.append):
+            finished.append(future)
+            if future is quick:
+                threading.Timer(0.3, release.set).start()
+    assert finished == [quick, slow]
+    assert messages and all(m.startswith("  re-training: 1/2 finished after") for m in messages)
