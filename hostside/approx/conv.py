@@ -15,9 +15,9 @@ the circuit's product T[0, w] (not assumed 0: some circuits err there too).
 Forward: s_a s_w (conv(q_a, q_w) + error expansion), see ``hostside.approx.expansion``. In
 evaluation mode (``module.eval()``) every product is the table's, exactly: the expansion at the
 error matrix's full rank, or, above ``GATHER_ABOVE_RANK``, one table read per product in int32
-(:func:`gather_conv2d`), whichever is faster. In training, circuits whose error rank exceeds ``TRAIN_RANK`` use its first
-``TRAIN_RANK`` terms (the best rank-16 approximation of the error): a rank-228 circuit would
-otherwise cost ~100 float convolutions per layer and step. The per-product bound of that
+(:func:`gather_conv2d`), whichever is faster. In training, circuits whose error rank exceeds
+``TRAIN_RANK`` use its first ``TRAIN_RANK`` terms (the best rank-16 approximation of the
+error): a rank-228 circuit would otherwise cost ~100 float convolutions per layer and step. The per-product bound of that
 truncation is ``truncation_bound(name)`` (printed by ``benchmarks/approx_conv.py``); circuits
 of rank <= 16 (among them the exact one, QJD, 7C1, 18DU) are exact in training too.
 Backward: straight-through, the gradient of the float convolution at the quantised operands.

@@ -4,11 +4,12 @@ Spot checks measure a sample of candidates the filter rejected on predicted late
 Latency does not depend on the weights, so an untrained export of the network measures the
 same as a trained one: the check costs an export and a measurement, no training. A rejected
 candidate whose measured latency meets the budget is a false reject. Rejections on params,
-MACs or activation memory come from the exact analytic cost and cannot be false.
+MACs, activation memory or weight bytes come from the exact analytic cost and cannot be false.
 
 The front (feasible measured candidates no other dominates; with ``final_models`` > 0 at most
-that many of them, ``pareto.spread_subset``) is re-trained for ``final_epochs`` from a fresh initialisation (so the figures compare networks, not how long a
-lineage was trained) and measured again; results go to the journal's ``final_models`` table
+that many of them, ``pareto.spread_subset``) is re-trained for ``final_epochs`` from a fresh
+initialisation (so the figures compare networks, not how long a lineage was trained) and
+measured again; results go to the journal's ``final_models`` table
 and its files to ``artifacts`` (``final_onnx``, ``final_weights``), so a run killed here also
 resumes without redoing finished models.
 """
