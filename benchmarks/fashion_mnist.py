@@ -82,26 +82,39 @@ def measure_ms(board: Any, onnx: Path, repeats: int) -> float:
     return statistics.median(values)
 
 
-def train_references(names: List[str], run: Path, config: Dict[str, Any], epochs: int, out: Path) -> List[Dict]:
+def _train_one(name: str, dataset: str, split: Dict[str, Any], train_config: Dict[str, Any], out: Path) -> Dict:
+    """Train reference ``name`` (in a worker process), or reuse an earlier call's result on this run."""
     from hostside.train.worker import train_and_export
+
+    started = time.perf_counter()
+    done = out / name / "metrics.json"
+    previous = json.loads(done.read_text()) if done.exists() else {}
+    if previous.get("epochs") == train_config["epochs"] and previous.get("dataset") == dataset:
+        return {**previous, "train_wall_s": previous.get("train_wall_s", 0.0)}
+    metrics = train_and_export(REFERENCES[name]().to_dict(), dataset, split, train_config, out / name)
+    metrics["train_wall_s"] = time.perf_counter() - started
+    done.write_text(json.dumps({**metrics, "epochs": train_config["epochs"], "dataset": dataset}) + "\n")
+    return metrics
+
+
+def train_references(names: List[str], run: Path, config: Dict[str, Any], epochs: int, out: Path,
+                     jobs: int) -> List[Dict]:
+    """Train the references ``jobs`` at a time (one thread each, as the search's workers train)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     split = json.loads((run / "split.json").read_text())
     train_config = {**config.get("train", {}), "epochs": epochs, "seed": config.get("seed", 0), "threads": 1}
-    rows = []
-    for name in names:
-        spec = REFERENCES[name]()
-        started = time.perf_counter()
-        done = out / name / "metrics.json"
-        previous = json.loads(done.read_text()) if done.exists() else {}
-        if previous.get("epochs") == epochs and previous.get("dataset") == config["dataset"]:
-            metrics = previous  # trained by an earlier call on this run: reuse it
-        else:
-            metrics = train_and_export(spec.to_dict(), config["dataset"], split, train_config, out / name)
-            done.write_text(json.dumps({**metrics, "epochs": epochs, "dataset": config["dataset"]}) + "\n")
-        print(f"  {name}: test accuracy {metrics['accuracy']:.4f}, {metrics['params']} params, "
-              f"{time.perf_counter() - started:.0f} s training", flush=True)
-        rows.append({"name": name, "kind": "reference", "accuracy": metrics["accuracy"], "params": metrics["params"],
-                     "macs": metrics.get("macs"), "onnx": str(out / name / "model.onnx"), "epochs": epochs})
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {name: pool.submit(_train_one, name, config["dataset"], split, train_config, out) for name in names}
+        rows = []
+        for name, future in futures.items():
+            metrics = future.result()
+            print(f"  {name}: test accuracy {metrics['accuracy']:.4f}, {metrics['params']} params, "
+                  f"{metrics['train_wall_s']:.0f} s training", flush=True)
+            rows.append({"name": name, "kind": "reference", "accuracy": metrics["accuracy"],
+                         "params": metrics["params"], "macs": metrics.get("macs"),
+                         "onnx": str(out / name / "model.onnx"), "epochs": epochs})
     return rows
 
 
@@ -170,6 +183,7 @@ def main() -> None:
     parser.add_argument("--references", default=",".join(REFERENCES), help="comma-separated subset")
     parser.add_argument("--board", default=None, help="default: the run's board")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2, help="references trained at once (default 2, one core each)")
     parser.add_argument("--out", type=Path, default=None, help="default: RUN/fashion_mnist")
     args = parser.parse_args()
     from hostside.boards import open_board
@@ -186,7 +200,7 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown reference(s) {sorted(unknown)}; known: {', '.join(REFERENCES)}")
     print(f"training {len(names)} reference(s) for {epochs} epochs on {config['dataset']}", flush=True)
-    rows = train_references(names, args.run, config, epochs, out)
+    rows = train_references(names, args.run, config, epochs, out, max(1, args.jobs))
     if not (args.run / "pareto.json").exists():
         sys.exit(f"{args.run}: no pareto.json yet (search not finished); the references are trained and "
                  f"kept in {out}, run this again when the search is done")
