@@ -8,7 +8,7 @@ which budget binds, so a user can see whether a budget is too tight.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from hostside.arch.spec import ArchSpec
 from hostside.calibration.artifact import Calibration
@@ -66,11 +66,15 @@ class CandidateFilter:
         self.budgets = budgets
         self.calibration = calibration
         self.conservative = conservative
-        from hostside.precision.analysis import weight_bytes
-        from hostside.precision.formats import parse_format
+        self._weight_bytes: Optional[Callable[..., int]] = None
+        self._weight_format = None
+        if budgets.weight_bytes is not None:  # the precision modules load only when a run needs them
+            from hostside.precision.analysis import weight_bytes
+            from hostside.precision.formats import parse_format
 
-        self._weight_bytes = weight_bytes
-        self._weight_format = None if budgets.weight_format is None else parse_format(budgets.weight_format)
+            self._weight_bytes = weight_bytes
+            if budgets.weight_format is not None:
+                self._weight_format = parse_format(budgets.weight_format)
 
     def check(self, spec: ArchSpec) -> FilterDecision:
         return self.check_many([spec])[0]
@@ -85,7 +89,7 @@ class CandidateFilter:
         for i, spec in enumerate(specs):
             cost = spec.cost
             values = {"params": cost.params, "macs": cost.macs, "activation_bytes": cost.activation_bytes}
-            if b.weight_bytes is not None:
+            if self._weight_bytes is not None:
                 values["weight_bytes"] = self._weight_bytes(self._weight_format, cost.deployed_params,
                                                             cost.deployed_biases)
             margins: Dict[str, float] = {}
