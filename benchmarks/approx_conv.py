@@ -3,8 +3,8 @@
     python3 benchmarks/approx_conv.py [--multipliers mul8u_QKX,...] [--repeats 7]
 
 For each circuit: the median time of one training step (forward + backward) and of one
-forward of an ``approx_conv2d`` layer divided by that of the same ``nn.Conv2d`` (target: under
-3x), the rank of its error expansion, the evaluation forward by each exact method (the
+forward of an ``approx_conv2d`` layer divided by that of the same ``nn.Conv2d``, timed
+alternately with it (target: under 3x), the rank of its error expansion, the evaluation forward by each exact method (the
 full-rank expansion, one table read per product; the layer uses the faster, chosen by
 ``GATHER_ABOVE_RANK``), and exactness: the float64 layer's integer sums against a
 direct per-product table lookup on random integer operands (``mismatches`` must be 0).
@@ -28,6 +28,20 @@ from hostside.approx import conv  # noqa: E402
 from hostside.approx.conv import TRAIN_RANK, ApproxConv2d, lookup_conv2d, truncation_bound  # noqa: E402
 from hostside.approx.expansion import expansion  # noqa: E402
 from hostside.approx.library import DEFAULT_LIBRARY, get_multiplier  # noqa: E402
+
+
+def _ratio(fn, reference, repeats: int) -> float:
+    """median time of ``fn`` / median time of ``reference``, the two timed alternately so that
+    a machine whose speed drifts (turbo, a neighbour's load) shifts both alike."""
+    fn()
+    reference()
+    times, reference_times = [], []
+    for _ in range(repeats):
+        for run, into in ((fn, times), (reference, reference_times)):
+            start = time.perf_counter()
+            run()
+            into.append(time.perf_counter() - start)
+    return statistics.median(times) / statistics.median(reference_times)
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -90,12 +104,12 @@ def main() -> None:
     for name in args.multipliers.split(","):
         layer = ApproxConv2d(cin, cout, 3, padding=1, multiplier=name)
         layer.load_state_dict(ref.state_dict())
-        step = _median_seconds(_step(layer.train(), x), args.repeats) / t_step
-        fwd = _median_seconds(_forward(layer.eval(), x), args.repeats) / t_fwd
+        step = _ratio(_step(layer.train(), x), _step(ref, x), args.repeats)
+        fwd = _ratio(_forward(layer.eval(), x), _forward(ref, x), args.repeats)
         by_method = []
         for threshold in (10 ** 9, -1):  # force the expansion, then the table reads
             conv.GATHER_ABOVE_RANK = threshold
-            by_method.append(_median_seconds(_forward(layer, x), args.repeats) / t_fwd if expansion(name).rank
+            by_method.append(_ratio(_forward(layer, x), _forward(ref, x), args.repeats) if expansion(name).rank
                              else float("nan"))
         conv.GATHER_ABOVE_RANK = chosen
         print(f"{name:<12} {get_multiplier(name).energy_per_mult_pj:>7.4f} {expansion(name).rank:>5} "

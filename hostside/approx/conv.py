@@ -12,15 +12,18 @@ products (a - z) * w, which the unsigned circuit does not compute.
 Zero padding is applied to the quantised input before the lookups, so a padded position is
 the circuit's product T[0, w] (not assumed 0: some circuits err there too).
 
-Forward: s_a s_w (conv(q_a, q_w) + error expansion), see ``hostside.approx.expansion``. In
-evaluation mode (``module.eval()``) every product is the table's, exactly: the expansion at the
-error matrix's full rank, or, above ``GATHER_ABOVE_RANK``, one table read per product in int32
-(:func:`gather_conv2d`), whichever is faster. In training, circuits whose error rank exceeds
-``TRAIN_RANK`` use its first ``TRAIN_RANK`` terms (the best rank-16 approximation of the
-error): a rank-228 circuit would otherwise cost ~100 float convolutions per layer and step. The per-product bound of that
+Forward: s_a s_w sum_taps T[q_a, q_w], as one convolution over per-value lookups whose first
+column is the operand itself (the exact product) and the others the error factors (see
+``hostside.approx.expansion``). In evaluation mode (``module.eval()``) every product is the
+table's, exactly: the expansion at the error matrix's full rank, or, above
+``GATHER_ABOVE_RANK``, one table read per product in int32 (:func:`gather_conv2d`), whichever
+is faster. In training, circuits whose error rank exceeds ``TRAIN_RANK`` use its first
+``TRAIN_RANK`` terms (the best rank-16 approximation of the error): a rank-228 circuit would
+otherwise cost ~100 float convolutions per layer and step. The per-product bound of that
 truncation is ``truncation_bound(name)`` (printed by ``benchmarks/approx_conv.py``); circuits
 of rank <= 16 (among them the exact one, QJD, 7C1, 18DU) are exact in training too.
-Backward: straight-through, the gradient of the float convolution at the quantised operands.
+Backward: straight-through, the gradient of the float convolution at the quantised operands,
+without running that float convolution forward (``_TableProducts``).
 The module keeps ``nn.Conv2d``'s parameters (``weight``, ``bias``), so weights inherit by node
 id and the ONNX export writes an ordinary Conv. ``float_products()`` switches every module to
 plain float products (used when the float ONNX file is compared with torch).
@@ -70,28 +73,41 @@ def quantise(x: torch.Tensor, dims: Tuple[int, ...]) -> Tuple[torch.Tensor, torc
 
 
 def _lookup(table: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """(N, C * rank, ...) maps of the signed factor lookups of integer tensor q (N, C, H, W):
-    channel c * rank + k holds ``table[q[:, c] + 255, k]``.
+    """(N, C * k, ...) maps of the factor lookups of integer tensor q (N, C, H, W) in a
+    (511, k) table: channel c * k + j holds ``table[q[:, c] + 255, j]``.
 
     One ``index_select`` of rows over q in channels-last order, so the result is a view in
     torch's channels-last layout (no copy; its convolutions run faster there too). The order
     of the channels is the same for activations and weights, which is all the sum needs."""
     n, c, h, w = q.shape
-    rank = table.shape[1]
-    picked = table.index_select(0, q.permute(0, 2, 3, 1).reshape(-1).long() + LEVELS)   # (N*H*W*C, rank)
-    return picked.view(n, h, w, c * rank).permute(0, 3, 1, 2)
+    k = table.shape[1]
+    picked = table.index_select(0, q.permute(0, 2, 3, 1).reshape(-1).long() + LEVELS)   # (N*H*W*C, k)
+    return picked.view(n, h, w, c * k).permute(0, 3, 1, 2)
+
+
+def product_factors(name: str, rank: int, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(activation, weight) lookups (511, 1 + rank): column 0 the signed operand itself (the
+    exact product a*b), then the first ``rank`` error factors. One convolution over both sums
+    exact product and error at once: T[a, b] = a*b + sum_k u_k(a) v_k(b)."""
+    exp = expansion(name)
+    values = np.arange(-LEVELS, LEVELS + 1, dtype=np.float64)[:, None]
+    left = np.concatenate([values, exp.left[:, :rank]], axis=1)
+    right = np.concatenate([values, exp.right[:, :rank]], axis=1)
+    return torch.from_numpy(left).to(dtype), torch.from_numpy(right).to(dtype)
+
+
+def _factor_conv2d(qa: torch.Tensor, qw: torch.Tensor, act_factors: torch.Tensor, weight_factors: torch.Tensor,
+                   stride, dilation) -> torch.Tensor:
+    if act_factors.shape[1] == 1:  # exact circuit: the lookups would return the operands
+        return F.conv2d(qa, qw, None, stride, 0, dilation)
+    return F.conv2d(_lookup(act_factors, qa), _lookup(weight_factors, qw), None, stride, 0, dilation)
 
 
 def lookup_conv2d(qa: torch.Tensor, qw: torch.Tensor, name: str, stride=1, dilation=1) -> torch.Tensor:
     """sum over taps of sign * T[|qa|, |qw|] for integer-valued qa (N, C, H, W, already padded)
     and qw (O, C, kh, kw) in [-255, 255], computed in qa's dtype (float64: exact integers)."""
-    out = F.conv2d(qa, qw, stride=stride, dilation=dilation)
-    exp = expansion(name)
-    if exp.rank:
-        left = torch.from_numpy(exp.left).to(qa.dtype)
-        right = torch.from_numpy(exp.right).to(qa.dtype)
-        out = out + F.conv2d(_lookup(left, qa), _lookup(right, qw), stride=stride, dilation=dilation)
-    return out
+    act_factors, weight_factors = product_factors(name, expansion(name).rank, qa.dtype)
+    return _factor_conv2d(qa, qw, act_factors, weight_factors, stride, dilation)
 
 
 @lru_cache(maxsize=16)
@@ -129,6 +145,33 @@ def gather_conv2d(qa: torch.Tensor, qw: torch.Tensor, name: str, stride=1, dilat
     return out.view(n, positions, o).permute(0, 2, 1).reshape(n, o, ho, positions // ho).to(qa.dtype)
 
 
+class _TableProducts(torch.autograd.Function):
+    """Forward: the scaled sums of the circuit's products at the quantised operands (one
+    convolution over the factor lookups, or one table read per product). Backward:
+    straight-through, the float convolution's gradients at the quantised operands, from one
+    ``convolution_backward`` call (no float forward is run for it)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, act_factors, weight_factors, stride, dilation, gather_name):
+        qa, sa = quantise(x, (1, 2, 3))
+        qw, sw = quantise(weight, (1, 2, 3))
+        if gather_name:
+            sums = gather_conv2d(qa, qw, gather_name, stride, dilation)
+        else:
+            sums = _factor_conv2d(qa, qw, act_factors, weight_factors, stride, dilation)
+        ctx.save_for_backward(qa.mul_(sa), qw.mul_(sw))
+        ctx.stride, ctx.dilation = stride, dilation
+        return sums.mul_(sa * sw.reshape(1, -1, 1, 1))
+
+    @staticmethod
+    def backward(ctx, grad):
+        xa, xw = ctx.saved_tensors
+        grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
+            grad, xa, xw, None, list(ctx.stride), [0, 0], list(ctx.dilation), False, [0, 0], 1,
+            [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False])
+        return grad_x, grad_w, None, None, None, None, None
+
+
 class ApproxConv2d(nn.Conv2d):
     """``nn.Conv2d`` whose forward multiplies through an approximate 8-bit circuit."""
 
@@ -137,9 +180,10 @@ class ApproxConv2d(nn.Conv2d):
         if self.groups != 1:
             raise ValueError("approximate convolutions support groups=1 only")
         self.multiplier = multiplier
-        exp = expansion(multiplier)
-        self.register_buffer("_left", torch.from_numpy(exp.left.astype(np.float32)), persistent=False)
-        self.register_buffer("_right", torch.from_numpy(exp.right.astype(np.float32)), persistent=False)
+        self.full_rank = expansion(multiplier).rank
+        act_factors, weight_factors = product_factors(multiplier, self.full_rank, torch.float32)
+        self.register_buffer("_act_factors", act_factors, persistent=False)
+        self.register_buffer("_weight_factors", weight_factors, persistent=False)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, multiplier={self.multiplier}"
@@ -150,25 +194,11 @@ class ApproxConv2d(nn.Conv2d):
         ph, pw = self.padding
         if ph or pw:
             x = F.pad(x, (pw, pw, ph, ph))
-        qa, sa = quantise(x, (1, 2, 3))
-        qw, sw = quantise(self.weight, (1, 2, 3))
-        # Straight-through: the value is the quantised operand, the gradient the float one's.
-        xa = x + (qa * sa - x).detach()
-        xw = self.weight + (qw * sw - self.weight).detach()
-        out = F.conv2d(xa, xw, None, self.stride, 0, self.dilation)
-        full_rank = self._left.shape[1]
-        if full_rank:
-            scale = sa * sw.reshape(1, -1, 1, 1)
-            with torch.no_grad():
-                if not self.training and full_rank > GATHER_ABOVE_RANK:
-                    exact = gather_conv2d(qa, qw, self.multiplier, self.stride, self.dilation) * scale
-                    error = exact - out
-                else:
-                    rank = min(full_rank, TRAIN_RANK) if self.training else full_rank
-                    left, right = self._left[:, :rank].to(x.dtype), self._right[:, :rank].to(x.dtype)
-                    error = F.conv2d(_lookup(left, qa), _lookup(right, qw), None, self.stride, 0,
-                                     self.dilation) * scale
-            out = out + error
+        gather = not self.training and self.full_rank > GATHER_ABOVE_RANK
+        columns = 1 + (min(self.full_rank, TRAIN_RANK) if self.training else self.full_rank)
+        out = _TableProducts.apply(x, self.weight, self._act_factors[:, :columns].to(x.dtype),
+                                   self._weight_factors[:, :columns].to(x.dtype), self.stride, self.dilation,
+                                   self.multiplier if gather else None)
         if self.bias is not None:
             out = out + self.bias.reshape(1, -1, 1, 1)
         return out
