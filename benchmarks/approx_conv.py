@@ -4,10 +4,11 @@
 
 For each circuit: the median time of one training step (forward + backward) and of one
 forward of an ``approx_conv2d`` layer divided by that of the same ``nn.Conv2d``, timed
-alternately with it (target: under 3x), the rank of its error expansion, the evaluation forward by each exact method (the
-full-rank expansion, one table read per product; the layer uses the faster, chosen by
-``GATHER_ABOVE_RANK``), and exactness: the float64 layer's integer sums against a
-direct per-product table lookup on random integer operands (``mismatches`` must be 0).
+alternately with it (target: under 3x), the rank of its error expansion, the evaluation
+forward by each exact method (the full-rank expansion, one table read per product; the layer
+uses the faster, chosen by ``GATHER_ABOVE_RANK``), and exactness: the float64 layer's integer
+sums against a direct per-product table lookup on random integer operands (``mismatches``
+must be 0).
 """
 
 from __future__ import annotations
