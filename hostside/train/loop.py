@@ -4,6 +4,12 @@ Tensors are built once per training (normalised with the train part's statistics
 the exported ONNX model then carries inside) and batches are taken by index, with no
 DataLoader: for datasets that fit in memory its worker processes and per-item collation
 cost more than the tiny networks of a search take to train.
+
+Images and weights are kept channels-last (NHWC) during training: oneDNN's convolutions,
+batch norms and ReLUs run 1.03-1.6x faster per training step that way on one CPU thread for
+the reference network of every narrow family (plain, ResNet, DenseNet, MobileNet, Inception;
+approximate-multiplier convolutions: no measurable difference). The module goes back to the
+default layout before it is returned, so export and saved weights are unchanged.
 """
 
 from __future__ import annotations
@@ -132,7 +138,11 @@ def _tensors(dataset: Dataset, indices: np.ndarray, mean: Sequence[float], std: 
     shift = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     scale = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     x = (torch.from_numpy(dataset.x[indices]) - shift) / scale
-    return x.to(device), torch.from_numpy(dataset.y[indices]).to(device)
+    return _channels_last(x.to(device)), torch.from_numpy(dataset.y[indices]).to(device)
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -190,7 +200,7 @@ def _train(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig, 
     module = build_module(spec)
     if init_state is not None:
         load_state(module, init_state)
-    module = module.to(device)
+    module = module.to(device, memory_format=torch.channels_last)
     mean, std = (normalisation(init_state) if init_state is not None else None) or dataset.channel_stats(split.train)
     train_indices = split.train
     if train_fraction < 1:
@@ -221,7 +231,7 @@ def _train(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig, 
                 xb = random_crop(xb, height, width, generator)
             if config.hflip:
                 xb = random_hflip(xb, generator)
-            logits = module(xb)
+            logits = module(_channels_last(xb))
             loss = F.cross_entropy(logits, yb)
             if not torch.isfinite(loss):
                 diverged = True
@@ -249,4 +259,5 @@ def _train(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig, 
     val_accuracy = history[-1]["val_accuracy"] if history else accuracy(module, x_val, y_val)
     test_accuracy = accuracy(module, x_test, y_test)
     train_seconds = time.perf_counter() - started
-    return TrainResult(module.cpu().eval(), val_accuracy, test_accuracy, train_seconds, mean, std, history, diverged)
+    module = module.to("cpu", memory_format=torch.contiguous_format).eval()
+    return TrainResult(module, val_accuracy, test_accuracy, train_seconds, mean, std, history, diverged)
