@@ -54,13 +54,13 @@ def test_training_leaves_global_torch_state_alone(small_cnn_dict, digits):
     assert torch.get_num_threads() == threads
 
 
-
 def test_the_trained_module_comes_back_in_the_default_layout(small_cnn_dict, digits):
     """Training runs channels-last; what it returns (exported, saved, inherited) must not."""
     split = make_split(digits, 0)
     result = train_model(ArchSpec.from_dict(small_cnn_dict), digits, split, TrainConfig(epochs=1, threads=1))
     weights = [p for p in result.module.parameters() if p.dim() == 4]
     assert len(weights) >= 2 and all(p.is_contiguous() for p in weights)
+
 
 def test_sgd_with_augmentation_and_constant_lr_trains(small_cnn_dict, digits):
     config = TrainConfig(epochs=3, optimizer="sgd", lr=0.05, cosine=False, crop_padding=1, hflip=True)
