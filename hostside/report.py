@@ -26,7 +26,7 @@ REPORT_MD = "report.md"
 NEAREST_MISSES = 5
 
 _LABELS = {
-    "accuracy": "test accuracy", "params": "parameters", "macs": "MACs",
+    "accuracy": "test accuracy", "val_accuracy": "validation accuracy", "params": "parameters", "macs": "MACs",
     "predicted_latency": "predicted latency (ms)", "measured_latency": "measured latency (ms)",
     "energy": "energy per inference (mJ)", "activation_memory": "peak activation memory (bytes)",
 }

@@ -41,6 +41,7 @@ LINEAGE_DEPTH = 6
 #: Objective name -> what the chart and table call it, its candidate key, log axis or not.
 METRICS: Dict[str, Dict[str, Any]] = {
     "accuracy": {"key": "accuracy", "label": "test accuracy", "log": False},
+    "val_accuracy": {"key": "val_accuracy", "label": "validation accuracy", "log": False},
     "params": {"key": "params", "label": "parameters", "log": True},
     "macs": {"key": "macs", "label": "MACs", "log": True},
     "predicted_latency": {"key": "predicted_latency_ms", "label": "predicted latency (ms)", "log": False},

@@ -9,7 +9,8 @@
   const stateKey = "hostside-report:" + location.pathname;
   const SVG = "http://www.w3.org/2000/svg";
   const BUDGET_OF = { measured_latency: "latency_ms", params: "params", macs: "macs",
-                      activation_memory: "activation_bytes", energy: "energy_mj", accuracy: "accuracy" };
+                      activation_memory: "activation_bytes", energy: "energy_mj", accuracy: "accuracy",
+                      val_accuracy: "val_accuracy" };
 
   // ---- small helpers -------------------------------------------------------------------
   function el(tag, attrs, children) {
@@ -70,7 +71,7 @@
     chip("status", r.status, "status-" + r.status);
     chip("objectives", r.objectives.join(", "));
     const budgets = Object.entries(r.budgets);
-    chip("budgets", budgets.length ? budgets.map(([k, v]) => k + " \u2264 " + v).join(", ").replace("accuracy \u2264", "accuracy \u2265") : "none");
+    chip("budgets", budgets.length ? budgets.map(([k, v]) => k + " \u2264 " + v).join(", ").replace(/accuracy \u2264/g, "accuracy \u2265") : "none");
     chip("candidates", Object.entries(r.counts).filter(([, v]) => v).map(([k, v]) => v + " " + k).join(", ") || "none yet");
     const best = modelById.get(data.best_tradeoff);
     if (best) {
@@ -214,7 +215,7 @@
     }
     if (front.length > 1) {
       // A step line: the front as the region it dominates, not a straight interpolation.
-      const better = my.key === "accuracy";
+      const better = my.key === "accuracy" || my.key === "val_accuracy";
       let d = "";
       front.forEach((c, i) => {
         const x = sx(c[mx.key]), y = sy(c[my.key]);

@@ -67,6 +67,8 @@ class SearchConfig:
     strategy_options: Dict[str, Any] = field(default_factory=dict)
     policy: Optional[str] = None
     budget_unit: str = "exercises"
+    #: Wall-clock limit of the search phase in minutes (0: none); the budget still caps it.
+    search_minutes: float = 0.0
     space: Optional[str] = None
     space_options: Dict[str, Any] = field(default_factory=dict)
     objectives: List[str] = field(default_factory=lambda: ["accuracy", "measured_latency"])
@@ -100,6 +102,10 @@ class SearchConfig:
             raise UserError(f"config key 'final_models': {self.final_models!r} is not allowed; give an integer >= 0 "
                             f"(0 re-trains the whole front)")
         _positive_int("workers", self.workers)
+        if (isinstance(self.search_minutes, bool) or not isinstance(self.search_minutes, (int, float))
+                or not math.isfinite(self.search_minutes) or self.search_minutes < 0):
+            raise UserError(f"config key 'search_minutes': {self.search_minutes!r} is not allowed; give a number of "
+                            f"minutes >= 0 (0: no time limit)")
         _positive_int("measure_threads", self.measure_threads)
         if not isinstance(self.spot_checks, int) or isinstance(self.spot_checks, bool) or self.spot_checks < 0:
             raise UserError(f"config key 'spot_checks': {self.spot_checks!r} is not allowed; give an integer >= 0")
@@ -147,9 +153,10 @@ class SearchConfig:
                 raise UserError(f"config key 'budgets.{name}' is unknown; allowed budgets: {', '.join(BUDGETS)}")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise UserError(f"config key 'budgets.{name}': {value!r} is not allowed; give a positive number")
-        if "accuracy" in self.budgets and self.budgets["accuracy"] > 1:
-            raise UserError(f"config key 'budgets.accuracy': {self.budgets['accuracy']!r} is not allowed; "
-                            f"give the minimum accuracy as a fraction in (0, 1]")
+        for name in ("accuracy", "val_accuracy"):
+            if self.budgets.get(name, 0) > 1:
+                raise UserError(f"config key 'budgets.{name}': {self.budgets[name]!r} is not allowed; "
+                                f"give the minimum accuracy as a fraction in (0, 1]")
         if not isinstance(self.train, dict):
             raise UserError("config key 'train': give a table of training settings")
         for name in self.train:

@@ -25,6 +25,7 @@ import json
 import os
 import time
 from concurrent.futures import Future
+from time import monotonic
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
@@ -134,6 +135,9 @@ class SearchEngine:
         self.strategy_finished = False
         self.judges_by_board = reads_board(config.objectives, config.budgets,
                                            rule_metrics(config.strategy_options.get("stop") or []))
+        #: ``search_minutes`` counts from here, per invocation: a resumed run gets the limit again.
+        self.deadline = monotonic() + 60 * config.search_minutes if config.search_minutes else None
+        self.out_of_time = False
 
     # -- records and budget -----------------------------------------------------------------
 
@@ -152,6 +156,15 @@ class SearchEngine:
         return sum(int((r["exercise"] or {}).get("epochs", self.config.epochs)) for r in rows)
 
     def remaining(self) -> int:
+        """What is left of the budget; 0 once ``search_minutes`` have passed (said once), so no new
+        candidate is asked while those already training finish and count."""
+        if self.deadline is not None and monotonic() >= self.deadline:
+            if not self.out_of_time:
+                self.out_of_time = True
+                self.progress(f"search time limit of {self.config.search_minutes:g} min reached after "
+                              f"{self.journal.training_exercises(self.config.budget_unit)} of {self.config.budget} "
+                              f"{self.config.budget_unit}; no new candidates")
+            return 0
         return max(0, self.config.budget - self.used())
 
     def context(self, rng: np.random.Generator, generation: int) -> AskContext:

@@ -13,11 +13,13 @@ from hostside.search.pareto import (best_tradeoff, hypervolume, pareto_front, ra
 
 @pytest.mark.parametrize("values, message", [
     ({"strategy": "anneal"}, "config key 'strategy': 'anneal' is not allowed; choose one of "),
-    ({"objectives": ["accuracy", "speed"]}, "config key 'objectives': 'speed' is not allowed; choose from accuracy, params"),
+    ({"objectives": ["accuracy", "speed"]}, "config key 'objectives': 'speed' is not allowed; choose from accuracy, val_accuracy, params"),
     ({"objectives": ["accuracy"]}, "config key 'objectives'"),
     ({"budget": 0}, "config key 'budget': 0 is not allowed; give an integer >= 1"),
     ({"budgets": {"latency": 1}}, "config key 'budgets.latency' is unknown; allowed budgets: latency_ms"),
     ({"budgets": {"latency_ms": -1}}, "config key 'budgets.latency_ms': -1 is not allowed; give a positive number"),
+    ({"budgets": {"val_accuracy": 85}}, "config key 'budgets.val_accuracy': 85 is not allowed; give the minimum "
+     "accuracy as a fraction in (0, 1]"),
     ({"train": {"lr": 1}}, "config key 'train.lr' is unknown; allowed keys: batch_size"),
     ({"populaton": 4}, "config key 'populaton' is unknown; allowed keys: dataset, board"),
     ({"policy": "async"}, "config key 'policy': 'async' is not allowed; choose one of generational, steady-state"),

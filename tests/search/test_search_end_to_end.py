@@ -84,3 +84,29 @@ def test_a_failing_candidate_is_journaled_and_the_search_goes_on(in_tmp_cwd, dig
     assert sum(r["status"] == "measured" for r in rows.values()) == 5
     report = json.loads((run_dir / "report.json").read_text())
     assert report["failed"] == [{"id": 2, "error": rows[2]["error"]}] and report["models"]
+
+
+def test_search_minutes_stops_asking_once_passed_and_the_front_is_still_re_trained(
+        in_tmp_cwd, digits_calibration, capsys, monkeypatch):
+    """The clock jumps past the limit when the first training finishes: the rest of that
+    generation still finishes and counts, no later generation is asked."""
+    from hostside.search import engine as engine_module
+
+    now = [1000.0]
+    monkeypatch.setattr(engine_module, "monotonic", lambda: now[0])  # the engine's clock only
+    finish = engine_module.SearchEngine.finish_training
+
+    def finish_then_jump(self, candidate_id, future):
+        now[0] += 3600
+        return finish(self, candidate_id, future)
+
+    monkeypatch.setattr(engine_module.SearchEngine, "finish_training", finish_then_jump)
+    config = in_tmp_cwd / "timed.toml"
+    config.write_text(f'budget = 30\npopulation = 3\nepochs = 1\nfinal_epochs = 1\nseed = 1\nsearch_minutes = 20\n'
+                      f'calibration = "{digits_calibration}"\n')
+    run_dir = in_tmp_cwd / "run"
+    assert main(["search", "--config", str(config), "--out", str(run_dir)]) == 0
+    trained = [r for r in _journal_rows(run_dir) if r["status"] == "measured"]
+    assert len(trained) == 3 and {r["generation"] for r in trained} == {0}
+    assert "search time limit of 20 min reached after 3 of 30 exercises; no new candidates" in capsys.readouterr().err
+    assert json.loads((run_dir / "pareto.json").read_text())

@@ -82,6 +82,32 @@ def test_nsga2_samples_until_a_population_is_evaluated_and_random_always_samples
     assert proposal.operator == "sample" and proposal.parents == ()
 
 
+def test_cgp_nsga2_brings_in_immigrants_only_when_asked_and_keeps_the_generation_subset():
+    space = make_space("layer_list", (1, 8, 8), 10)
+    rng = np.random.default_rng(4)
+    evaluated = _evaluated(space, 12, rng)
+    paper = make_strategy("cgp-nsga2", {}, _settings()).ask(40, _ctx(space, evaluated, rng))
+    assert all(p.operator in space.mutation_operators and p.parents for p in paper)
+    mixed = make_strategy("cgp-nsga2", {"immigrant_rate": 0.5}, _settings()).ask(40, _ctx(space, evaluated, rng))
+    immigrants = [p for p in mixed if p.operator == "immigrant"]
+    assert 5 < len(immigrants) < 35 and all(p.parents == () and p.weights_from == () for p in immigrants)
+    assert len({(p.data_seed, p.train_fraction) for p in mixed}) == 1  # immigrants train on the same D_train
+
+
+def test_val_accuracy_selection_ignores_the_test_accuracy():
+    space = make_space("layer_list", (1, 8, 8), 10)
+    objectives = ("val_accuracy", "params")
+    rows = [{"id": i, "genotype": space.sample(np.random.default_rng(i)), "parents": [], "operator": "sample",
+             "generation": 0, "status": "measured", "arch_hash": str(i), "params": 1000,
+             "accuracy": 0.9 - 0.1 * i, "val_accuracy": 0.5 + 0.1 * i} for i in range(4)]
+    records = [record_from_row(r, {}, objectives, {"val_accuracy": 0.65}) for r in rows]
+    strategy = make_strategy("nsga2", {}, _settings(population=1, objectives=objectives,
+                                                    budgets={"val_accuracy": 0.65}))
+    (best,), _, _ = strategy.survivors(records)
+    assert best.id == 3  # the best on validation, the worst on test
+    assert [r.violation > 0 for r in records] == [True, True, False, False]
+
+
 def test_records_are_frozen_and_retrain_proposals_continue_a_lineage():
     space = make_space("layer_list", (1, 8, 8), 10)
     (record,) = _evaluated(space, 1, np.random.default_rng(2))
@@ -100,6 +126,8 @@ def test_records_are_frozen_and_retrain_proposals_continue_a_lineage():
     ("nsga2", {"crossover_rate": "high"}, "strategy 'nsga2': option 'crossover_rate': 'high' is not allowed; give a number"),
     ("nsga2", {"mutation_rate": 1.5}, "strategy 'nsga2': option 'mutation_rate': 1.5 is not allowed; give a probability"),
     ("random", {"x": 1}, "strategy 'random': option 'x' is unknown; allowed options: none"),
+    ("cgp-nsga2", {"immigrant_rate": 2}, "strategy 'cgp-nsga2': option 'immigrant_rate': 2 is not allowed; give a "
+     "probability in [0, 1]"),
 ])
 def test_unknown_strategies_and_bad_options_are_one_line(name, options, message):
     with pytest.raises(UserError) as info:
