@@ -25,9 +25,9 @@ import json
 import os
 import time
 from concurrent.futures import Future
-from time import monotonic
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from time import monotonic
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
