@@ -19,6 +19,7 @@ from hostside.journal import Journal, run_status
 from hostside.search.config import BUDGETS, OBJECTIVES, SearchConfig
 from hostside.search.objectives import objective
 from hostside.search.pareto import best_tradeoff, missed_budgets, pareto_front, violation
+from hostside.search.screening import screened_summaries, with_screening
 
 PARETO_FILE = "pareto.json"
 REPORT_FILE = "report.json"
@@ -105,7 +106,7 @@ def build_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
     config = SearchConfig.from_dict(journal.meta("config"))
     rows = journal.candidates()
     by_id = {r["id"]: r for r in rows}
-    measured = [r for r in rows if r["status"] == "measured"]
+    measured = with_screening([r for r in rows if r["status"] == "measured"], journal)
     feasible = [r for r in measured if violation(r, config.budgets) == 0]
     models = [_model_entry(f, by_id[f["candidate_id"]], config.budgets)
               for f in journal.finals() if f["status"] == "measured"]
@@ -128,6 +129,7 @@ def build_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
         "provenance": journal.meta("provenance", {}),
         "counts": journal.counts(),
         "search_front": [r["id"] for r in pareto_front(feasible, config.objectives)],
+        "screened": screened_summaries(journal),
         "models": models,
         "best_tradeoff": best,
         "nothing_meets_budgets": bool(measured) and not feasible,
@@ -182,8 +184,9 @@ def write_plots(run_dir: Path, journal: Journal, report: Dict[str, Any]) -> List
     import matplotlib.pyplot as plt
 
     config = report["config"]
-    rows = journal.candidates()
+    rows = with_screening(journal.candidates(), journal)
     front_ids = set(report["search_front"])
+    screened_ids = {s["id"] for s in report["screened"] if s["val_accuracy"] is not None}
     written = []
     for x_name, y_name in plot_pairs(config["objectives"]):
         fig, ax = plt.subplots(figsize=(7, 5))
@@ -192,6 +195,10 @@ def write_plots(run_dir: Path, journal: Journal, report: Dict[str, Any]) -> List
         placed = [(r, p) for r, p in placed if None not in p]  # a figure this run never took is not a point
         points = [p for _, p in placed]
         ax.scatter([p[0] for p in points], [p[1] for p in points], c="0.7", s=18, label="measured candidates")
+        screened = [p for r, p in placed if r["id"] in screened_ids]
+        if screened:
+            ax.scatter([p[0] for p in screened], [p[1] for p in screened], marker="D", s=40, facecolors="none",
+                       edgecolors="tab:green", zorder=4, label=f"screened ({report['screened'][0]['epochs']} epochs)")
         front = sorted((p for r, p in placed if r["id"] in front_ids), key=lambda p: p[0])
         if front:
             ax.plot([p[0] for p in front], [p[1] for p in front], "o-", c="tab:blue", ms=6, label="search Pareto front")
@@ -260,6 +267,16 @@ def markdown(report: Dict[str, Any]) -> str:
             mark = " **best trade-off**" if m.get("best_tradeoff") else ""
             lines.append(f"| {m['id']}{mark} | `{m['onnx']}` | {_fmt(m['accuracy'], '.3f')} | {m['params']} | {m['macs']} | "
                          f"{_fmt(m['predicted_latency_ms'])} | {_fmt(m['latency_ms'])} | {_fmt(m['energy_mj'])} |")
+        lines.append("")
+    if report.get("screened"):
+        lines += [f"## Screening (the most accurate candidates trained {report['screened'][0]['epochs']} epochs on the "
+                  f"whole training part before the front was chosen)", "",
+                  "| id | search val. accuracy | screened val. accuracy | screened test accuracy | params |",
+                  "|---|---|---|---|---|"]
+        for s in report["screened"]:
+            lines.append(f"| {s['id']} | {_fmt(s['search_val_accuracy'], '.3f')} | "
+                         f"{_fmt(s['val_accuracy'], '.3f') if s['error'] is None else s['error']} | "
+                         f"{_fmt(s['accuracy'], '.3f')} | {s['params']} |")
         lines.append("")
     best = report["best_tradeoff"]
     if best:

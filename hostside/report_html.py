@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from hostside.journal import Journal
+from hostside.search.screening import SCREEN_PREFIX, with_screening
 
 REPORT_HTML = "report.html"
 DATA_FORMAT = "hostside.report-data"
@@ -99,8 +100,14 @@ def strategy_attributes(attrs: Mapping[str, Any]) -> Dict[str, Any]:
     """The strategy's own attributes of a candidate (``ea4cnn.age`` shown as ``age``), without
     the engine's bookkeeping; the namespace stays where two strategies use the same key."""
     own = {k: v for k, v in attrs.items() if not k.startswith("engine.")}
-    short = [k.split(".", 1)[-1] for k in own]
-    return {(k.split(".", 1)[-1] if short.count(k.split(".", 1)[-1]) == 1 else k): v for k, v in sorted(own.items())}
+    short = [_short_name(k) for k in own]
+    return {(_short_name(k) if short.count(_short_name(k)) == 1 else k): v for k, v in sorted(own.items())}
+
+
+def _short_name(key: str) -> str:
+    """``ea4cnn.age`` -> ``age``; screening figures keep their namespace (``screen.val_accuracy``),
+    which a bare ``val_accuracy`` beside the candidate's own would misread."""
+    return key if key.startswith(SCREEN_PREFIX) else key.split(".", 1)[-1]
 
 
 def _reason(row: Mapping[str, Any]) -> Optional[str]:
@@ -165,7 +172,7 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
     journal = journal if journal is not None else Journal.open(run_dir)
     try:
         report = build_report(run_dir, journal)
-        rows = journal.candidates()
+        rows = with_screening(journal.candidates(), journal)
         attributes = journal.all_attrs()
     finally:
         if own:

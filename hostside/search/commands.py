@@ -43,6 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--final-models", type=int,
                         help="re-train at most this many front models: the best in the first objective, then the "
                              "most spread out (default 0: the whole front)")
+    search.add_argument("--screen-models", type=int,
+                        help="before the front is chosen, train this many of the most accurate candidates "
+                             "--screen-epochs on the whole training part (default 0: none)")
+    search.add_argument("--screen-epochs", type=int, help="epochs of each screening training (default 5)")
     search.add_argument("--seed", type=int, help="random seed of the search and the data split")
     search.add_argument("--workers", type=int, help="local training processes (default 2)")
     search.add_argument("--cluster", help="Dask scheduler address (tcp://HOST:PORT) to train on instead")
@@ -83,7 +87,8 @@ def flag_values(args: argparse.Namespace) -> Dict[str, Any]:
     values: Dict[str, Any] = {
         "dataset": args.dataset, "board": args.board, "budget": args.budget, "population": args.population,
         "strategy": args.strategy, "space": args.space, "policy": args.policy, "epochs": args.epochs, "final_epochs": args.final_epochs,
-        "final_models": args.final_models, "seed": args.seed,
+        "final_models": args.final_models, "screen_models": args.screen_models, "screen_epochs": args.screen_epochs,
+        "seed": args.seed,
         "workers": args.workers, "cluster": args.cluster, "calibration": args.calibration, "budgets.latency_ms": args.latency_budget_ms,
         "objectives": split_list(args.objectives) if args.objectives is not None else None,
         "use_filter": False if args.no_filter else None, "precision": args.precision,

@@ -16,6 +16,7 @@ the key and what is allowed. A config file looks like::
     epochs = 5
     final_epochs = 30
     final_models = 4               # re-train at most 4 front models (0: all)
+    screen_models = 8              # first train the 8 most accurate 5 epochs on everything (0: off)
     filter_rule = "interval"       # or "predicted", "conservative"
 
     [budgets]                      # hard limits; latency_ms is also judged before training
@@ -52,6 +53,8 @@ BUDGET_UNITS = ("exercises", "epochs")
 #: 90% prediction interval is over the budget (fewest false rejects); or rejecting unless the
 #: whole interval is under it (every accepted model surely fits).
 FILTER_RULES = ("interval", "predicted", "conservative")
+#: First objectives that longer training changes, so screening can rank candidates on them.
+SCREENED_OBJECTIVES = ("val_accuracy", "accuracy")
 TRAIN_KEYS = ("batch_size", "optimizer", "weight_decay", "momentum", "cosine", "crop_padding", "hflip")
 
 
@@ -78,6 +81,10 @@ class SearchConfig:
     epochs: int = 5
     final_epochs: int = 30
     final_models: int = 0
+    #: Before the front is chosen, the most accurate feasible candidates (this many, 0: none)
+    #: are trained ``screen_epochs`` on the whole training part (``hostside.search.final``).
+    screen_models: int = 0
+    screen_epochs: int = 5
     train: Dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     workers: int = 2
@@ -101,6 +108,10 @@ class SearchConfig:
         if not isinstance(self.final_models, int) or isinstance(self.final_models, bool) or self.final_models < 0:
             raise UserError(f"config key 'final_models': {self.final_models!r} is not allowed; give an integer >= 0 "
                             f"(0 re-trains the whole front)")
+        if not isinstance(self.screen_models, int) or isinstance(self.screen_models, bool) or self.screen_models < 0:
+            raise UserError(f"config key 'screen_models': {self.screen_models!r} is not allowed; give an integer >= 0 "
+                            f"(0: no screening)")
+        _positive_int("screen_epochs", self.screen_epochs)
         _positive_int("workers", self.workers)
         if (isinstance(self.search_minutes, bool) or not isinstance(self.search_minutes, (int, float))
                 or not math.isfinite(self.search_minutes) or self.search_minutes < 0):
@@ -146,6 +157,10 @@ class SearchConfig:
                 raise UserError(f"config key 'objectives': {name!r} is not allowed; choose from {', '.join(OBJECTIVES)}")
         if len(set(self.objectives)) != len(self.objectives):
             raise UserError(f"config key 'objectives': {self.objectives!r} names an objective twice; list each once")
+        if self.screen_models and self.objectives[0] not in SCREENED_OBJECTIVES:
+            raise UserError(f"config key 'screen_models': screening trains the best candidates in the first objective "
+                            f"longer, so it must be one of {', '.join(SCREENED_OBJECTIVES)} (it is "
+                            f"{self.objectives[0]!r}); put it first or set screen_models = 0")
         if not isinstance(self.budgets, dict):
             raise UserError("config key 'budgets': give a table of limits, e.g. [budgets] latency_ms = 0.5")
         for name, value in self.budgets.items():

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from typing import Any, Callable, Dict, Mapping, Optional
-
+import time
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from typing import Any, Callable, Collection, Dict, Iterator, Mapping, Optional
 
 
 class TrainingExecutor:
@@ -86,3 +86,16 @@ def _ignore_sigint() -> None:
     """Training workers leave Ctrl-C to the master (which journals and stops them), so the
     terminal shows one line, not a traceback per worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def as_completed_with_heartbeat(futures: Collection[Future], started: float, progress: Callable[[str], None],
+                                every_s: float, what: str) -> Iterator[Future]:
+    """Each future as it finishes; every ``every_s`` seconds without one, a line saying how many
+    of ``what`` are done, so an hour of training does not look like a hang."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=every_s, return_when=FIRST_COMPLETED)
+        if not done:
+            minutes = (time.perf_counter() - started) / 60
+            progress(f"  {what}: {len(futures) - len(pending)}/{len(futures)} finished after {minutes:.0f} min")
+        yield from done

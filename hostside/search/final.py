@@ -6,7 +6,8 @@ same as a trained one: the check costs an export and a measurement, no training.
 candidate whose measured latency meets the budget is a false reject. Rejections on params,
 MACs, activation memory or weight bytes come from the exact analytic cost and cannot be false.
 
-The front (feasible measured candidates no other dominates; with ``final_models`` > 0 at most
+The front (feasible measured candidates no other dominates, with screening figures where
+``hostside.search.screening`` took some; with ``final_models`` > 0 at most
 that many of them, ``pareto.spread_subset``) is re-trained for ``final_epochs`` from a fresh
 initialisation (so the figures compare networks, not how long a lineage was trained) and
 measured again; results go to the journal's ``final_models`` table
@@ -17,7 +18,6 @@ resumes without redoing finished models.
 from __future__ import annotations
 
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -26,9 +26,10 @@ import numpy as np
 from hostside.journal import Journal
 from hostside.search.config import SearchConfig
 from hostside.search.engine import Progress, measure_options, measurement_fields, write_files
-from hostside.search.executors import TrainingExecutor
+from hostside.search.executors import TrainingExecutor, as_completed_with_heartbeat
 from hostside.search.filtering import PRE_TRAINING_BUDGETS
 from hostside.search.pareto import pareto_front, spread_subset, violation
+from hostside.search.screening import feasible_candidates
 from hostside.search.tasks import training_task
 from hostside.spaces.base import SearchSpace
 
@@ -77,8 +78,7 @@ def spot_check(journal: Journal, config: SearchConfig, run_dir: Path, pool: Any,
 
 
 def front_candidates(journal: Journal, config: SearchConfig) -> List[Dict[str, Any]]:
-    measured = journal.candidates(["measured"])
-    feasible = [r for r in measured if violation(r, config.budgets) == 0]
+    feasible = feasible_candidates(journal, config)
     return spread_subset(pareto_front(feasible, config.objectives), config.objectives, config.final_models)
 
 
@@ -107,7 +107,7 @@ def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, ru
         future = executor.submit(training_task(row["spec"], config.dataset, split_dict, train_config,
                                                precision=config.precision))
         futures[future] = row["id"]
-    for future in _as_completed_with_heartbeat(futures, started, progress):
+    for future in as_completed_with_heartbeat(futures, started, progress, HEARTBEAT_S, "re-training"):
         candidate_id = futures[future]
         fields: Dict[str, Any] = {"status": "failed", "error": "final training did not finish"}
         try:
@@ -132,17 +132,6 @@ def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, ru
             progress(f"  final model {candidate_id}: {fields['status']}"
                      + (f" - accuracy {fields['accuracy']:.3f}" if fields.get("accuracy") is not None else
                         f" - {fields.get('error')}"))
-
-
-def _as_completed_with_heartbeat(futures: Dict[Future, int], started: float, progress: Progress):
-    """Each future as it finishes; every ``HEARTBEAT_S`` without one, a line saying how many are done."""
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
-        if not done:
-            minutes = (time.perf_counter() - started) / 60
-            progress(f"  re-training: {len(futures) - len(pending)}/{len(futures)} finished after {minutes:.0f} min")
-        yield from done
 
 
 def _measure_finals(journal: Journal, config: SearchConfig, run_dir: Path, pool: Any, progress: Progress,

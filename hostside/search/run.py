@@ -30,6 +30,7 @@ from hostside.search.executors import TrainingExecutor
 from hostside.search.filtering import PreTrainingFilter, open_calibration
 from hostside.search.final import retrain_front, spot_check
 from hostside.search.scheduler import run_search
+from hostside.search.screening import screen_best
 from hostside.search.strategies import strategy_class
 from hostside.spaces import make_space
 
@@ -136,6 +137,7 @@ def execute(run_dir: Path, journal: Journal, config: SearchConfig, progress: Pro
             engine = SearchEngine(run_dir, journal, config, space, split_dict, pool, candidate_filter, progress)
             run_search(engine, executor, config.policy)
             spot_check(journal, config, run_dir, pool, progress)
+            screen_best(journal, config, space, split_dict, executor, progress)
             retrain_front(journal, config, space, run_dir, split_dict, executor, pool, progress)
     except KeyboardInterrupt:
         journal.set_meta("status", "interrupted")

@@ -27,6 +27,11 @@ from hostside.search.pareto import (best_tradeoff, hypervolume, pareto_front, ra
     ({"strategy": {"immigrant_rate": 0.1}}, "config table [strategy] needs a name"),
     ({"budget_unit": "hours"}, "config key 'budget_unit': 'hours' is not allowed"),
     ({"final_models": -1}, "config key 'final_models': -1 is not allowed; give an integer >= 0"),
+    ({"screen_models": -2}, "config key 'screen_models': -2 is not allowed; give an integer >= 0 (0: no screening)"),
+    ({"screen_epochs": 0}, "config key 'screen_epochs': 0 is not allowed; give an integer >= 1"),
+    ({"screen_models": 4, "objectives": ["measured_latency", "accuracy"]},
+     "config key 'screen_models': screening trains the best candidates in the first objective longer, so it must be "
+     "one of val_accuracy, accuracy (it is 'measured_latency'); put it first or set screen_models = 0"),
 ])
 def test_bad_settings_name_the_key_and_the_allowed_values(values, message):
     with pytest.raises(UserError) as info:
@@ -106,19 +111,18 @@ def test_filter_statistics_estimate_savings_from_macs_and_count_false_rejects():
     assert (stats["spot_checked"], stats["false_rejects"], stats["false_reject_rate"]) == (2, [5], 0.5)
 
 
-def test_a_long_final_re_training_says_it_is_still_going(monkeypatch):
+def test_a_long_final_re_training_says_it_is_still_going():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from hostside.search import final
+    from hostside.search.executors import as_completed_with_heartbeat
 
-    monkeypatch.setattr(final, "HEARTBEAT_S", 0.05)
     release = threading.Event()
     messages = []
     with ThreadPoolExecutor(2) as pool:
         quick, slow = pool.submit(lambda: 1), pool.submit(release.wait, 5)
         finished = []
-        for future in final._as_completed_with_heartbeat({quick: 1, slow: 2}, 0.0, messages.append):
+        for future in as_completed_with_heartbeat({quick: 1, slow: 2}, 0.0, messages.append, 0.05, "re-training"):
             finished.append(future)
             if future is quick:
                 threading.Timer(0.3, release.set).start()

@@ -110,3 +110,50 @@ def test_search_minutes_stops_asking_once_passed_and_the_front_is_still_re_train
     assert len(trained) == 3 and {r["generation"] for r in trained} == {0}
     assert "search time limit of 20 min reached after 3 of 30 exercises; no new candidates" in capsys.readouterr().err
     assert json.loads((run_dir / "pareto.json").read_text())
+
+
+def test_screening_trains_the_most_accurate_longer_and_the_front_is_chosen_on_its_figures(
+        in_tmp_cwd, digits_calibration, capsys):
+    from hostside.journal import Journal
+    from hostside.search.config import SearchConfig
+    from hostside.search.screening import screen_best
+    from hostside.spaces import make_space
+
+    config = in_tmp_cwd / "screened.toml"
+    config.write_text('objectives = ["val_accuracy", "measured_latency"]\nbudget = 6\npopulation = 3\nepochs = 1\n'
+                      'final_epochs = 1\nfinal_models = 1\nscreen_models = 2\nscreen_epochs = 4\nseed = 1\n'
+                      f'calibration = "{digits_calibration}"\n')
+    run_dir = in_tmp_cwd / "run"
+    assert main(["search", "--config", str(config), "--out", str(run_dir)]) == 0
+    assert "screening the 2 most accurate candidate(s): 4 epochs each on the whole training part" in capsys.readouterr().err
+    measured = {r["id"]: r for r in _journal_rows(run_dir) if r["status"] == "measured"}
+    db = sqlite3.connect(run_dir / JOURNAL_FILE)
+    attrs = {}
+    for candidate_id, key, value in db.execute("SELECT candidate_id, key, value FROM attrs WHERE key LIKE 'screen.%'"):
+        attrs.setdefault(candidate_id, {})[key] = json.loads(value)
+    pool = {}  # the two best in validation accuracy, one per network and learning rate
+    for row in sorted(measured.values(), key=lambda r: (-r["val_accuracy"], r["id"])):
+        pool.setdefault((row["arch_hash"], json.loads(row["genotype"])["lr"]), row["id"])
+    assert set(attrs) == set(list(pool.values())[:2])
+    assert all(a["screen.epochs"] == 4 and 0 < a["screen.val_accuracy"] <= 1 for a in attrs.values())
+
+    report = json.loads((run_dir / "report.json").read_text())
+    assert {s["id"]: s["search_val_accuracy"] for s in report["screened"]} == {
+        i: measured[i]["val_accuracy"] for i in attrs}
+    overlaid = {i: attrs.get(i, {}).get("screen.val_accuracy", r["val_accuracy"]) for i, r in measured.items()}
+    (final,) = report["models"]
+    assert overlaid[final["id"]] == max(overlaid.values())  # chosen on the screened figure, not the search's
+    assert "## Screening" in (run_dir / "report.md").read_text()
+
+    class NoTraining:
+        def submit(self, task):
+            raise AssertionError("a screened candidate was trained again")
+
+    journal = Journal.open(run_dir)
+    try:
+        saved = SearchConfig.from_dict(journal.meta("config"))
+        data = journal.meta("dataset")
+        space = make_space(saved.space, tuple(data["input_shape"]), data["num_classes"], **saved.space_options)
+        screen_best(journal, saved, space, {}, NoTraining(), print)  # a resumed run screens nothing twice
+    finally:
+        journal.close()
