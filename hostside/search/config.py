@@ -82,7 +82,7 @@ class SearchConfig:
     final_epochs: int = 30
     final_models: int = 0
     #: Before the front is chosen, the most accurate feasible candidates (this many, 0: none)
-    #: are trained ``screen_epochs`` on the whole training part (``hostside.search.final``).
+    #: are trained ``screen_epochs`` on the whole training part (``hostside.search.screening``).
     screen_models: int = 0
     screen_epochs: int = 5
     train: Dict[str, Any] = field(default_factory=dict)
