@@ -13,6 +13,11 @@ accuracy, and after 5 epochs on everything 0.914 and 0.907 validation, which alr
 them as the long training does. Screening costs ``screen_models`` x ``screen_epochs`` epochs,
 not the whole front at full length.
 
+The pool holds at most ``PER_LINEAGE`` descendants of one first ancestor while other lineages
+have feasible candidates left: mutation-only evolution fills the proxy's top places with
+near-copies of its best lineages, whose differences the proxy cannot resolve, so another
+lineage tells the choice more than one more copy.
+
 Results are the candidate attributes ``screen.epochs``, ``screen.val_accuracy``,
 ``screen.accuracy``, ``screen.train_seconds`` (or ``screen.error``), journaled as each
 training finishes, so a resumed run does not screen a candidate twice.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from typing import Any, Callable, Dict, List, Sequence
 
 from hostside.journal import Journal
@@ -33,6 +39,8 @@ from hostside.search.tasks import training_task
 from hostside.spaces.base import SearchSpace
 
 SCREEN_PREFIX = "screen."
+#: Screened descendants of one first ancestor, while other lineages have candidates left.
+PER_LINEAGE = 2
 #: How often a screening that has not finished says it is still going.
 HEARTBEAT_S = 120.0
 
@@ -55,19 +63,50 @@ def feasible_candidates(journal: Journal, config: SearchConfig) -> List[Dict[str
     return [r for r in measured if violation(r, config.budgets) == 0]
 
 
+def lineage_roots(rows: Sequence[Dict[str, Any]]) -> Dict[int, int]:
+    """Each candidate's first ancestor: followed through first parents to one that has none
+    (a sample or an immigrant); a parent missing from ``rows`` ends the walk there."""
+    parents = {r["id"]: list(r.get("parents") or []) for r in rows}
+    roots: Dict[int, int] = {}
+    for candidate_id in parents:
+        seen = [candidate_id]
+        node = candidate_id
+        while parents.get(node) and parents[node][0] in parents and parents[node][0] not in seen:
+            node = parents[node][0]
+            seen.append(node)
+        roots[candidate_id] = node
+    return roots
+
+
+def pick_diverse(ranked: Sequence[Dict[str, Any]], roots: Dict[int, int], size: int, per_lineage: int,
+                 same: Callable[[Dict[str, Any]], Any]) -> List[Dict[str, Any]]:
+    """The first ``size`` rows of ``ranked``, one per ``same(row)`` key and at most ``per_lineage``
+    per root; when lineages run out, the best of the rest fill the remaining places."""
+    distinct: Dict[Any, Dict[str, Any]] = {}
+    for row in ranked:
+        distinct.setdefault(same(row), row)
+    within_cap: List[Dict[str, Any]] = []
+    over_cap: List[Dict[str, Any]] = []
+    per_root: Counter = Counter()
+    for row in distinct.values():
+        root = roots.get(row["id"], row["id"])
+        (within_cap if per_root[root] < per_lineage else over_cap).append(row)
+        per_root[root] += 1
+    chosen = within_cap[:size] + over_cap[:max(0, size - len(within_cap))]
+    position = {row["id"]: i for i, row in enumerate(distinct.values())}
+    return sorted(chosen, key=lambda row: position[row["id"]])
+
+
 def screening_pool(journal: Journal, config: SearchConfig, space: SearchSpace) -> List[Dict[str, Any]]:
     """The ``screen_models`` best feasible candidates in the first objective on their search-time
-    figures, one per network and training setting (a survivor trained again is one network)."""
-    feasible = [r for r in journal.candidates(["measured"]) if violation(r, config.budgets) == 0]
+    figures, one per network and training setting (a survivor trained again is one network), at
+    most ``PER_LINEAGE`` per lineage while others have candidates left."""
+    everyone = journal.candidates()
+    feasible = [r for r in everyone if r["status"] == "measured" and violation(r, config.budgets) == 0]
     first = objective(config.objectives[0])  # an accuracy (config.SCREENED_OBJECTIVES): larger is better
     ranked = sorted((r for r in feasible if first.value(r) is not None), key=lambda r: (-first.value(r), r["id"]))
-    pool: Dict[Any, Dict[str, Any]] = {}
-    for row in ranked:
-        setting = json.dumps(space.training_overrides(row["genotype"]), sort_keys=True)
-        pool.setdefault((row["arch_hash"], setting), row)
-        if len(pool) == config.screen_models:
-            break
-    return list(pool.values())
+    return pick_diverse(ranked, lineage_roots(everyone), config.screen_models, PER_LINEAGE,
+                        lambda r: (r["arch_hash"], json.dumps(space.training_overrides(r["genotype"]), sort_keys=True)))
 
 
 def screen_best(journal: Journal, config: SearchConfig, space: SearchSpace, split_dict: Dict[str, Any],
