@@ -82,14 +82,24 @@ def front_candidates(journal: Journal, config: SearchConfig) -> List[Dict[str, A
     return spread_subset(pareto_front(feasible, config.objectives), config.objectives, config.final_models)
 
 
+def longest_first(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The order to submit re-trainings in: most multiply-accumulates (the longest training) first.
+
+    Why: two workers given a long model and then a queue of short ones finish together, while a
+    long model submitted last runs alone after the others; the MAC count is the exact cost the
+    journal already holds, and an epoch's time grows with it.
+    """
+    return sorted(rows, key=lambda r: (-r["macs"], r["id"]))
+
+
 def retrain_front(journal: Journal, config: SearchConfig, space: SearchSpace, run_dir: Path,
                   split_dict: Dict[str, Any], executor: TrainingExecutor, pool: Any, progress: Progress) -> None:
-    """Re-train each front model for ``final_epochs`` (in parallel), then measure them all."""
+    """Re-train each front model for ``final_epochs`` (in parallel, longest first), then measure them all."""
     front = front_candidates(journal, config)
     finished = {f["candidate_id"] for f in journal.finals() if f["status"] in ("trained", "measured", "failed")}
     todo = [r for r in front if r["id"] not in finished]
     if todo:
-        _train_finals(journal, config, space, run_dir, split_dict, executor, progress, todo)
+        _train_finals(journal, config, space, run_dir, split_dict, executor, progress, longest_first(todo))
     _measure_finals(journal, config, run_dir, pool, progress,
                     [f for f in journal.finals() if f["status"] == "trained"])
 

@@ -85,6 +85,13 @@ def test_a_capped_front_keeps_the_most_accurate_then_the_ends_of_the_front():
     assert spread_subset(rows, objectives, 0) == rows and spread_subset(rows, objectives, 9) == rows
 
 
+def test_final_re_trainings_are_submitted_longest_first():
+    from hostside.search.final import longest_first
+
+    rows = [{"id": 1, "macs": 500}, {"id": 2, "macs": 9000}, {"id": 3, "macs": 500}, {"id": 4, "macs": 2000}]
+    assert [r["id"] for r in longest_first(rows)] == [2, 4, 1, 3]
+
+
 def test_hypervolume_and_best_tradeoff():
     F = np.array([[0.1, 1.0], [0.2, 0.5]])
     assert hypervolume(F, [1.0, 2.0]) == pytest.approx(0.9 * 1.0 + 0.8 * 0.5)
