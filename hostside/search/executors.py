@@ -12,7 +12,9 @@ broken state.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from typing import Any, Callable, Collection, Dict, Iterator, Mapping, Optional
@@ -36,7 +38,7 @@ class TrainingExecutor:
     def _open(self) -> Executor:
         if self.cluster is None:
             return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_ignore_sigint)
+                                       initializer=_prepare_worker, initargs=(os.getpid(),))
         from hostside.search.cluster import ClusterExecutor
 
         return ClusterExecutor(self.cluster, self.dataset, self.dataset_sha256)
@@ -82,10 +84,27 @@ def _stop_workers(executor: Executor) -> None:
             process.terminate()
 
 
-def _ignore_sigint() -> None:
+#: How often a local worker checks that the master is still there.
+PARENT_CHECK_S = 1.0
+
+
+def _prepare_worker(master_pid: int) -> None:
     """Training workers leave Ctrl-C to the master (which journals and stops them), so the
-    terminal shows one line, not a traceback per worker."""
+    terminal shows one line, not a traceback per worker; and they end when the master does.
+    The master passes its pid: a worker still starting when the master dies would otherwise
+    take its new parent for the master."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_without_master, args=(master_pid,), name="exit-without-master", daemon=True).start()
+
+
+def _exit_without_master(master_pid: int) -> None:
+    """End this worker once its master is gone (killed with SIGKILL or by the OOM killer, which
+    leave no chance to stop it): otherwise it trains on for minutes, its result lost, and slows
+    the next run on the same cores. An orphan is re-parented, so its parent id changes; torch
+    releases the GIL in its kernels, so this thread runs during a training too."""
+    while os.getppid() == master_pid:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
 
 
 def as_completed_with_heartbeat(futures: Collection[Future], started: float, progress: Callable[[str], None],

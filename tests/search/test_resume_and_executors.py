@@ -1,4 +1,5 @@
-"""Resume after SIGKILL of a real ``hostside search`` process, and training on a real Dask cluster."""
+"""Resume after SIGKILL of a real ``hostside search`` process, local workers that end with their master,
+and training on a real Dask cluster."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -77,6 +79,42 @@ def test_resume_after_sigkill_retrains_nothing_finished_and_duplicates_nothing(i
     journal.close()
 
 
+MASTER_WITH_A_BUSY_WORKER = """
+import os, time
+from hostside.search.executors import TrainingExecutor
+with TrainingExecutor(1) as pool:
+    worker = pool.executor.submit(os.getpid).result()
+    busy = pool.executor.submit(time.sleep, 600)
+    while not busy.running():
+        time.sleep(0.05)
+    print(worker, flush=True)
+    time.sleep(600)
+"""
+
+
+def _state_and_parent(pid):
+    """A process's state letter and parent pid from the kernel's /proc (None: no such process)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None, None
+    return fields[0], int(fields[1])
+
+
+def test_a_local_worker_ends_when_its_master_is_killed():
+    """SIGKILL to the master alone (the OOM killer's way): its worker, mid-task, must not train on."""
+    master = subprocess.Popen([sys.executable, "-c", MASTER_WITH_A_BUSY_WORKER], stdout=subprocess.PIPE, text=True)
+    worker = int(master.stdout.readline())
+    state, parent = _state_and_parent(worker)
+    assert state not in (None, "Z") and parent == master.pid
+    master.kill()
+    master.wait()
+    deadline = time.monotonic() + 10
+    while _state_and_parent(worker)[0] not in (None, "Z", "X"):  # an orphan's zombie may wait for a reaper
+        assert time.monotonic() < deadline, "the worker outlived its master by 10 s"
+        time.sleep(0.1)
+
+
 def test_resume_refuses_other_flags_in_one_line(in_tmp_cwd, capsys):
     assert main(["search", "--resume", "somewhere", "--budget", "3"]) == 2
     err = capsys.readouterr().err
@@ -128,7 +166,6 @@ def _as_schema_1_run(source, target):
     pre-uid genotypes (positional node ids, v1 keys and hashes) and no weights files."""
     import hashlib
     import shutil
-    from pathlib import Path
 
     from hostside.spaces import make_space
 
