@@ -85,7 +85,7 @@ def _stop_workers(executor: Executor) -> None:
 
 
 #: How often a local worker checks that the master is still there.
-PARENT_CHECK_S = 1.0
+MASTER_CHECK_S = 1.0
 
 
 def _prepare_worker(master_pid: int) -> None:
@@ -103,7 +103,7 @@ def _exit_without_master(master_pid: int) -> None:
     the next run on the same cores. An orphan is re-parented, so its parent id changes; torch
     releases the GIL in its kernels, so this thread runs during a training too."""
     while os.getppid() == master_pid:
-        time.sleep(PARENT_CHECK_S)
+        time.sleep(MASTER_CHECK_S)
     os._exit(1)
 
 
