@@ -5,7 +5,8 @@ Run: ``python benchmarks/fashion_mnist.py --run RUN_DIR [--epochs N] [--out DIR]
 README's CNNs whose structure it states as ArchSpecs (the 2-conv ~100K, 2-conv ~113K and
 3-conv+BN+pooling families; the README gives layer counts and parameter sizes, so widths are
 chosen to match them), trains them with the project's trainer on the run's own split (the
-official test set) for the run's ``final_epochs`` (the epochs of the re-trained front), measures
+official test set) for the run's ``final_epochs`` on the run's ``final_data`` (what the front was
+re-trained on and for how long), measures
 them and the front's ONNX files on the same board in the same session (medians of
 ``--repeats`` measurements), prints a table, writes ``fashion_mnist.json`` and two PNGs:
 test accuracy vs params and vs measured latency, with the README's published figures.
@@ -89,11 +90,14 @@ def _train_one(name: str, dataset: str, split: Dict[str, Any], train_config: Dic
     started = time.perf_counter()
     done = out / name / "metrics.json"
     previous = json.loads(done.read_text()) if done.exists() else {}
-    if previous.get("epochs") == train_config["epochs"] and previous.get("dataset") == dataset:
+    trained_on = "train+val" if split.get("val_in_train") else "train"
+    if (previous.get("epochs") == train_config["epochs"] and previous.get("dataset") == dataset
+            and previous.get("trained_on", "train") == trained_on):
         return {**previous, "train_wall_s": previous.get("train_wall_s", 0.0)}
     metrics = train_and_export(REFERENCES[name]().to_dict(), dataset, split, train_config, out / name)
     metrics["train_wall_s"] = time.perf_counter() - started
-    done.write_text(json.dumps({**metrics, "epochs": train_config["epochs"], "dataset": dataset}) + "\n")
+    done.write_text(json.dumps({**metrics, "epochs": train_config["epochs"], "dataset": dataset,
+                                "trained_on": trained_on}) + "\n")
     return metrics
 
 
@@ -103,7 +107,9 @@ def train_references(names: List[str], run: Path, config: Dict[str, Any], epochs
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    split = json.loads((run / "split.json").read_text())
+    from hostside.train.splits import Split
+
+    split = Split.load(run / "split.json").for_training_on(config.get("final_data", "train")).to_dict()
     train_config = {**config.get("train", {}), "epochs": epochs, "seed": config.get("seed", 0), "threads": 1}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {name: pool.submit(_train_one, name, config["dataset"], split, train_config, out) for name in names}
@@ -200,7 +206,8 @@ def main() -> None:
     unknown = set(names) - set(REFERENCES)
     if unknown:
         sys.exit(f"unknown reference(s) {sorted(unknown)}; known: {', '.join(REFERENCES)}")
-    print(f"training {len(names)} reference(s) for {epochs} epochs on {config['dataset']}", flush=True)
+    print(f"training {len(names)} reference(s) for {epochs} epochs on {config['dataset']} "
+          f"({config.get('final_data', 'train')}, as the front)", flush=True)
     rows = train_references(names, args.run, config, epochs, out, max(1, args.jobs))
     if not (args.run / "pareto.json").exists():
         sys.exit(f"{args.run}: no pareto.json yet (search not finished); the references are trained and "

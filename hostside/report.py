@@ -101,6 +101,12 @@ def _model_entry(final: Dict[str, Any], row: Dict[str, Any], budgets: Dict[str, 
     return entry
 
 
+def _with_search_figures(model: Dict[str, Any], row: Dict[str, Any]) -> Dict[str, Any]:
+    """A re-trained model's figures, one its final training did not take (the validation
+    accuracy of a model trained on train+val) read from the search row that chose it."""
+    return {**row, **{k: v for k, v in model.items() if v is not None}}
+
+
 def build_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
     """The report as a dict (also what ``runs show --json`` prints, plus the candidate list)."""
     config = SearchConfig.from_dict(journal.meta("config"))
@@ -112,7 +118,9 @@ def build_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
               for f in journal.finals() if f["status"] == "measured"]
     best: Optional[Dict[str, Any]] = None
     if models:
-        index = best_tradeoff(models, config.objectives, [1.0] * len(config.objectives))
+        chosen_on = {r["id"]: r for r in measured}
+        index = best_tradeoff([_with_search_figures(m, chosen_on[m["id"]]) for m in models], config.objectives,
+                              [1.0] * len(config.objectives))
         best = models[index]
         for i, model in enumerate(models):
             model["best_tradeoff"] = i == index
@@ -202,11 +210,15 @@ def write_plots(run_dir: Path, journal: Journal, report: Dict[str, Any]) -> List
         front = sorted((p for r, p in placed if r["id"] in front_ids), key=lambda p: p[0])
         if front:
             ax.plot([p[0] for p in front], [p[1] for p in front], "o-", c="tab:blue", ms=6, label="search Pareto front")
-        finals = [(_axis_value(m, x_name, False), m.get(OBJECTIVES[y_name][0])) for m in report["models"]]
+        final_key, final_what = OBJECTIVES[y_name][0], ""
+        if final_key == "val_accuracy" and config.get("final_data") == "train+val":
+            final_key, final_what = "accuracy", " on train+val, test accuracy"  # they have no validation figure
+        finals = [(_axis_value(m, x_name, False), m.get(final_key)) for m in report["models"]]
         finals = [p for p in finals if None not in p]
         if finals:
             ax.scatter([p[0] for p in finals], [p[1] for p in finals], marker="*", s=160, c="tab:orange",
-                       edgecolors="k", zorder=5, label=f"re-trained front ({config['final_epochs']} epochs)")
+                       edgecolors="k", zorder=5,
+                       label=f"re-trained front ({config['final_epochs']} epochs{final_what})")
         rejected = [_axis_value(r, x_name, True) for r in rows if r["status"] == "rejected"]
         rejected = [v for v in rejected if v is not None]
         if rejected:
@@ -260,7 +272,8 @@ def markdown(report: Dict[str, Any]) -> str:
             lines.append(f"| {miss['id']} | {missed} | {_fmt(miss['accuracy'], '.3f')} | {_fmt(miss['latency_ms'])} | {miss['params']} |")
         lines.append("")
     if report["models"]:
-        lines += [f"## Pareto front (re-trained for {config['final_epochs']} epochs, measured on the board)", "",
+        on = " on train+val" if config.get("final_data") == "train+val" else ""
+        lines += [f"## Pareto front (re-trained for {config['final_epochs']} epochs{on}, measured on the board)", "",
                   "| id | ONNX | accuracy | params | MACs | predicted ms | measured ms | energy mJ |",
                   "|---|---|---|---|---|---|---|---|"]
         for m in report["models"]:

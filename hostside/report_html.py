@@ -217,7 +217,7 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
                 "strategy": config.get("strategy"), "space": config.get("space"), "dataset": config.get("dataset"),
                 "board": config.get("board"), "objectives": list(config.get("objectives", [])),
                 "budgets": dict(config.get("budgets") or {}), "final_epochs": config.get("final_epochs"),
-                "counts": report["counts"]},
+                "final_data": config.get("final_data", "train"), "counts": report["counts"]},
         "metrics": metrics,
         "charts": _charts(config.get("objectives", [])),
         "candidates": candidates,

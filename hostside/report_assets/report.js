@@ -142,7 +142,9 @@
     const W = single ? 860 : 620, H = single ? 460 : 400, L = 66, R = 18, T = 14, B = 72, strip = H - B + 16;
     let measured = data.candidates.filter((c) => c.status === "measured" && num(c[mx.key]) && num(c[my.key]));
     const front = measured.filter((c) => c.front).sort((p, q) => p[mx.key] - q[mx.key]);
-    const finals = data.models.filter((m) => num(m[mx.key]) && num(m[my.key]));
+    // Models re-trained on train+val have no validation figure: they stand at their test accuracy.
+    const fy = my.key === "val_accuracy" && data.run.final_data === "train+val" ? "accuracy" : my.key;
+    const finals = data.models.filter((m) => num(m[mx.key]) && num(m[fy]));
     let rejected = data.candidates.filter((c) => c.status === "rejected" && num(rejectedX(c, xName)));
     if (view.zoom && front.length + finals.length > 1) {
       // Zoomed: the axes span the front and the re-trained models; what lies outside is left out.
@@ -161,7 +163,7 @@
     const budgetX = data.run.budgets[BUDGET_OF[xName]], budgetY = data.run.budgets[BUDGET_OF[yName]];
     const xs = measured.map((c) => c[mx.key]).concat(finals.map((m) => m[mx.key]), rejected.map((c) => rejectedX(c, xName)));
     if (num(budgetX) && !view.zoom) xs.push(budgetX);
-    const ys = measured.map((c) => c[my.key]).concat(finals.map((m) => m[my.key]));
+    const ys = measured.map((c) => c[my.key]).concat(finals.map((m) => m[fy]));
     if (num(budgetY) && !view.zoom) ys.push(budgetY);
     if (!ys.length) ys.push(0, 1);
     const sx = scale(xs, true, mx.log, L, W - R), sy = scale(ys, false, my.log, H - B, T);
@@ -227,7 +229,7 @@
       marks.append(hook(svg("circle", { class: "front-pt", cx: sx(c[mx.key]), cy: sy(c[my.key]), r: 5.5 }), c.id, "search"));
     }
     for (const m of finals) {
-      const x = sx(m[mx.key]), y = sy(m[my.key]), pts = [];
+      const x = sx(m[mx.key]), y = sy(m[fy]), pts = [];
       for (let k = 0; k < 10; k++) {
         const rad = k % 2 ? 3.6 : 8.5, ang = -Math.PI / 2 + k * Math.PI / 5;
         pts.push((x + rad * Math.cos(ang)).toFixed(1) + "," + (y + rad * Math.sin(ang)).toFixed(1));
@@ -246,7 +248,8 @@
       (shape ? ";border-radius:0;transform:rotate(45deg) scale(.8)" : "") }), text]));
     item("var(--grey)", measured.length + " measured");
     if (front.length) item("var(--front)", front.length + " on the search front");
-    if (finals.length) item("var(--final)", finals.length + " re-trained (" + data.run.final_epochs + " epochs)", true);
+    if (finals.length) item("var(--final)", finals.length + " re-trained (" + data.run.final_epochs + " epochs" +
+      (fy === my.key ? "" : " on train+val, test accuracy") + ")", true);
     if (rejected.length) item("var(--reject)", rejected.length + " rejected before training" + (xName === "measured_latency" ? " (predicted)" : ""), true);
     box.append(legend);
     return box;

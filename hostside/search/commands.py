@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional
 
 from hostside.errors import UserError
 from hostside.search.config import OBJECTIVES, POLICIES, build_config, load_toml, split_list
+from hostside.train.splits import TRAINING_DATA
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--final-models", type=int,
                         help="re-train at most this many front models: the best in the first objective, then the "
                              "most spread out (default 0: the whole front)")
+    search.add_argument("--final-data", choices=TRAINING_DATA,
+                        help="what the front is re-trained on: the train part (default) or train+val, the whole "
+                             "training part (the models then have no validation accuracy)")
     search.add_argument("--screen-models", type=int,
                         help="before the front is chosen, train this many of the most accurate candidates "
                              "--screen-epochs on the whole training part (default 0: none)")
@@ -87,7 +91,7 @@ def flag_values(args: argparse.Namespace) -> Dict[str, Any]:
     values: Dict[str, Any] = {
         "dataset": args.dataset, "board": args.board, "budget": args.budget, "population": args.population,
         "strategy": args.strategy, "space": args.space, "policy": args.policy, "epochs": args.epochs, "final_epochs": args.final_epochs,
-        "final_models": args.final_models, "screen_models": args.screen_models, "screen_epochs": args.screen_epochs,
+        "final_models": args.final_models, "final_data": args.final_data, "screen_models": args.screen_models, "screen_epochs": args.screen_epochs,
         "seed": args.seed,
         "workers": args.workers, "cluster": args.cluster, "calibration": args.calibration, "budgets.latency_ms": args.latency_budget_ms,
         "objectives": split_list(args.objectives) if args.objectives is not None else None,

@@ -16,6 +16,7 @@ the key and what is allowed. A config file looks like::
     epochs = 5
     final_epochs = 30
     final_models = 4               # re-train at most 4 front models (0: all)
+    final_data = "train+val"       # re-train them on the validation part too (default "train")
     screen_models = 8              # first train the 8 most accurate 5 epochs on everything (0: off)
     filter_rule = "interval"       # or "predicted", "conservative"
 
@@ -44,6 +45,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from hostside.errors import UserError
 from hostside.search.objectives import BUDGETS, OBJECTIVES, load_extensions
+from hostside.train.splits import TRAINING_DATA
 
 #: How evaluations are scheduled (``hostside.search.scheduler``).
 POLICIES = ("generational", "steady-state")
@@ -81,6 +83,9 @@ class SearchConfig:
     epochs: int = 5
     final_epochs: int = 30
     final_models: int = 0
+    #: What the front is re-trained on: the train part, or "train+val" (the whole training
+    #: part, as published figures are; the re-trained models then have no validation accuracy).
+    final_data: str = "train"
     #: Before the front is chosen, the most accurate feasible candidates (this many, 0: none)
     #: are trained ``screen_epochs`` on the whole training part (``hostside.search.screening``).
     screen_models: int = 0
@@ -108,6 +113,9 @@ class SearchConfig:
         if not isinstance(self.final_models, int) or isinstance(self.final_models, bool) or self.final_models < 0:
             raise UserError(f"config key 'final_models': {self.final_models!r} is not allowed; give an integer >= 0 "
                             f"(0 re-trains the whole front)")
+        if self.final_data not in TRAINING_DATA:
+            raise UserError(f"config key 'final_data': {self.final_data!r} is not allowed; choose one of "
+                            f"{', '.join(TRAINING_DATA)}")
         if not isinstance(self.screen_models, int) or isinstance(self.screen_models, bool) or self.screen_models < 0:
             raise UserError(f"config key 'screen_models': {self.screen_models!r} is not allowed; give an integer >= 0 "
                             f"(0: no screening)")

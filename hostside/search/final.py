@@ -9,8 +9,9 @@ MACs, activation memory or weight bytes come from the exact analytic cost and ca
 The front (feasible measured candidates no other dominates, with screening figures where
 ``hostside.search.screening`` took some; with ``final_models`` > 0 at most
 that many of them, ``pareto.spread_subset``) is re-trained for ``final_epochs`` from a fresh
-initialisation (so the figures compare networks, not how long a lineage was trained) and
-measured again; results go to the journal's ``final_models`` table
+initialisation (so the figures compare networks, not how long a lineage was trained), on the
+train part or, with ``final_data = "train+val"``, on the validation part too (the models are
+chosen by then, so validation has nothing left to choose), and measured again; results go to the journal's ``final_models`` table
 and its files to ``artifacts`` (``final_onnx``, ``final_weights``), so a run killed here also
 resumes without redoing finished models.
 """
@@ -32,6 +33,7 @@ from hostside.search.pareto import pareto_front, spread_subset, violation
 from hostside.search.screening import feasible_candidates
 from hostside.search.tasks import training_task
 from hostside.spaces.base import SearchSpace
+from hostside.train.splits import Split
 
 FINAL_DIR = "final"
 SPOT_CHECK_DIR = "spot_checks"
@@ -99,7 +101,8 @@ def retrain_front(journal: Journal, config: SearchConfig, space: SearchSpace, ru
     finished = {f["candidate_id"] for f in journal.finals() if f["status"] in ("trained", "measured", "failed")}
     todo = [r for r in front if r["id"] not in finished]
     if todo:
-        _train_finals(journal, config, space, run_dir, split_dict, executor, progress, longest_first(todo))
+        final_split = Split.from_dict(split_dict).for_training_on(config.final_data).to_dict()
+        _train_finals(journal, config, space, run_dir, final_split, executor, progress, longest_first(todo))
     _measure_finals(journal, config, run_dir, pool, progress,
                     [f for f in journal.finals() if f["status"] == "trained"])
 
@@ -107,7 +110,8 @@ def retrain_front(journal: Journal, config: SearchConfig, space: SearchSpace, ru
 def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, run_dir: Path,
                   split_dict: Dict[str, Any], executor: TrainingExecutor, progress: Progress,
                   todo: Sequence[Dict[str, Any]]) -> None:
-    progress(f"re-training the Pareto front: {len(todo)} model(s) for {config.final_epochs} epochs")
+    on = "the train and validation parts" if config.final_data == "train+val" else "the train part"
+    progress(f"re-training the Pareto front: {len(todo)} model(s) for {config.final_epochs} epochs on {on}")
     started = time.perf_counter()
     futures = {}
     for row in todo:

@@ -20,6 +20,9 @@ from hostside.train.datasets import Dataset
 FORMAT = "hostside.split"
 VERSION = 1
 PARTS = ("train", "val", "test")
+#: What a model can be trained on: the train part, or the train and validation parts together
+#: (the whole of an official training part, as published results are trained).
+TRAINING_DATA = ("train", "train+val")
 
 
 @dataclass
@@ -59,6 +62,21 @@ class Split:
             )
         meta = {k: v for k, v in data.items() if k not in PARTS and k not in ("format", "version")}
         return cls(parts[0], parts[1], parts[2], meta)
+
+    def for_training_on(self, data: str) -> "Split":
+        """This split, or with ``data = "train+val"`` its validation part moved into the train part.
+
+        Why: once validation figures have chosen the models, nothing is left for them to choose,
+        and a final training that also learns from them trains on what published figures train
+        on. The validation part is then empty (the trained model has no validation accuracy) and
+        ``meta["val_in_train"]`` says so; the test part is untouched.
+        """
+        if data not in TRAINING_DATA:
+            raise UserError(f"training data {data!r} is unknown; choose one of {', '.join(TRAINING_DATA)}")
+        if data == "train":
+            return self
+        train = np.sort(np.concatenate([self.train, self.val]))
+        return Split(train, np.empty(0, dtype=np.int64), self.test, {**self.meta, "val_in_train": True})
 
     def save(self, path: Union[str, Path]) -> None:
         Path(path).write_text(json.dumps(self.to_dict()) + "\n")

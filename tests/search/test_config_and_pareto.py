@@ -27,6 +27,7 @@ from hostside.search.pareto import (best_tradeoff, hypervolume, pareto_front, ra
     ({"strategy": {"immigrant_rate": 0.1}}, "config table [strategy] needs a name"),
     ({"budget_unit": "hours"}, "config key 'budget_unit': 'hours' is not allowed"),
     ({"final_models": -1}, "config key 'final_models': -1 is not allowed; give an integer >= 0"),
+    ({"final_data": "all"}, "config key 'final_data': 'all' is not allowed; choose one of train, train+val"),
     ({"screen_models": -2}, "config key 'screen_models': -2 is not allowed; give an integer >= 0 (0: no screening)"),
     ({"screen_epochs": 0}, "config key 'screen_epochs': 0 is not allowed; give an integer >= 1"),
     ({"screen_models": 4, "objectives": ["measured_latency", "accuracy"]},

@@ -112,6 +112,26 @@ def test_search_minutes_stops_asking_once_passed_and_the_front_is_still_re_train
     assert json.loads((run_dir / "pareto.json").read_text())
 
 
+def test_the_front_re_trained_on_train_and_val_learns_from_both_and_is_reported_at_its_test_accuracy(
+        in_tmp_cwd, digits_calibration, capsys):
+    config = in_tmp_cwd / "train_val.toml"
+    config.write_text('objectives = ["val_accuracy", "measured_latency"]\nbudget = 4\npopulation = 2\nepochs = 1\n'
+                      f'final_epochs = 1\nfinal_models = 2\nseed = 1\ncalibration = "{digits_calibration}"\n')
+    run_dir = in_tmp_cwd / "run"
+    assert main(["search", "--config", str(config), "--final-data", "train+val", "--out", str(run_dir)]) == 0
+    assert "epochs on the train and validation parts" in capsys.readouterr().err
+    split = json.loads((run_dir / "split.json").read_text())
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["config"]["final_data"] == "train+val" and report["models"]
+    for model in report["models"]:
+        metrics = json.loads((run_dir / model["onnx"]).with_name("metrics.json").read_text())
+        assert metrics["split_sizes"] == {"train": len(split["train"]) + len(split["val"]), "val": 0,
+                                          "test": len(split["test"])}
+        assert model["val_accuracy"] is None and 0 < model["accuracy"] <= 1
+    assert sum(m["best_tradeoff"] for m in report["models"]) == 1  # chosen on the search's validation figures
+    assert "re-trained for 1 epochs on train+val" in (run_dir / "report.md").read_text()
+
+
 def test_screening_trains_the_most_accurate_longer_and_the_front_is_chosen_on_its_figures(
         in_tmp_cwd, digits_calibration, capsys):
     from hostside.journal import Journal

@@ -94,6 +94,24 @@ def test_cgp_nsga2_brings_in_immigrants_only_when_asked_and_keeps_the_generation
     assert len({(p.data_seed, p.train_fraction) for p in mixed}) == 1  # immigrants train on the same D_train
 
 
+def test_cgp_nsga2_crosses_two_winners_only_when_asked_and_then_mutates():
+    space = make_space("layer_list", (1, 8, 8), 10)
+    evaluated = _evaluated(space, 12, np.random.default_rng(4))
+    by_id = {c.id: c for c in evaluated}
+    paper = make_strategy("cgp-nsga2", {}, _settings())
+    crossing = make_strategy("cgp-nsga2", {"crossover_rate": 0.5}, _settings())
+    assert not any("crossover" in p.operator for p in paper.ask(40, _ctx(space, evaluated, np.random.default_rng(5))))
+    children = crossing.ask(40, _ctx(space, evaluated, np.random.default_rng(5)))
+    crossed = [p for p in children if p.operator.startswith("crossover+")]
+    assert 5 < len(crossed) < 35
+    for child in crossed:
+        first, second = (by_id[i] for i in child.parents)
+        assert first.id != second.id and child.operator.split("+")[1] in space.mutation_operators
+        assert space.is_valid(child.genotype)
+    alone = [p for p in children if "crossover" not in p.operator]
+    assert alone and all(len(p.parents) == 1 and p.operator in space.mutation_operators for p in alone)
+
+
 def test_val_accuracy_selection_ignores_the_test_accuracy():
     space = make_space("layer_list", (1, 8, 8), 10)
     objectives = ("val_accuracy", "params")
@@ -128,6 +146,8 @@ def test_records_are_frozen_and_retrain_proposals_continue_a_lineage():
     ("random", {"x": 1}, "strategy 'random': option 'x' is unknown; allowed options: none"),
     ("cgp-nsga2", {"immigrant_rate": 2}, "strategy 'cgp-nsga2': option 'immigrant_rate': 2 is not allowed; give a "
      "probability in [0, 1]"),
+    ("cgp-nsga2", {"crossover_rate": -0.1}, "strategy 'cgp-nsga2': option 'crossover_rate': -0.1 is not allowed; give "
+     "a probability in [0, 1]"),
 ])
 def test_unknown_strategies_and_bad_options_are_one_line(name, options, message):
     with pytest.raises(UserError) as info:

@@ -41,6 +41,18 @@ def test_save_writes_the_index_lists_and_load_round_trips(digits, tmp_path):
     loaded.check(digits)
 
 
+def test_training_on_train_and_val_moves_validation_into_train_and_leaves_test(digits):
+    split = make_split(digits, 0)
+    assert split.for_training_on("train") is split
+    merged = split.for_training_on("train+val")
+    assert merged.train.tolist() == sorted(split.train.tolist() + split.val.tolist())
+    assert len(merged.val) == 0 and merged.test.tolist() == split.test.tolist()
+    assert merged.meta["val_in_train"] is True and "val_in_train" not in split.meta
+    Split.from_dict(merged.to_dict()).check(digits)  # still a valid, disjoint split of the same data
+    with pytest.raises(UserError, match="training data 'everything' is unknown; choose one of train, train\\+val"):
+        split.for_training_on("everything")
+
+
 def test_split_from_other_data_is_refused(digits):
     split = make_split(digits, 0)
     other = make_dataset("other", digits.x + 1, digits.y, None, "other")

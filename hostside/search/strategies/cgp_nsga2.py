@@ -12,12 +12,20 @@ re-trained for ``final_epochs`` (E_retrain) on the full training set by the engi
 ``immigrant_rate`` (0 in the paper, so 0 by default) replaces that share of the offspring with
 fresh random samples, as ``nsga2`` does: on a large space a budget of a hundred or so trainings
 otherwise spends every generation refining the first generation's best lineages.
+
+``crossover_rate`` (0 in the paper, so 0 by default) makes that share of the mutants children of
+two tournament winners: the space's crossover joins them, then the mutation follows as always.
+Why: a mutant changes one layer, so a network that needs a wide first layer from one lineage
+and early downsampling from another is several selections away by mutation alone, and a small
+population rarely keeps every intermediate step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import List
+
+import numpy as np
 
 from hostside.errors import UserError
 from hostside.search.candidate import Proposal
@@ -33,13 +41,15 @@ class CgpNsga2Options:
     inherit_weights: bool = True
     #: Share of the offspring that are fresh random samples instead of mutants.
     immigrant_rate: float = 0.0
+    #: Share of the mutants whose parent is first crossed with a second tournament winner.
+    crossover_rate: float = 0.0
 
     def validate(self) -> None:
         if not 0 < self.train_fraction <= 1:
             raise UserError(f"option 'train_fraction': {self.train_fraction!r} must be in (0, 1]")
-        if not 0 <= self.immigrant_rate <= 1:
-            raise UserError(f"option 'immigrant_rate': {self.immigrant_rate!r} is not allowed; "
-                            f"give a probability in [0, 1]")
+        for key in ("immigrant_rate", "crossover_rate"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise UserError(f"option {key!r}: {getattr(self, key)!r} is not allowed; give a probability in [0, 1]")
 
 
 @register_strategy("cgp-nsga2")
@@ -63,11 +73,23 @@ class CgpNsga2(NSGA2):
             if self.options.immigrant_rate and rng.random() < self.options.immigrant_rate:
                 children.append(Proposal(ctx.space.sample(rng), "immigrant", **data))
                 continue
-            a, b = (rng.choice(len(parents), size=2, replace=False) if len(parents) > 1 else (0, 0))
-            a, b = int(a), int(b)
-            winner = a if (rank[a], -crowding[a]) <= (rank[b], -crowding[b]) else b
-            parent = parents[winner]
-            genotype, operator = ctx.space.mutate(parent.genotype, rng)
+            parent = parents[self._tournament(rng, rank, crowding)]
+            ids, genotype, operators = (parent.id,), parent.genotype, []
+            # As with immigrants, no draw at rate 0.
+            if self.options.crossover_rate and rng.random() < self.options.crossover_rate:
+                other = parents[self._tournament(rng, rank, crowding)]
+                if other.id != parent.id:
+                    genotype = ctx.space.crossover(genotype, other.genotype, rng)
+                    ids, operators = (parent.id, other.id), ["crossover"]
+            genotype, mutation = ctx.space.mutate(genotype, rng)
             weights_from = (parent.id,) if self.options.inherit_weights else ()
-            children.append(Proposal(genotype, operator, (parent.id,), weights_from, **data))
+            children.append(Proposal(genotype, "+".join(operators + [mutation]), ids, weights_from, **data))
         return children
+
+    @staticmethod
+    def _tournament(rng: np.random.Generator, rank: np.ndarray, crowding: np.ndarray) -> int:
+        """Binary tournament on (rank, crowding); the first of the pair wins ties."""
+        if len(rank) == 1:
+            return 0
+        a, b = (int(i) for i in rng.choice(len(rank), size=2, replace=False))
+        return a if (rank[a], -crowding[a]) <= (rank[b], -crowding[b]) else b
