@@ -11,9 +11,9 @@ The front (feasible measured candidates no other dominates, with screening figur
 that many of them, ``pareto.spread_subset``) is re-trained for ``final_epochs`` from a fresh
 initialisation (so the figures compare networks, not how long a lineage was trained), on the
 train part or, with ``final_data = "train+val"``, on the validation part too (the models are
-chosen by then, so validation has nothing left to choose), and measured again; results go to the journal's ``final_models`` table
-and its files to ``artifacts`` (``final_onnx``, ``final_weights``), so a run killed here also
-resumes without redoing finished models.
+chosen by then, so validation has nothing left to choose), and measured again; results go to
+the journal's ``final_models`` table and its files to ``artifacts`` (``final_onnx``,
+``final_weights``), so a run killed here also resumes without redoing finished models.
 """
 
 from __future__ import annotations
