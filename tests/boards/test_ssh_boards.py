@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -127,8 +128,11 @@ def test_link_cut_mid_measurement_is_retried_and_reported_once(request, installe
         request.getfixturevalue("daemon")
     results = []
     with open_board("loop") as board:
-        board.measure(slow_model, runs=1, warmup=0)  # upload first, so the cut hits the measurement
-        worker = threading.Thread(target=lambda: results.append(board.measure(slow_model, runs=150, warmup=1)))
+        first = board.measure(slow_model, runs=1, warmup=0)  # upload first, so the cut hits the measurement
+        # Enough runs to last about 4 s on this machine, so the cut after 1 s lands mid-measurement
+        # (150 fixed runs took 0.75 s on a fast core and finished before the cut).
+        runs = max(150, math.ceil(4000.0 / first["latency_ms"]["median"]))
+        worker = threading.Thread(target=lambda: results.append(board.measure(slow_model, runs=runs, warmup=1)))
         worker.start()
         time.sleep(1.0)
         assert sshd.cut_connections() >= 1
@@ -137,7 +141,7 @@ def test_link_cut_mid_measurement_is_retried_and_reported_once(request, installe
     result = results[0]
     assert result["error"] is None, result["error"]
     assert result["host"]["attempts"] == 2
-    assert result["latency_ms"]["count"] == 150
+    assert result["latency_ms"]["count"] == runs
     if with_daemon:
         assert result.get("replayed") is True  # the daemon's finished result, not a second run
 
