@@ -25,8 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List
 
-import numpy as np
-
 from hostside.errors import UserError
 from hostside.search.candidate import Proposal
 from hostside.search.strategies.base import AskContext, register_strategy
@@ -85,11 +83,3 @@ class CgpNsga2(NSGA2):
             weights_from = (parent.id,) if self.options.inherit_weights else ()
             children.append(Proposal(genotype, "+".join(operators + [mutation]), ids, weights_from, **data))
         return children
-
-    @staticmethod
-    def _tournament(rng: np.random.Generator, rank: np.ndarray, crowding: np.ndarray) -> int:
-        """Binary tournament on (rank, crowding); the first of the pair wins ties."""
-        if len(rank) == 1:
-            return 0
-        a, b = (int(i) for i in rng.choice(len(rank), size=2, replace=False))
-        return a if (rank[a], -crowding[a]) <= (rank[b], -crowding[b]) else b

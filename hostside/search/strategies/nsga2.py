@@ -63,20 +63,12 @@ class NSGA2(Strategy):
         if rng.random() < options.immigrant_rate:
             return Proposal(space.sample(rng), "immigrant")
 
-        def tournament() -> int:
-            if len(parents) == 1:
-                return 0
-            a, b = rng.choice(len(parents), size=2, replace=False)
-            if rank[a] != rank[b]:
-                return int(a if rank[a] < rank[b] else b)
-            return int(a if crowding[a] >= crowding[b] else b)
-
-        first = tournament()
+        first = self._tournament(rng, rank, crowding)
         operators = []
         ids = [parents[first].id]
         genotype = parents[first].genotype
         if rng.random() < options.crossover_rate:
-            second = tournament()
+            second = self._tournament(rng, rank, crowding)
             if second != first:
                 genotype = space.crossover(genotype, parents[second].genotype, rng)
                 ids.append(parents[second].id)
@@ -86,3 +78,11 @@ class NSGA2(Strategy):
             operators.append(mutation)
         weights_from = tuple(ids) if options.inherit_weights else ()
         return Proposal(genotype, "+".join(operators), tuple(ids), weights_from)
+
+    @staticmethod
+    def _tournament(rng: np.random.Generator, rank: np.ndarray, crowding: np.ndarray) -> int:
+        """Binary tournament: the lower rank wins, then the larger crowding distance; ties go to the first."""
+        if len(rank) == 1:
+            return 0
+        a, b = (int(i) for i in rng.choice(len(rank), size=2, replace=False))
+        return a if (rank[a], -crowding[a]) <= (rank[b], -crowding[b]) else b
