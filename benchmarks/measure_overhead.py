@@ -3,7 +3,14 @@
 Run: ``python benchmarks/measure_overhead.py`` (needs openssh-server; starts its own sshd on
 127.0.0.1, its own daemon and a private HOSTSIDE_HOME, and removes them afterwards).
 
-Figures (medians of several repetitions):
+Figures (medians of several repetitions, the variants interleaved):
+  0. the one-shot path: ``hostside measure --board bare MODEL --json`` as a fresh process on a
+     board with no daemon (model cached, the board's control process listening): its wall time
+     minus that of ``device-agent measure`` run alone with the same flags is the host's
+     overhead. Target <= 0.3 s. Also with HOSTSIDE_NO_CONTROL=1 (paramiko import and SSH
+     handshake in every command). Beside them, what
+     one empty SSH command costs (``true`` on an open connection: the board's sshd session and
+     login shell, which any exec pays), since a slow shell rc file on the board shows up here.
   1. ``hostside measure --board loop MODEL --json`` as a fresh process, daemon running, model
      cached: wall time minus the agent's own timed runs (sum of the timed latencies).
      Target <= 0.3 s. The first command starts the board's control process
@@ -34,9 +41,11 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from device_agent.bench import make_input
+from device_agent.store import file_sha256
 from hostside.boards import inventory, open_board, ssh
 from hostside.boards.install import install
 from hostside.boards.loopback_sshd import LoopbackSshd, free_port, wait_for_port
+from hostside.boards.ssh import SSHTransport
 
 
 def small_model(path: Path) -> Path:
@@ -99,6 +108,36 @@ def _wall(command: list, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+def one_shot_overheads(config: "inventory.BoardConfig", model: Path, flags: list, repeats: int) -> dict:
+    """Fresh one-shot ``hostside measure`` processes and ``device-agent measure`` alone, interleaved."""
+    cached = f"{config.agent_dir}/models/{file_sha256(model)}.onnx"
+    hostside_cmd = [sys.executable, "-m", "hostside.cli", "measure", "--board", config.name, str(model), *flags]
+    agent_cmd = [sys.executable, "-m", "device_agent", "measure", cached, *flags]
+    agent_env = {**os.environ, "DEVICE_AGENT_HOME": config.agent_dir, "PYTHONPATH": f"{config.agent_dir}/lib"}
+    subprocess.run(hostside_cmd, check=True, capture_output=True)  # uploads the model
+    time.sleep(2 * PAUSE_S)  # the control process it started connects meanwhile
+    walls: dict = {"hostside": [], "own_connection": [], "agent": [], "empty_exec": []}
+    own_connection = {**os.environ, "HOSTSIDE_NO_CONTROL": "1"}
+    transport = SSHTransport(config)
+    try:
+        for _ in range(repeats):
+            for env, name in ((None, "hostside"), (own_connection, "own_connection")):
+                start = time.perf_counter()
+                done = subprocess.run(hostside_cmd, check=True, capture_output=True, text=True, env=env)
+                walls[name].append(time.perf_counter() - start)
+                host = json.loads(done.stdout)["host"]
+                assert host["path"] == "one-shot" and bool(host.get("via_control")) == (env is None), host
+            start = time.perf_counter()
+            subprocess.run(agent_cmd, check=True, capture_output=True, env=agent_env)
+            walls["agent"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            transport.run(["true"], 30.0)
+            walls["empty_exec"].append(time.perf_counter() - start)
+    finally:
+        transport.close()
+    return {name: statistics.median(values) for name, values in walls.items()}
+
+
 def timed_runs_s(result: dict) -> float:
     latency = result["latency_ms"]
     return latency["mean"] * latency["count"] / 1e3
@@ -110,6 +149,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} cores; figures mean something below 0.3")
 
     with tempfile.TemporaryDirectory() as scratch_name, LoopbackSshd(Path(scratch_name) / "sshd") as sshd:
         scratch = Path(scratch_name)
@@ -119,9 +159,15 @@ def main() -> int:
             name="loop", host="127.0.0.1", port=sshd.port, user=os.environ.get("USER", "root"),
             key=str(sshd.client_key), python=sys.executable, agent_dir=str(scratch / "agent"), daemon_port=free_port(),
         )
-        inventory.add(config)
-        ssh.trust(config, ssh.fetch_host_key(config))
-        install(config, say=lambda _: None)
+        # The same machine as a board with no daemon: every measurement is one-shot.
+        bare = inventory.BoardConfig(
+            name="bare", host=config.host, port=config.port, user=config.user, key=config.key,
+            python=sys.executable, agent_dir=str(scratch / "agent-bare"), daemon_port=free_port(),
+        )
+        for board in (config, bare):
+            inventory.add(board)
+            ssh.trust(board, ssh.fetch_host_key(board))
+            install(board, say=lambda _: None)
         daemon = subprocess.Popen(
             [sys.executable, "-m", "device_agent", "serve", "--port", str(config.daemon_port)],
             env={**os.environ, "DEVICE_AGENT_HOME": config.agent_dir, "PYTHONPATH": f"{config.agent_dir}/lib"},
@@ -130,6 +176,7 @@ def main() -> int:
         try:
             wait_for_port(config.daemon_port)
             model = small_model(scratch / "bench.onnx")
+            one_shot = one_shot_overheads(bare, model, ["--runs", "5", "--threads", str(args.threads), "--json"], args.repeats)
             flags = ["--runs", str(args.runs), "--threads", str(args.threads), "--json"]
             command = [sys.executable, "-m", "hostside.cli", "measure", "--board", "loop", str(model), *flags]
             subprocess.run(command, check=True, capture_output=True)  # upload + first run: not "warm"
@@ -167,7 +214,12 @@ def main() -> int:
     ratios = [a / b for a, b in zip(agent_medians, bare_medians)]
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"model: 2x Conv3x3(16) + MatMul on 1x28x28, {args.runs} timed runs, {args.threads} thread(s), {args.repeats} repeats")
-    print(f"path used by the CLI: {', '.join(sorted(cli_paths))}")
+    print(f"one-shot path (no daemon), --runs 5: hostside measure {one_shot['hostside']:.3f} s, device-agent measure "
+          f"alone {one_shot['agent']:.3f} s: host overhead {one_shot['hostside'] - one_shot['agent']:.3f} s; target <= 0.3 s")
+    print(f"  the same, each process opening its own SSH connection (HOSTSIDE_NO_CONTROL=1): host overhead "
+          f"{one_shot['own_connection'] - one_shot['agent']:.3f} s")
+    print(f"  one empty SSH command on the board (connection open: sshd session and login shell): {one_shot['empty_exec']:.3f} s")
+    print(f"daemon path, used by the CLI: {', '.join(sorted(cli_paths))}")
     print(f"hostside measure (fresh process) overhead beyond timed runs: median {statistics.median(cli_overheads):.3f} s "
           f"(min {min(cli_overheads):.3f}, max {max(cli_overheads):.3f}); target <= 0.3 s")
     print(f"  the same, each process opening its own SSH connection (HOSTSIDE_NO_CONTROL=1): median "

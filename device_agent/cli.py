@@ -76,7 +76,7 @@ def measure_with_limits(model: Path, options: Dict[str, Any]) -> Dict[str, Any]:
     ``options`` holds MEASURE_OPTIONS plus ``timeout_s`` and ``memory_limit_mb`` (None: 80% of
     RAM, 0: no limit). Shared by ``device-agent measure`` and the daemon's warm workers.
     """
-    from device_agent.bench import MeasureError, failure, measure_model
+    from device_agent.bench import failure
     from device_agent.store import measurement_lock
     from device_agent.system import default_memory_limit_mb
 
@@ -86,19 +86,80 @@ def measure_with_limits(model: Path, options: Dict[str, Any]) -> Dict[str, Any]:
     if memory_limit_mb is None:
         memory_limit_mb = default_memory_limit_mb()
     with measurement_lock() as queue_wait_s:
-        _apply_limits(options.get("timeout_s"), memory_limit_mb)
         try:
-            result = measure_model(model, **{k: options[k] for k in MEASURE_OPTIONS if options.get(k) is not None})
-        except MeasureError as exc:
-            result = failure(exc.code, str(exc), model)
-        except ImportError as exc:
-            result = failure("agent_missing", f"onnxruntime cannot be imported on this board: {exc}", model)
-        except MemoryError:
-            result = failure("out_of_memory", f"{model.name} does not fit in the memory limit", model)
-        signal.alarm(0)
+            result = _measure_under_limits(model, options, memory_limit_mb)
+        finally:
+            signal.alarm(0)
     result["queue_wait_s"] = queue_wait_s
     result["limits"] = {"timeout_s": options.get("timeout_s"), "memory_limit_mb": memory_limit_mb or None}
     return result
+
+
+#: Room beyond what is mapped before the model loads that a suggested limit leaves for
+#: onnxruntime's session (arena, thread stacks) and the model's weights.
+SUGGESTED_HEADROOM_MB = 64
+
+
+def _address_space_mb() -> Optional[int]:
+    """This process's mapped address space (VmSize) in MB: what RLIMIT_AS is compared with.
+    None where /proc is missing, so the limit is then simply tried."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _limit_advice(model: Path, memory_limit_mb: int, in_use_mb: Optional[int]) -> str:
+    """How to fix a limit that was too small, with a figure when the usage is known: a user
+    who gave 20 MB cannot guess that Python and onnxruntime alone map a few hundred."""
+    if in_use_mb is None or in_use_mb < memory_limit_mb:
+        return f"raise --memory-limit-mb above {memory_limit_mb} or drop it (0: no limit)"
+    model_mb = model.stat().st_size / (1024 * 1024) if model.is_file() else 0.0
+    suggested = int(math.ceil((in_use_mb + SUGGESTED_HEADROOM_MB + 2 * model_mb) / 16.0)) * 16
+    return (f"Python, numpy and onnxruntime already take {in_use_mb} MB of address space before the model loads; "
+            f"raise --memory-limit-mb to at least {suggested} or drop it (0: no limit)")
+
+
+def _out_of_memory(model: Path, memory_limit_mb: int, what: str) -> Dict[str, Any]:
+    from device_agent.bench import failure
+
+    advice = _limit_advice(model, memory_limit_mb, _address_space_mb())
+    return failure("out_of_memory", f"{what}; {advice}", model)
+
+
+def _measure_under_limits(model: Path, options: Dict[str, Any], memory_limit_mb: int) -> Dict[str, Any]:
+    """One measurement with the limits applied; never raises.
+
+    onnxruntime is imported before the address-space limit, so a failed import here really
+    is a missing or broken package, while a failure once the limit holds (an import that
+    cannot map its shared object, a MemoryError) is the limit's doing: ``out_of_memory``.
+    A limit below what the process maps already is refused before anything runs.
+    """
+    from device_agent.bench import MeasureError, failure, measure_model
+
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        return failure("agent_missing", f"onnxruntime cannot be imported on this board: {exc}", model)
+    in_use_mb = _address_space_mb()
+    if memory_limit_mb and in_use_mb is not None and memory_limit_mb <= in_use_mb:
+        return _out_of_memory(model, memory_limit_mb, f"--memory-limit-mb {memory_limit_mb} is too small to even start measuring {model.name}")
+    _apply_limits(options.get("timeout_s"), memory_limit_mb)
+    try:
+        return measure_model(model, **{k: options[k] for k in MEASURE_OPTIONS if options.get(k) is not None})
+    except MeasureError as exc:
+        if exc.code == "out_of_memory" and memory_limit_mb:
+            return _out_of_memory(model, memory_limit_mb, f"{exc} (--memory-limit-mb {memory_limit_mb})")
+        return failure(exc.code, str(exc), model)
+    except (ImportError, MemoryError) as exc:
+        if not memory_limit_mb:
+            return failure("agent_missing", f"a module the measurement needs cannot be imported on this board: {exc}", model)
+        detail = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return _out_of_memory(model, memory_limit_mb, f"{model.name} does not fit in --memory-limit-mb {memory_limit_mb} ({detail})")
 
 
 def _resolve_power(name: Optional[str], config_path: Optional[str]) -> Optional[str]:

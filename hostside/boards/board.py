@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from device_agent.protocol import DEFAULT_SEED, DEFAULT_WARMUP, classify_exit, error_result
+from device_agent.protocol import DEFAULT_SEED, DEFAULT_WARMUP, classify_exit, error, error_result
 from device_agent.store import file_sha256
 from device_agent.system import device_key
 from hostside.boards.daemon_client import DaemonClient
@@ -36,8 +36,16 @@ RETRY_BACKOFF_S = (1.0, 2.0, 4.0)
 INLINE_UPLOAD_MAX_BYTES = 64 * 1024 * 1024
 
 
-class NoDaemon(Exception):
-    """Raised instead of measuring one-shot when ``Board.allow_one_shot`` is off."""
+#: What a process that ran into its address-space limit prints: a shared object it could not
+#: map or an allocation that failed. Under ``--memory-limit-mb`` an import fails this way too,
+#: which must not be read as a missing package.
+_OUT_OF_MEMORY_MARKERS = ("failed to map segment", "cannot allocate memory", "memoryerror", "bad_alloc", "out of memory")
+
+
+def looks_out_of_memory(text: str) -> bool:
+    """True when an agent's output says it ran out of (limited) memory."""
+    lowered = text.lower()
+    return any(marker in lowered for marker in _OUT_OF_MEMORY_MARKERS)
 
 
 def _last_json(text: str) -> Optional[Dict[str, Any]]:
@@ -52,6 +60,13 @@ def _last_json(text: str) -> Optional[Dict[str, Any]]:
     return None
 
 
+def _token_file_missing(transport: Transport, problem: str) -> bool:
+    """Whether the daemon's token could not be read because no candidate file exists (the
+    SSH transport's ``token_problem`` then starts with "no daemon token"), rather than for
+    lack of permission: the two need different fixes."""
+    return bool(getattr(transport, "token_candidates", None)) and problem.startswith("no daemon token")
+
+
 class Board:
     """One board (or this machine, ``local``) reached through one transport."""
 
@@ -62,8 +77,10 @@ class Board:
         self._info: Optional[Dict[str, Any]] = None
         #: Why a daemon that listens could not be used (its token unreadable or refused), or None.
         self.daemon_problem: Optional[str] = None
-        #: Off in the control process (hostside.boards.control), which measures only through a daemon.
-        self.allow_one_shot = True
+        #: Whether something accepted a connection on the daemon's port (usable or not).
+        self.daemon_listens = False
+        #: Whether that daemon's token file is absent (deleted, or the daemon keeps it elsewhere).
+        self.daemon_token_missing = False
 
     # -- connection -------------------------------------------------------------------------
 
@@ -87,6 +104,17 @@ class Board:
                 pass
             self._transport = None
 
+    def connect(self) -> None:
+        """Open the connection now rather than at the first request (UserError if unreachable)."""
+        self._connect()
+
+    def call_off(self) -> None:
+        """From another thread: end the measurement running now, whose asker is gone (the
+        control process's client died); ``measure`` then raises ``Cancelled``."""
+        transport = self._transport
+        if transport is not None and transport.cancelled is not None:
+            transport.cancelled.set()
+
     def close(self) -> None:
         self._drop()
 
@@ -107,6 +135,8 @@ class Board:
     def _agent_missing(self, result: ExecResult) -> Optional[UserError]:
         """A UserError when the board lacks Python or the agent, None otherwise."""
         text = result.stderr + result.stdout
+        if looks_out_of_memory(text):
+            return None  # the memory limit made an import fail; the package is there
         python = self.config.python if self.config else "python"
         if result.returncode == 127 or "not found" in text and python in text:
             return UserError(
@@ -159,11 +189,14 @@ class Board:
         its token cannot be read (then ``daemon_problem`` says why)."""
         port = self.config.daemon_port if self.config is not None else None
         stream = transport.open_daemon(port) if port else None
+        self.daemon_listens = stream is not None
+        self.daemon_token_missing = False
         if stream is None:
             return None
         token = transport.daemon_token()
         if token is None:
             self.daemon_problem = getattr(transport, "token_problem", None) or "the daemon's token cannot be read"
+            self.daemon_token_missing = _token_file_missing(transport, self.daemon_problem)
             stream.close()
             return None
         return DaemonClient(stream, transport.is_alive, self.name, token)
@@ -216,6 +249,8 @@ class Board:
         ``device_agent.protocol.ERROR_CODES``. A dropped link is retried (``host.attempts``).
         """
         path = check_file(model_path, "model file")
+        if self._transport is not None and self._transport.cancelled is not None:
+            self._transport.cancelled.clear()  # a call-off meant for an earlier measurement
         options = {
             "threads": threads, "warmup": warmup, "runs": runs, "min_time_s": min_time_s, "power": power,
             "idle_s": idle_s, "spinning": spinning, "seed": seed, "timeout_s": timeout_s,
@@ -278,8 +313,6 @@ class Board:
             if (result.get("error") or {}).get("code") != "unauthorized":
                 return result
             self.daemon_problem = f"the daemon on {self.name} refused the token: {result['error']['message']}"
-        if not self.allow_one_shot:
-            raise NoDaemon(self.daemon_problem or f"no daemon on {self.name}")
         return self._measure_one_shot(transport, path, sha256, options)
 
     def _measure_with_daemon(
@@ -314,14 +347,15 @@ class Board:
     def _measure_one_shot(self, transport: Transport, path: Path, sha256: str, options: Dict[str, Any]) -> Dict[str, Any]:
         remote_model = f"{transport.agent_dir.rstrip('/')}/models/{sha256}.onnx"
         upload_s = 0.0
-        if not transport.has_file(remote_model):
-            started = time.perf_counter()
-            transport.put_file(path, remote_model)
-            upload_s = time.perf_counter() - started
         args = ["measure", remote_model, "--json", *one_shot_flags(options)]
         timeout_s = float(options["timeout_s"])
         try:
-            run = transport.run_agent(args, timeout_s + HOST_GRACE_S)
+            run = transport.run_agent_on_file(args, remote_model, timeout_s + HOST_GRACE_S)
+            if run is None:  # not cached on the board yet
+                started = time.perf_counter()
+                transport.put_file(path, remote_model)
+                upload_s = time.perf_counter() - started
+                run = transport.run_agent(args, timeout_s + HOST_GRACE_S)
         except CommandTimeout as exc:
             result = error_result("timeout", str(exc))
         else:
@@ -333,10 +367,22 @@ class Board:
                 if missing is not None:
                     raise missing
                 result = error_result("runtime_error", "no result")
-                result["error"] = classify_exit(run.returncode, killed_for_time=False)
+                result["error"] = self._no_result_error(run, options.get("memory_limit_mb"))
                 result["stderr_tail"] = run.stderr.strip().splitlines()[-3:]
         result["host"] = {"path": "local" if self.config is None else "one-shot", "upload_s": upload_s}
         return result
+
+    def _no_result_error(self, run: ExecResult, memory_limit_mb: Optional[int]) -> Dict[str, str]:
+        """Why a one-shot agent printed no result: its memory limit, or how it exited."""
+        if looks_out_of_memory(run.stderr + run.stdout):
+            last = (run.stderr.strip().splitlines() or [""])[-1][-200:]
+            limit = f"--memory-limit-mb {memory_limit_mb}" if memory_limit_mb else "the default memory limit (80% of RAM)"
+            return error(
+                "out_of_memory",
+                f"the agent on {self.name} ran out of memory under {limit} ({last}); "
+                "raise --memory-limit-mb or drop it (0: no limit)",
+            )
+        return classify_exit(run.returncode, killed_for_time=False)
 
 
 def one_shot_flags(options: Dict[str, Any]) -> List[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 from device_agent.cli import add_measure_options, positive_seconds
 from hostside.errors import UserError
@@ -96,10 +96,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from hostside.boards import inventory
+    from hostside.boards import control, inventory
 
     path = inventory.remove(args.name)
-    print(f"removed board {args.name} from {path}")
+    # Its control process would otherwise hold the board's SSH session until it idles out.
+    stopped = control.stop_controls(args.name)
+    print(f"removed board {args.name} from {path}" + ("; closed its open connection" if stopped else ""))
     return 0
 
 
@@ -125,6 +127,33 @@ def _check_findings(facts: Dict[str, Any]) -> List[str]:
     return findings
 
 
+def _daemon_verdict(board: Any, daemon: Optional[Dict[str, Any]], facts: Dict[str, Any]) -> Tuple[str, Optional[str]]:
+    """One verdict on the board's daemon: the short state for the summary line and the finding
+    (with its fix) that goes with it, derived together so the two never contradict each other
+    (a daemon that listens but cannot be used is neither "running" nor "not running")."""
+    if board.config is None:
+        return "none (local measures one-shot)", None
+    port, name = board.config.daemon_port, board.name
+    if daemon is not None:
+        if daemon.get("agent_version") != facts.get("agent_version"):
+            return f"pid {daemon.get('pid')}", (
+                f"the daemon runs agent {daemon.get('agent_version')} but {facts.get('agent_version')} is installed; restart it"
+            )
+        return f"pid {daemon.get('pid')}", None
+    if board.daemon_token_missing:
+        return "listening, but its token file is missing", (
+            f"a daemon listens on 127.0.0.1:{port} but its token file is missing ({board.daemon_problem}): restart the "
+            f"daemon so it writes a fresh one (`sudo systemctl restart device-agent`, or stop it and run "
+            f"`device-agent serve --port {port}` again)"
+        )
+    if board.daemon_listens:
+        return "listening, but unusable", f"a daemon listens on 127.0.0.1:{port} but cannot be used: {board.daemon_problem}"
+    return "not running", (
+        f"no daemon on 127.0.0.1:{port}: every measurement starts Python and onnxruntime "
+        f"anew; run deploy/install-agent.sh on the board or `hostside boards install {name} --systemd`"
+    )
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from hostside.boards import open_board
 
@@ -132,27 +161,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         facts = board.info()
         findings = [f.replace("NAME", args.name) for f in _check_findings(facts)]
         daemon = board.daemon()
-        if board.config is not None and daemon is None and board.daemon_problem:
-            findings.append(f"a daemon listens but cannot be used: {board.daemon_problem}")
-        elif board.config is not None and daemon is None:
-            findings.append(
-                f"no daemon on 127.0.0.1:{board.config.daemon_port}: every measurement starts Python and onnxruntime "
-                f"anew; run deploy/install-agent.sh on the board or `hostside boards install {args.name} --systemd`"
-            )
-        elif daemon is not None and daemon.get("agent_version") != facts.get("agent_version"):
-            findings.append(
-                f"the daemon runs agent {daemon.get('agent_version')} but {facts.get('agent_version')} is installed; restart it"
-            )
+        daemon_state, daemon_finding = _daemon_verdict(board, daemon, facts)
+        if daemon_finding:
+            findings.append(daemon_finding)
         if args.json:
-            print(json.dumps({"name": args.name, "key": board.key, "info": facts, "daemon": daemon, "findings": findings}, indent=2))
+            print(json.dumps({"name": args.name, "key": board.key, "info": facts, "daemon": daemon,
+                              "daemon_state": daemon_state, "findings": findings}, indent=2))
         else:
             ort = facts.get("onnxruntime") or {}
             print(f"board {args.name}: {facts.get('cpu_model')} ({facts.get('architecture')}, {facts.get('cores')} cores), {facts.get('os')}")
             print(f"  python {facts.get('python')}, numpy {facts.get('numpy')}, onnxruntime {ort.get('version')}")
-            if board.config is None:
-                daemon_state = "none (local measures one-shot)"
-            else:
-                daemon_state = f"pid {daemon['pid']}" if daemon else "not running"
             print(f"  device key {board.key}; daemon {daemon_state}")
             for finding in findings:
                 print(f"  - {finding}")
@@ -218,7 +236,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
         with open_board(args.board) as board:
             result = board.measure(model, **options)
-        if use_control and result.get("host", {}).get("path") == "daemon":
+        if use_control:
             control.start_control(config)  # the next command finds the connection open
     if args.plot and not result.get("error"):
         from hostside.boards.plots import plot_latency

@@ -9,14 +9,16 @@ background; the control process connects once and listens on a Unix socket
 client's uid checked with ``SO_PEERCRED``). Later commands send it one JSON line (the model's
 path on this machine and the options) and get the result back, without importing paramiko
 or opening a connection. It exits after ``$HOSTSIDE_CONTROL_IDLE_S`` (default 600) seconds without a request, when its connection
-drops, when its socket is removed, or when the board's settings change (the hash in the socket name
-changes, so the old process is simply no longer asked and idles out).
+drops, when its socket is removed, or when the board's settings change or it leaves the
+inventory (the hash in the socket name no longer matches); ``hostside boards remove`` stops it
+at once (:func:`stop_controls`), so a removed board keeps no SSH session open.
 
-Only daemon measurements go through it: a one-shot measurement is a process on the board
-whose life must follow the command that asked for it (issue 17: it stops when its stdin
-ends), and it pays Python and onnxruntime start-up on the board anyway, which dwarfs the
-host's. So the control process answers ``{"no_daemon": true}`` when the board has no usable
-daemon, and the command measures itself as before.
+Daemon and one-shot measurements both go through it. A one-shot measurement is a process on
+the board whose life must follow the command that asked for it: when the asking client's
+socket closes (the command was killed or interrupted) before the result is back, the control
+process calls the measurement off, which closes its SSH channel and kills its process group
+on the board. When the control process cannot serve a request it answers
+``{"declined": reason}`` and the command measures by itself.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import select
+import signal
 import socket
 import struct
 import subprocess
@@ -44,6 +49,8 @@ DEFAULT_IDLE_S = 600.0
 MAX_LINE_BYTES = 1 << 20
 #: How long a client waits to connect to a control socket before measuring by itself.
 CONNECT_TIMEOUT_S = 1.0
+#: How often a measurement in progress checks that its client is still there.
+CLIENT_POLL_S = 0.1
 
 
 def enabled() -> bool:
@@ -115,7 +122,84 @@ def start_control(config: BoardConfig) -> None:
         )
 
 
+def stop_controls(name: str, timeout_s: float = 5.0) -> int:
+    """End every control process of board ``name`` (whatever its settings were), and with it
+    the SSH session it holds; how many were running. Called by ``boards remove``: a removed
+    board must not stay connected until the idle timeout."""
+    directory = hostside_home() / "control"
+    if not directory.is_dir():
+        return 0
+    own = re.compile(re.escape(name) + r"-[0-9a-f]{12}\.sock")
+    return sum(_stop_one(path, timeout_s) for path in sorted(directory.iterdir()) if own.fullmatch(path.name))
+
+
+def _stop_one(path: Path, timeout_s: float) -> bool:
+    """SIGTERM the process serving ``path`` (found through the socket, so only this user's
+    own control process is ever signalled) and wait for it; SIGKILL if it lingers."""
+    pid = _server_pid(path)
+    path.unlink(missing_ok=True)  # even without a pid, a removed socket ends its process
+    if pid is None:
+        return False
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + timeout_s
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _alive(pid):
+            return True
+    return True
+
+
+def _server_pid(path: Path) -> Optional[int]:
+    """The pid of the process listening on ``path`` if it runs as this user (``SO_PEERCRED``)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(CONNECT_TIMEOUT_S)
+            sock.connect(str(path))
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (AttributeError, OSError):
+        return None
+    pid, uid, _ = struct.unpack("3i", creds)
+    return pid if uid == os.getuid() and pid > 0 else None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not Path("/proc").is_dir()
+    return state != "Z"
+
+
 # -- server side (the control process) ---------------------------------------------------------
+
+
+def _still_configured(name: str, path: Path) -> bool:
+    """Whether the inventory still has board ``name`` with the settings ``path`` was made for:
+    a removed or changed board's control process has nobody left to serve."""
+    from hostside.boards import inventory
+    from hostside.errors import UserError
+
+    try:
+        return socket_path(inventory.get(name)) == path
+    except UserError:
+        return False
+
+
+def _exit_on_term(signum: int, frame: Any) -> None:
+    """SIGTERM (``boards remove``) ends the serve loop through its ``finally``: the socket is
+    removed and the board's SSH connection closed, not merely dropped by the kernel."""
+    raise SystemExit(0)
 
 
 def _peer_uid(conn: socket.socket) -> Optional[int]:
@@ -126,10 +210,45 @@ def _peer_uid(conn: socket.socket) -> Optional[int]:
     return struct.unpack("3i", creds)[1]
 
 
-def _handle(conn: socket.socket, board: Any, lock: threading.Lock) -> None:
-    from hostside.boards.board import NoDaemon
+def _client_gone(conn: socket.socket) -> bool:
+    """True once the client closed its end (it sends nothing after its request line)."""
+    readable, _, _ = select.select([conn], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def _measure_for(conn: socket.socket, board: Any, model: Path, options: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """``board.measure`` in a worker thread while the client is watched: the reply, or None
+    when the client went away (the measurement was called off)."""
+    from hostside.boards.transport import Cancelled
     from hostside.errors import UserError
 
+    outcome: Dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["reply"] = {"result": board.measure(model, **options)}
+        except Cancelled:
+            pass
+        except (UserError, TypeError) as exc:
+            outcome["reply"] = {"declined": str(exc)}
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    gone = False
+    while worker.is_alive():
+        worker.join(CLIENT_POLL_S)
+        gone = gone or _client_gone(conn)
+        if gone:
+            board.call_off()  # again each poll: a command started after the first call-off ends too
+    return None if gone else outcome.get("reply")
+
+
+def _handle(conn: socket.socket, board: Any, lock: threading.Lock) -> None:
     with conn:
         uid = _peer_uid(conn)
         if uid is not None and uid != os.getuid():
@@ -141,11 +260,9 @@ def _handle(conn: socket.socket, board: Any, lock: threading.Lock) -> None:
         except (ValueError, KeyError, TypeError):
             return
         with lock:
-            try:
-                reply: Dict[str, Any] = {"result": board.measure(model, **options)}
-            except (NoDaemon, UserError, TypeError) as exc:
-                reply = {"no_daemon": True, "reason": str(exc)}
-        conn.sendall(json.dumps(reply).encode("utf-8") + b"\n")
+            reply = _measure_for(conn, board, model, options)
+        if reply is not None:
+            conn.sendall(json.dumps(reply).encode("utf-8") + b"\n")
 
 
 def serve(name: str, path: Path) -> int:
@@ -159,10 +276,12 @@ def serve(name: str, path: Path) -> int:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another control process serves this board already
+    signal.signal(signal.SIGTERM, _exit_on_term)
     board = open_board(name)
-    board.allow_one_shot = False  # a one-shot measurement stays in the command that wants it
-    if board.daemon() is None:
-        return 0  # nothing to keep open for
+    board.connect()
+    if not _still_configured(name, path):
+        board.close()
+        return 0  # removed (or changed) while this process connected: nobody to serve
     if path.exists() or path.is_symlink():
         path.unlink()
     old_umask = os.umask(0o177)
@@ -182,6 +301,8 @@ def serve(name: str, path: Path) -> int:
             except socket.timeout:
                 if not path.exists() or not (board.transport_alive() or lock.locked()):
                     break  # removed by hand, or the board's connection is gone: the next command starts afresh
+                if not lock.locked() and not _still_configured(name, path):
+                    break  # the board was removed or its settings changed
                 continue
             last_used = time.monotonic()
             threading.Thread(target=_handle, args=(conn, board, lock), daemon=True).start()

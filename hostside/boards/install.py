@@ -90,7 +90,7 @@ def install(config: BoardConfig, *, systemd: bool = False, say: Callable[[str], 
             advice = onnxruntime_advice(facts["machine"], config.python)
             raise UserError(f"board {config.name!r}: {selftest.get('message')}; {advice}")
         say(f"self-test passed: Python {selftest['python']}, numpy {selftest['numpy']}, onnxruntime {selftest['onnxruntime']} on {selftest['architecture']}")
-        report: Dict[str, Any] = {"agent_dir": transport.agent_dir, "selftest": selftest, "systemd": None}
+        report: Dict[str, Any] = {"agent_dir": transport.absolute_path(transport.agent_dir), "selftest": selftest, "systemd": None}
         if systemd:
             report["systemd"] = _install_unit(transport, config, say)
         return report
@@ -121,7 +121,7 @@ def _install_unit(transport: SSHTransport, config: BoardConfig, say: Callable[[s
     unit = render_unit(
         (DEPLOY_DIR / "device-agent.service").read_text(),
         user=config.user,
-        agent_dir=transport.agent_dir,
+        agent_dir=transport.absolute_path(transport.agent_dir),  # systemd reads it outside any session
         python=config.python,
         port=config.daemon_port,
     )

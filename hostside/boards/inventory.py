@@ -148,9 +148,25 @@ def get(name: str) -> BoardConfig:
     return boards[name]
 
 
+def check_key_file(config: BoardConfig) -> None:
+    """Refuse a ``--key`` that is not a file now, when the user is typing it, rather than at the
+    board's first use, where it would look like a connection problem. Only ``add`` checks:
+    a hand-edited boards.toml is still read, and its key is named at first use."""
+    if config.key is None:
+        return
+    key = Path(config.key).expanduser()
+    if not key.is_file():
+        state = "is a directory, not a key file" if key.is_dir() else "does not exist"
+        raise UserError(
+            f"hostside boards add: the SSH key {key} {state}; give the private key file with --key PATH "
+            "(e.g. ~/.ssh/id_ed25519) or leave --key out to use ssh-agent and ~/.ssh keys"
+        )
+
+
 def add(config: BoardConfig) -> Path:
     check_name(config.name)
     check_config(config, "hostside boards add")
+    check_key_file(config)
     boards = load()
     if config.name in boards:
         raise UserError(f"board {config.name!r} already exists; remove it first with `hostside boards remove {config.name}`")

@@ -8,7 +8,10 @@
   keepalives, the transport sends SSH keepalives, and every wait has a deadline.
 * on a deadline the agent's own process group on the board is killed (it reports its id).
 * host keys are verified against ``$HOSTSIDE_HOME/known_hosts`` (and ``~/.ssh/known_hosts``);
-  an unknown key is refused with its fingerprint and the command that trusts it.
+  an unknown key is refused with its fingerprint and the command that trusts it. Both files
+  are read by ``ssh_keys``, which skips a damaged line with one warning instead of failing.
+* an encrypted ``--key`` is decrypted by ``ssh_keys`` (passphrase variable, ssh-agent, prompt)
+  before connecting, so it is never mistaken for a key the board refused.
 """
 
 from __future__ import annotations
@@ -16,18 +19,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import select
 import shlex
 import socket
 import stat
+import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import paramiko
 
+from hostside.boards import ssh_keys
 from hostside.boards.inventory import SYSTEM_DAEMON_TOKEN, BoardConfig
-from hostside.boards.transport import CommandTimeout, ExecResult, LinkDown, Transport, agent_env, split_pgid
+from hostside.boards.transport import Cancelled, CommandTimeout, ExecResult, LinkDown, Transport, agent_env, split_pgid
 from hostside.errors import UserError
 from hostside.paths import hostside_home
 
@@ -43,10 +49,44 @@ EXEC_UPLOAD_BLOCK_BYTES = 1 << 16
 #: Writes a file from stdin under a temporary name, checks its size, then renames it: the
 #: exec-channel upload for boards without SFTP, with POSIX sh, cat, wc and mv only.
 _EXEC_PUT_SCRIPT = 'cat > "$1" && n=$(wc -c < "$1") && [ "$n" -eq "$2" ] && mv -f -- "$1" "$3"'
+#: ``sh -c`` script of every command: the shell waits on it, so a death by signal comes back as
+#: exit status 128+N (paramiko ignores the SSH "exit-signal" message).
+_RUN_SCRIPT = '"$@"; exit $?'
+#: The same, run only when the file named first exists; else this status and stderr line.
+_NO_FILE_STATUS = 66
+_NO_FILE_MARK = "hostside-no-such-file"
+_RUN_IF_FILE_SCRIPT = f'[ -f "$1" ] || {{ echo {_NO_FILE_MARK} >&2; exit {_NO_FILE_STATUS}; }}; shift; {_RUN_SCRIPT}'
+
+
+def home_relative(path: str) -> str:
+    """A board path as the SSH user's commands and SFTP read it: relative ones (and ``~/...``)
+    from the user's home, where every exec channel and SFTP session starts. Resolving them to
+    absolute paths would cost a round trip per connection, which a fresh one-shot command pays
+    on top of the measurement (a shell start on the board, ~0.1 s where the login shell's rc
+    file is slow)."""
+    return path[2:] if path.startswith("~/") else path
+
+
+def _command_line(argv: List[str], env: Optional[Dict[str, str]], script: str = _RUN_SCRIPT) -> str:
+    """``env K=V... sh -c SCRIPT sh ARGV...`` with every part quoted: callers never pass shell text."""
+    assignments = [f"{k}={shlex.quote(v)}" for k, v in (env or {}).items()]
+    return " ".join(["env", *assignments, "sh", "-c", shlex.quote(script), "sh", *map(shlex.quote, argv)])
 
 
 def known_hosts_path() -> Path:
     return hostside_home() / "known_hosts"
+
+
+def system_known_hosts_path() -> Path:
+    """OpenSSH's own list, read (never written) so boards already known to ``ssh`` work."""
+    return Path.home() / ".ssh" / "known_hosts"
+
+
+def _load_host_keys(client: paramiko.SSHClient) -> None:
+    """Both files into the client's host keys, hostside's last, so a key recorded by
+    ``boards trust`` replaces a stale one of the same type in ``~/.ssh/known_hosts``."""
+    for path in (system_known_hosts_path(), known_hosts_path()):
+        ssh_keys.load_known_hosts(client.get_host_keys(), path)
 
 
 def host_entry(host: str, port: int) -> str:
@@ -96,6 +136,8 @@ def _connect_error(config: BoardConfig, exc: BaseException) -> UserError:
             f"board {config.name!r} ({where}) presented a host key {fingerprint(exc.key)} that differs from the trusted one: "
             f"possibly an attack; if the board was reinstalled, trust the new key with `hostside boards trust {config.name}`"
         )
+    if isinstance(exc, paramiko.PasswordRequiredException):  # a default key; --key is decrypted before
+        return ssh_keys.default_keys_encrypted_error(config.name)
     if isinstance(exc, paramiko.AuthenticationException):
         key = config.key or "your default SSH keys"
         return UserError(
@@ -120,6 +162,16 @@ def _connect_error(config: BoardConfig, exc: BaseException) -> UserError:
 _RETRYABLE = (ConnectionRefusedError, socket.timeout, TimeoutError, paramiko.ssh_exception.NoValidConnectionsError, EOFError)
 
 
+def _auth_options(config: BoardConfig) -> Dict[str, Any]:
+    """``SSHClient.connect`` arguments for logging in. An explicit key is loaded (and
+    decrypted) here, once for all attempts, and used alone; without one, paramiko tries
+    ssh-agent and the default keys, with the passphrase variable for encrypted ones."""
+    if config.key:
+        pkey = ssh_keys.private_key(config.name, Path(config.key).expanduser())
+        return {"pkey": pkey, "look_for_keys": False, "allow_agent": False}
+    return {"look_for_keys": True, "allow_agent": True, "passphrase": os.environ.get(ssh_keys.PASSPHRASE_ENV) or None}
+
+
 def connect(config: BoardConfig) -> paramiko.SSHClient:
     """An authenticated client with host keys verified; retries transient failures with backoff."""
     if config.key:
@@ -130,12 +182,11 @@ def connect(config: BoardConfig) -> paramiko.SSHClient:
                 f"board {config.name!r}: the SSH key {key} {state}; give the private key file "
                 f"(`hostside boards remove {config.name}` and `hostside boards add ... --key PATH`)"
             )
+    auth = _auth_options(config)
     attempts = max(1, config.retries + 1)
     for attempt in range(attempts):
         client = paramiko.SSHClient()
-        client.load_system_host_keys()
-        if known_hosts_path().exists():
-            client.load_host_keys(str(known_hosts_path()))
+        _load_host_keys(client)
         client.set_missing_host_key_policy(_RefuseUnknownHost())
         try:
             sock = _keepalive_socket(config.host, config.port, config.connect_timeout_s)
@@ -143,9 +194,7 @@ def connect(config: BoardConfig) -> paramiko.SSHClient:
                 config.host,
                 port=config.port,
                 username=config.user,
-                key_filename=str(Path(config.key).expanduser()) if config.key else None,
-                look_for_keys=config.key is None,
-                allow_agent=config.key is None,
+                **auth,
                 timeout=config.connect_timeout_s,
                 banner_timeout=config.connect_timeout_s,
                 auth_timeout=config.connect_timeout_s,
@@ -183,23 +232,16 @@ def fetch_host_key(config: BoardConfig) -> paramiko.PKey:
 
 def trusted_key(config: BoardConfig) -> Optional[paramiko.PKey]:
     keys = paramiko.HostKeys()
-    if known_hosts_path().exists():
-        keys.load(str(known_hosts_path()))
+    ssh_keys.load_known_hosts(keys, known_hosts_path())
     found = keys.lookup(host_entry(config.host, config.port)) or {}
     return next(iter(found.values()), None)
 
 
 def trust(config: BoardConfig, key: paramiko.PKey) -> Path:
-    """Record ``key`` as the board's host key in ``$HOSTSIDE_HOME/known_hosts`` (replacing any old one)."""
+    """Record ``key`` as the board's host key in ``$HOSTSIDE_HOME/known_hosts`` (replacing any
+    old one), keeping every other line of the file as it was."""
     path = known_hosts_path()
-    keys = paramiko.HostKeys()
-    if path.exists():
-        keys.load(str(path))
-    entry = host_entry(config.host, config.port)
-    if entry in keys:
-        del keys[entry]
-    keys.add(entry, key.get_name(), key)
-    keys.save(str(path))
+    ssh_keys.record_host_key(path, host_entry(config.host, config.port), key)
     return path
 
 
@@ -218,7 +260,8 @@ class SSHTransport(Transport):
         self._token: Optional[str] = None
         #: Why the daemon's token could not be read, for ``boards check``; None when it could.
         self.token_problem: Optional[str] = None
-        self.agent_dir = self._absolute(config.agent_dir)
+        self.agent_dir = home_relative(config.agent_dir)
+        self.cancelled = threading.Event()
 
     def _transport(self) -> paramiko.Transport:
         transport = self.client.get_transport()
@@ -244,10 +287,10 @@ class SSHTransport(Transport):
             self._sftp.get_channel().settimeout(self.config.connect_timeout_s * 3)
         return self._sftp
 
-    def _absolute(self, path: str) -> str:
-        """Relative and ``~/`` paths are taken from the SSH user's home, as SFTP does."""
-        if path.startswith("~/"):
-            path = path[2:]
+    def absolute_path(self, path: str) -> str:
+        """``path`` with the SSH user's home put in front of a relative one, for what is read
+        outside a session on the board (a systemd unit, a report)."""
+        path = home_relative(path)
         if path.startswith("/"):
             return path
         result = self._exec('printf "%s" "$HOME"', self.config.connect_timeout_s)
@@ -258,16 +301,12 @@ class SSHTransport(Transport):
 
     def run(self, argv: List[str], timeout_s: float, env: Optional[Dict[str, str]] = None) -> ExecResult:
         """Run a command (a list, quoted here, never a shell string from callers) with a deadline."""
-        assignments = [f"{k}={shlex.quote(v)}" for k, v in (env or {}).items()]
-        # `sh -c '"$@"; exit $?'` keeps a shell waiting on the command, so a death by signal comes
-        # back as exit status 128+N (paramiko ignores the SSH "exit-signal" message).
-        command = " ".join(["env", *assignments, "sh", "-c", shlex.quote('"$@"; exit $?'), "sh", *map(shlex.quote, argv)])
-        return self._exec(command, timeout_s)
+        return self._exec(_command_line(argv, env), timeout_s)
 
-    def _exec(self, command: str, timeout_s: float, stdin_file: Optional[Path] = None) -> ExecResult:
+    def _exec(self, command: str, timeout_s: float, stdin_file: Optional[Path] = None, cancellable: bool = True) -> ExecResult:
         """Run a shell command line; ``stdin_file`` is streamed to its stdin, then EOF. Without
         one, stdin stays open while the command runs: the agent stops when it ends (the host
-        or this session died)."""
+        or this session died, or ``cancelled`` was set and the channel closed)."""
         try:
             channel = self._transport().open_session(timeout=self.config.connect_timeout_s)
             channel.exec_command(command)
@@ -293,6 +332,9 @@ class SSHTransport(Transport):
                 if time.monotonic() > deadline:
                     self._kill_group(split_pgid(err.decode("utf-8", "replace"))[0])
                     raise CommandTimeout(f"command on {self.name} ran longer than {timeout_s:.0f} s; its process group was killed")
+                if cancellable and self.cancelled.is_set():
+                    self._kill_group(split_pgid(err.decode("utf-8", "replace"))[0])
+                    raise Cancelled(f"command on {self.name} called off; its process group was killed")
                 select.select([channel], [], [], SELECT_SLICE_S)
             status = channel.recv_exit_status()  # already known: exit_status_ready() was true
             if status == -1:  # paramiko's value for a channel closed without an exit status
@@ -308,12 +350,21 @@ class SSHTransport(Transport):
         if pgid is None or pgid <= 1:
             return
         try:
-            self._exec(f"kill -KILL -- -{int(pgid)} 2>/dev/null; true", self.config.connect_timeout_s)
+            self._exec(f"kill -KILL -- -{int(pgid)} 2>/dev/null; true", self.config.connect_timeout_s, cancellable=False)
         except (LinkDown, CommandTimeout):
             pass
 
     def run_agent(self, args: List[str], timeout_s: float) -> ExecResult:
         result = self.run([self.python, "-m", "device_agent", *args], timeout_s, agent_env(self.agent_dir))
+        result.stderr = split_pgid(result.stderr)[1]
+        return result
+
+    def run_agent_on_file(self, args: List[str], remote_path: str, timeout_s: float) -> Optional[ExecResult]:
+        """One exec channel for the check and the run: each channel starts a shell on the board."""
+        argv = [remote_path, self.python, "-m", "device_agent", *args]
+        result = self._exec(_command_line(argv, agent_env(self.agent_dir), _RUN_IF_FILE_SCRIPT), timeout_s)
+        if result.returncode == _NO_FILE_STATUS and _NO_FILE_MARK in result.stderr:
+            return None
         result.stderr = split_pgid(result.stderr)[1]
         return result
 
@@ -335,9 +386,10 @@ class SSHTransport(Transport):
             if done.returncode != 0:
                 raise UserError(f"board {self.name!r}: cannot create {remote_dir} ({done.stderr.strip()[:200]}); check agent_dir in boards.toml")
             return
-        current = ""
-        for part in remote_dir.strip("/").split("/"):
-            current += "/" + part
+        root = "/" if remote_dir.startswith("/") else ""  # a relative one starts in the user's home
+        parts = [part for part in remote_dir.split("/") if part]
+        for depth in range(1, len(parts) + 1):
+            current = root + "/".join(parts[:depth])
             try:
                 sftp.stat(current)
             except FileNotFoundError:
@@ -385,7 +437,7 @@ class SSHTransport(Transport):
 
     def token_candidates(self) -> List[str]:
         if self.config.daemon_token:
-            return [self._absolute(self.config.daemon_token)]
+            return [home_relative(self.config.daemon_token)]
         return [f"{self.agent_dir.rstrip('/')}/daemon.token", SYSTEM_DAEMON_TOKEN]
 
     def daemon_token(self, refresh: bool = False) -> Optional[str]:

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -27,6 +28,10 @@ class LinkDown(Exception):
 
 class CommandTimeout(Exception):
     """A command overran its deadline; its process group on the board was killed."""
+
+
+class Cancelled(Exception):
+    """The command was called off (``Transport.cancel``) because whoever asked for it is gone."""
 
 
 @dataclass
@@ -68,6 +73,11 @@ class Transport:
     python: str
     agent_dir: str
 
+    #: Set from another thread to call off the running command (it raises :class:`Cancelled`
+    #: and its process on the board ends with its channel); None where commands cannot be
+    #: called off (``local``, whose commands die with this process anyway).
+    cancelled: Optional[threading.Event] = None
+
     def run_agent(self, args: List[str], timeout_s: float) -> ExecResult:
         raise NotImplementedError
 
@@ -76,6 +86,13 @@ class Transport:
 
     def has_file(self, remote_path: str) -> bool:
         raise NotImplementedError
+
+    def run_agent_on_file(self, args: List[str], remote_path: str, timeout_s: float) -> Optional[ExecResult]:
+        """``run_agent(args)`` if ``remote_path`` exists on the board, else None (nothing ran).
+        A transport where each command costs a round trip answers both in one."""
+        if not self.has_file(remote_path):
+            return None
+        return self.run_agent(args, timeout_s)
 
     def put_file(self, local_path: Path, remote_path: str) -> None:
         raise NotImplementedError

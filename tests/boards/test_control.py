@@ -52,8 +52,11 @@ def test_a_second_fresh_measure_goes_through_the_control_process(daemon, home, c
     assert third["error"] is None and not third["host"].get("via_control")
 
 
-def test_no_control_process_for_a_board_without_a_daemon(installed_board, home, conv_model):
-    result = _measure(home, conv_model)
-    assert result["host"]["path"] == "one-shot"
-    time.sleep(1.0)
-    assert not list((home / "control").glob("*.sock")) if (home / "control").exists() else True
+def test_a_board_without_a_daemon_is_measured_one_shot_through_the_control_process(installed_board, home, conv_model):
+    first = _measure(home, conv_model)
+    assert first["host"]["path"] == "one-shot" and not first["host"].get("via_control")
+    _wait_for_socket(home)
+    second = _measure(home, conv_model)
+    assert second["error"] is None and second["host"]["path"] == "one-shot" and second["host"]["via_control"] is True
+    assert second["host"]["upload_s"] == 0.0  # the first command left the model in the board's cache
+    assert second["outputs"][0]["sha256"] == first["outputs"][0]["sha256"]

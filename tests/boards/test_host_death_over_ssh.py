@@ -1,5 +1,6 @@
-"""Issue 17 item 2 over SSH: a one-shot measurement on a board stops when the host process
-that started it dies, because its stdin is the SSH channel and ends with the session."""
+"""A one-shot measurement on a board stops when the host process that started it dies: its
+stdin is the SSH channel and ends with the session, or, through the board's control process,
+the control process sees its client go and calls the measurement off."""
 
 from __future__ import annotations
 
@@ -42,13 +43,27 @@ def _wait(predicate, timeout_s: float) -> bool:
     return False
 
 
+def _start_control_process(home: Path, model: Path) -> None:
+    """A first short measurement, which leaves the board's control process listening."""
+    subprocess.run(
+        [sys.executable, "-m", "hostside.cli", "measure", "--board", "loop", str(model), "--runs", "1", "--warmup", "0"],
+        check=True, capture_output=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HOSTSIDE_HOME": str(home), "OMP_NUM_THREADS": "1"},
+    )
+    assert _wait(lambda: list((home / "control").glob("loop-*.sock")), 30), "no control process started"
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
-def test_killing_hostside_measure_stops_the_measurement_on_the_board(installed_board, home, slow_model, how):
+@pytest.mark.parametrize("via_control", [False, True], ids=["own-connection", "via-control"])
+def test_killing_hostside_measure_stops_the_measurement_on_the_board(installed_board, home, slow_model, how, via_control):
     digest = hashlib.sha256(slow_model.read_bytes()).hexdigest()
+    if via_control:
+        _start_control_process(home, slow_model)
     host = subprocess.Popen(
         [sys.executable, "-m", "hostside.cli", "measure", "--board", "loop", str(slow_model), "--runs", "1000000", "--warmup", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), "HOSTSIDE_HOME": str(home), "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "PYTHONPATH": str(REPO), "HOSTSIDE_HOME": str(home), "OMP_NUM_THREADS": "1",
+             **({} if via_control else {"HOSTSIDE_NO_CONTROL": "1"})},
     )
     try:
         assert _wait(lambda: _agent_pids(digest), 60), "the measurement never started on the board"

@@ -12,15 +12,17 @@ from hostside.cli import main
 from hostside.errors import UserError
 
 
-def test_boards_add_list_remove(home, capsys):
-    assert main(["boards", "add", "pi4", "--host", "10.0.0.7", "--user", "pi", "--key", "~/.ssh/id_pi"]) == 0
+def test_boards_add_list_remove(home, capsys, tmp_path):
+    key = tmp_path / "id_pi"
+    key.write_text("not checked beyond existing: the board is never contacted here\n")
+    assert main(["boards", "add", "pi4", "--host", "10.0.0.7", "--user", "pi", "--key", str(key)]) == 0
     assert "boards trust pi4" in capsys.readouterr().out
     assert main(["boards", "add", "pi4", "--host", "10.0.0.8", "--user", "pi"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["boards", "list"]) == 0
     listing = capsys.readouterr().out
     assert "local" in listing and "pi@10.0.0.7:22" in listing
-    assert open_board("pi4").config.key == "~/.ssh/id_pi"
+    assert open_board("pi4").config.key == str(key)
     assert main(["boards", "remove", "pi4"]) == 0
     assert main(["boards", "remove", "pi4"]) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Issue 16 item 5: a board whose sshd offers no SFTP subsystem (dropbear, minimal Buildroot
+"""A board whose sshd offers no SFTP subsystem (dropbear, minimal Buildroot
 images): installing the agent and uploading models go over the SSH exec channel instead."""
 
 from __future__ import annotations
@@ -73,13 +73,30 @@ def test_install_and_measure_without_sftp(bare_board, conv_model, tmp_path, caps
     assert cached[0].read_bytes() == conv_model.read_bytes()
 
 
-def test_relative_agent_dir_resolves_without_sftp(bare_board, home):
+def test_relative_agent_dir_stays_relative_and_resolves_without_sftp(bare_board, home):
+    """Commands start in the SSH user's home, so a relative agent_dir costs no round trip; the
+    absolute form (for a systemd unit) is still one exec away."""
     import dataclasses
 
     from hostside.boards.ssh import SSHTransport
 
-    transport = SSHTransport(dataclasses.replace(bare_board, agent_dir=".device-agent-test"))
+    transport = SSHTransport(dataclasses.replace(bare_board, agent_dir="~/.device-agent-test"))
     try:
-        assert transport.agent_dir == str(Path.home() / ".device-agent-test")
+        assert transport.agent_dir == ".device-agent-test"
+        assert transport.absolute_path(transport.agent_dir) == str(Path.home() / ".device-agent-test")
+    finally:
+        transport.close()
+
+
+def test_the_cached_model_check_and_the_agent_run_share_one_exec(bare_board, home, conv_model, tmp_path):
+    from hostside.boards.ssh import SSHTransport
+
+    transport = SSHTransport(bare_board)
+    try:
+        remote = f"{transport.agent_dir}/models/check.onnx"
+        assert transport.run_agent_on_file(["info", "--json"], remote, 60.0) is None  # absent: nothing ran
+        transport.put_file(conv_model, remote)
+        done = transport.run_agent_on_file(["info", "--json"], remote, 60.0)
+        assert done is not None and done.returncode == 0 and '"cpu_model"' in done.stdout, done.stderr
     finally:
         transport.close()
