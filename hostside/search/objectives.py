@@ -142,7 +142,7 @@ _EXTENSIONS_LOADED = False
 
 
 def load_extensions() -> None:
-    """Register the objectives and budgets other packages define (issue 10: ``mult_energy``,
+    """Register the objectives and budgets other packages define (``mult_energy``,
     ``mult_energy_mj``, ``weight_bytes``). Done on first use, not at import: the CLI imports this
     module to build its help and must start fast."""
     global _EXTENSIONS_LOADED

@@ -19,7 +19,7 @@ def training_task(spec: Mapping[str, Any], dataset: str, split: Mapping[str, Any
                   parent_weights: Sequence[bytes] = (), data_seed: Optional[int] = None,
                   train_fraction: float = 1.0, precision: Optional[str] = None) -> Dict[str, Any]:
     """The plain-data task ``run_training_task`` takes (``parent_weights`` in priority order;
-    ``precision``: also judge the trained model in that number format, issue 10)."""
+    ``precision``: also judge the trained model in that number format)."""
     return {"spec": dict(spec), "dataset": dataset, "split": dict(split), "config": dict(config),
             "parent_weights": list(parent_weights), "data_seed": data_seed, "train_fraction": train_fraction,
             "precision": precision}

@@ -1,4 +1,4 @@
-"""MENNDL's layer space: up to 32 switchable positions (paper 003, section III).
+"""MENNDL's layer space: up to 32 switchable positions (the MENNDL paper, section III).
 
 The genotype is a fixed list of 16 feature positions and 16 classifier positions; each
 position carries a layer and an ``on`` switch, so a mutation can switch a layer off and a

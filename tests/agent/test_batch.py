@@ -1,4 +1,4 @@
-"""The ``batch`` measure option (issue 14 item 4: MENNDL times its networks at batch 100): the
+"""The ``batch`` measure option (MENNDL times its networks at batch 100): the
 batch axis set on every input, recorded, refused where the model fixes another batch, bounded by
 the protocol, forwarded by the daemon, and energy per image = energy per run / batch."""
 

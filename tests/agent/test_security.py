@@ -1,4 +1,4 @@
-"""The agent as a hostile local process or a careless host would use it (issue 17 items 1, 2, 5).
+"""The agent as a hostile local process or a careless host would use it.
 
 A real ``device-agent serve`` on a loopback port: a request can never bring a command, the
 TCP listener answers only clients holding its token, and every malformed request gets a
@@ -85,7 +85,7 @@ def _upload(conn: Conn, model: Path) -> str:
 
 
 def test_a_request_cannot_bring_a_power_command(daemon, conv_model, tmp_path):
-    """Issue 17's repro: ``"power": "cmd:sh -c 'id > /tmp/x; echo 1.0'"`` ran as the agent's user."""
+    """The reported exploit: ``"power": "cmd:sh -c 'id > /tmp/x; echo 1.0'"`` ran as the agent's user."""
     marker = tmp_path / "pwned"
     conn = daemon.connect()
     digest = _upload(conn, conv_model)

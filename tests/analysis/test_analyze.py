@@ -1,4 +1,4 @@
-"""Issue 14 item 4: ``hostside runs analyze`` on a real run: every trained network timed at batch
+"""``hostside runs analyze`` on a real run: every trained network timed at batch
 100 and 1 over the validation split, params, energy from a power source sampled every 100 ms.
 The host has no power meter, so the source is an INA219 hwmon sysfs fixture tree (2.5 W), as the
 agent tests use."""

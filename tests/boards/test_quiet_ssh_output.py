@@ -1,4 +1,4 @@
-"""Issue 17 item 6: no paramiko noise on stderr when a board has no daemon (one-shot path)."""
+"""No paramiko noise on stderr when a board has no daemon (one-shot path)."""
 
 from __future__ import annotations
 

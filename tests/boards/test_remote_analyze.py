@@ -1,4 +1,4 @@
-"""Issue 14 item 4: ``hostside runs analyze RUN --board NAME`` times every trained network of a
+"""``hostside runs analyze RUN --board NAME`` times every trained network of a
 real run on a board through its device agent (here the loopback board: this machine reached
 through a real sshd), at batch 100 and 1, with energy from the board's power source (an INA219
 hwmon sysfs fixture tree seen by the board's daemon, 2.5 W), accuracy computed on this host."""

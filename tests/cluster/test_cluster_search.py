@@ -1,4 +1,4 @@
-"""Issue 14 items 1, 2 and bad input: searches on a real Dask scheduler and real worker processes
+"""Searches, and bad input to them, on a real Dask scheduler and real worker processes
 on loopback, a worker SIGKILLed mid-training, the scheduler going away and coming back."""
 
 from __future__ import annotations

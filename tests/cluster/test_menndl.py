@@ -1,4 +1,4 @@
-"""Issue 14 item 3: MENNDL's 32-position switchable layer space and its steady-state GA."""
+"""MENNDL's 32-position switchable layer space and its steady-state GA."""
 
 from __future__ import annotations
 

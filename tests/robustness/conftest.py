@@ -1,4 +1,4 @@
-"""Robustness tests (issue 17 item 7): every defect a hostile or careless user found gets its
+"""Robustness tests: every defect a hostile or careless user found gets its
 test here. Each asserts a non-zero exit, exactly one error line, no traceback, nothing written
 that should not be, and, for the agent, a daemon that still answers (``robustness_helpers``)."""
 

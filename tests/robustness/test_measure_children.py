@@ -1,4 +1,4 @@
-"""Issue 17 item 2: a measuring child dies with the ``hostside measure`` that started it, and
+"""A measuring child dies with the ``hostside measure`` that started it, and
 numbers that would never end a measurement are refused before anything runs."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 17 item 3: one process per run directory (hostside.run_lock)."""
+"""One process per run directory (hostside.run_lock)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 17 item 3 end to end: a second process on a live run is refused in one line naming
+"""End to end: a second process on a live run is refused in one line naming
 the live one, and Ctrl-C stops a search within seconds, says how to resume, prints no worker
 traceback and leaves the journal resumable (not "running")."""
 

@@ -1,4 +1,4 @@
-"""Issue 17 items 5 and 6 for the files a user hands the host: binary bytes, 100,000-deep
+"""The files a user hands the host: binary bytes, 100,000-deep
 JSON, damaged journals, absurd specs and bad search settings give one line, write nothing."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""MENNDL's asynchronous genetic algorithm (paper 003): a population that evolves as results arrive.
+"""MENNDL's asynchronous genetic algorithm (Young et al., MENNDL): a population that evolves as results arrive.
 
 MENNDL's master never waits for a generation: whenever a worker returns a trained network, the
 master puts it into the population (keeping the best ``population`` by fitness), picks two
