@@ -19,6 +19,11 @@ write for the networks this project knows is covered:
   normalisation ``input/mean`` / ``input/std``; a file without one takes raw values (mean 0,
   std 1), and training from these weights keeps that normalisation.
 
+The file is read through :mod:`hostside.onnx` (so a fixed batch of 1 reads as a symbolic one,
+external data is loaded, and constants written as ``Constant`` nodes or shared through
+``Identity`` are plain constants); the operator types with an ArchSpec equivalent are the
+``arch`` column of :mod:`hostside.onnx.optypes`.
+
 Anything else (an op ArchSpec lacks, an attribute it cannot express such as asymmetric
 padding or ``ceil_mode``, an ``Add`` that would broadcast) is one ``UserError`` naming the
 node, never a silently different network.
@@ -29,25 +34,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
 from hostside.arch.spec import INPUT, ArchSpec, SpecError
 from hostside.errors import UserError
+from hostside.onnx.graph import Graph, read_graph
+from hostside.onnx.optypes import OPS, op_type
 
 #: Keys of the recorded input normalisation inside a weights file.
 MEAN_KEY = "input/mean"
 STD_KEY = "input/std"
 
-_ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "HardSwish": "hardswish"}
-_PASS_THROUGH = ("Identity", "Dropout")
-_FINAL_ONLY = ("Softmax", "LogSoftmax")
-SUPPORTED_OPS = tuple(sorted(
-    {"Conv", "BatchNormalization", "Gemm", "MatMul", "Add", "Sum", "Concat", "MaxPool", "AveragePool",
-     "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Squeeze", "Clip", "Elu", "Selu", "Mul",
-     "Sub", "Div", "Constant", *_ACTIVATIONS, *_PASS_THROUGH, *_FINAL_ONLY}
-))
+#: The ONNX operator types with an ArchSpec equivalent (the ``arch`` column of the table).
+SUPPORTED_OPS = tuple(sorted(row.name for row in OPS.values() if row.arch))
 
 
 @dataclass
@@ -64,24 +65,18 @@ class _Unsupported(UserError):
 
 
 class _Importer:
-    def __init__(self, model: Any, where: str):
-        from onnx import numpy_helper, shape_inference
-
+    def __init__(self, read: Graph, where: str):
         self.where = where
-        self.numpy_helper = numpy_helper
-        graph = model.graph
+        self.read = read
+        graph = read.model.graph
         self.graph = graph
-        self.constants: Dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-        try:
-            inferred = shape_inference.infer_shapes(model)
-        except Exception as exc:  # onnx raises its own untyped errors on malformed graphs
-            raise UserError(f"{where}: ONNX shape inference failed ({exc}); the file is not a valid model") from None
-        self.shapes: Dict[str, Optional[Tuple[Optional[int], ...]]] = {}
-        for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
-            self.shapes[info.name] = _dims(info)
+        # Initializers, Constant outputs and Identity copies of them, with their numbers.
+        values = {name: read.value(name) for name in read.constants}
+        self.constants: Dict[str, np.ndarray] = {k: v for k, v in values.items() if v is not None}
         inputs = [i for i in graph.input if i.name not in self.constants]
         if len(inputs) != 1:
-            raise UserError(f"{where}: the graph has {len(inputs)} inputs; ArchSpec networks take exactly one image input")
+            raise UserError(f"{where}: the graph has {len(inputs)} inputs; ArchSpec networks take exactly one image "
+                            f"input, export the network with a single input")
         if len(graph.output) != 1:
             raise UserError(f"{where}: the graph has {len(graph.output)} outputs; ArchSpec networks have one")
         self.graph_input = inputs[0].name
@@ -122,7 +117,8 @@ class _Importer:
         return self.names[name]
 
     def shape(self, name: str) -> Optional[Tuple[Optional[int], ...]]:
-        return self.shapes.get(name)
+        """Inferred dims, the batch (whether fixed at 1 or symbolic in the file) as 1."""
+        return self.read.shape(name)
 
     def new_id(self, node: Any, suffix: str = "") -> str:
         base = re.sub(r"^/+", "", node.name or node.output[0]).replace("/", ".") or node.op_type.lower()
@@ -147,33 +143,23 @@ class _Importer:
     def run(self) -> ImportedModel:
         self.find_silu()
         for node in self.graph.node:
-            if node.op_type == "Constant":
-                self.constants[node.output[0]] = self.constant_value(node)
-                continue
+            if node.op_type == "Constant" or all(out in self.constants for out in node.output if out):
+                continue  # a constant (or an Identity copy of one): its numbers are already known
             if id(node) in self.skip:
                 continue
             if self.at_input and self.normalisation(node):
                 continue
             self.at_input = False
             handler = getattr(self, f"op_{node.op_type}", None)
+            row = op_type(node)
+            if handler is None and row is not None and row.arch and row.neutral == "act":
+                self.activation(node, row.arch)
+                continue
             if handler is None:
                 self.fail(node, f"op {node.op_type!r} has no ArchSpec equivalent; supported ops: "
                                 f"{', '.join(SUPPORTED_OPS)}")
             handler(node)
         return self.finish()
-
-    def constant_value(self, node: Any) -> np.ndarray:
-        attrs = self.attrs(node)
-        if "value" in attrs:
-            return self.numpy_helper.to_array(attrs["value"])
-        for key in ("value_float", "value_int"):
-            if key in attrs:
-                return np.array(attrs[key])
-        for key in ("value_floats", "value_ints"):
-            if key in attrs:
-                return np.array(list(attrs[key]))
-        self.fail(node, "a Constant without a numeric value")
-        raise AssertionError
 
     def find_silu(self) -> None:
         """Mark ``Sigmoid`` nodes that only feed ``Mul(x, Sigmoid(x))``: that pair is one silu."""
@@ -387,7 +373,7 @@ class _Importer:
         if dims is not None and all(isinstance(d, int) for d in dims[1:]):
             features = int(np.prod(dims[1:]))
         ok = target is not None and target.size == 2 and features is not None and (
-            list(target.tolist()) in ([-1, features], [0, -1], [0, features])
+            list(target.tolist()) in ([-1, features], [0, -1], [0, features], [1, features])
             or (target[1] == -1 and target[0] in (-1, 0, 1) and dims[0] in (None, 1, target[0]) and target[0] != -1)
         )
         if not ok:
@@ -408,18 +394,6 @@ class _Importer:
     def activation(self, node: Any, op: str) -> None:
         self.alias(node, self.emit(node, op, [self.source(node, node.input[0])]))
 
-    def op_Relu(self, node: Any) -> None:
-        self.activation(node, "relu")
-
-    def op_Tanh(self, node: Any) -> None:
-        self.activation(node, "tanh")
-
-    def op_Sigmoid(self, node: Any) -> None:
-        self.activation(node, "sigmoid")
-
-    def op_HardSwish(self, node: Any) -> None:
-        self.activation(node, "hardswish")
-
     def op_Elu(self, node: Any) -> None:
         if not np.isclose(self.attrs(node).get("alpha", 1.0), 1.0):
             self.fail(node, "ArchSpec's elu has alpha 1")
@@ -439,8 +413,10 @@ class _Importer:
             low = self.const(node.input[1])
         if len(node.input) > 2 and node.input[2]:
             high = self.const(node.input[2])
-        low = None if low is None else float(np.asarray(low))
-        high = None if high is None else float(np.asarray(high))
+        bounds = [None if b is None else np.asarray(b).reshape(-1) for b in (low, high)]
+        if any(b is not None and b.size != 1 for b in bounds):
+            self.fail(node, "the clip bounds must be constant scalars")
+        low, high = (None if b is None else float(b[0]) for b in bounds)
         if low == 0.0 and high == 6.0:
             self.activation(node, "relu6")
         elif low == 0.0 and high is None:
@@ -508,18 +484,11 @@ class _Importer:
         channels = spec.input_shape[0]
         mean = np.zeros(channels) if self.mean is None else self.mean
         std = np.ones(channels) if self.std is None else self.std
-        weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.weights.items()}
+        weights = {k: np.array(v, dtype=np.float32, order="C") for k, v in self.weights.items()}  # own, writable
         weights.update(self.counters)
         weights[MEAN_KEY] = mean.astype(np.float32)
         weights[STD_KEY] = std.astype(np.float32)
         return ImportedModel(spec, weights, self.dropped)
-
-
-def _dims(info: Any) -> Optional[Tuple[Optional[int], ...]]:
-    t = info.type.tensor_type
-    if not t.HasField("shape"):
-        return None
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
 
 
 def _label(node: Any) -> str:
@@ -529,16 +498,18 @@ def _label(node: Any) -> str:
 def import_onnx(path: Union[str, Path]) -> ImportedModel:
     """The ArchSpec and weights of the ONNX file at ``path``; a ``UserError`` naming the node
     for anything ArchSpec cannot express."""
-    import onnx
-
     path = Path(path)
-    try:
-        model = onnx.load(str(path))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except Exception as exc:  # protobuf raises DecodeError and others for a file that is not ONNX
-        raise UserError(f"{path}: not an ONNX model ({type(exc).__name__}); give a .onnx file") from None
-    return _Importer(model, str(path)).run()
+    return _Importer(read_graph(path, check=_check_importable, weights=True), str(path)).run()
+
+
+def _check_importable(path: Path, nodes: Iterable[Any], constants: Set[str]) -> None:
+    """Before shape inference (whose messages on unknown operators are vaguer): the first
+    computed node whose operator type has no ArchSpec equivalent, named."""
+    for node in nodes:
+        row = op_type(node)
+        if (row is None or not row.arch) and not all(out in constants for out in node.output if out):
+            raise _Unsupported(f"{path}: node {_label(node)!r} ({node.op_type}): op {node.op_type!r} has no ArchSpec "
+                               f"equivalent; supported ops: {', '.join(SUPPORTED_OPS)}")
 
 
 def network_state(weights: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -549,18 +520,15 @@ def network_state(weights: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
 def max_abs_diff(path: Union[str, Path], imported: ImportedModel, batch: int = 4) -> float:
     """Largest difference between onnxruntime on the file and torch on the imported network
     (normalisation applied), on a seeded random batch of raw inputs in [0, 1)."""
-    import onnxruntime as ort
     import torch
 
     from hostside.arch.build import build_module
     from hostside.arch.weights import load_state
+    from hostside.onnx.runtime import open_session, predict
 
     spec = imported.spec
     x = np.random.default_rng(0).uniform(0.0, 1.0, size=(batch, *spec.input_shape)).astype(np.float32)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    want = session.run(None, {session.get_inputs()[0].name: x})[0]
+    want = predict(open_session(path), x, batch)  # a file with a fixed batch of 1 runs image by image
     module = build_module(spec).eval()
     load_state(module, network_state(imported.weights), f"{path}")
     shape = (1, -1, 1, 1)

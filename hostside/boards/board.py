@@ -249,6 +249,18 @@ class Board:
         ``device_agent.protocol.ERROR_CODES``. A dropped link is retried (``host.attempts``).
         """
         path = check_file(model_path, "model file")
+        from hostside.onnx.load import self_contained
+
+        with self_contained(path) as whole:  # external data travels inside a private one-file copy
+            if whole != path:
+                result = self.measure(
+                    whole, threads=threads, warmup=warmup, runs=runs, min_time_s=min_time_s, power=power,
+                    idle_s=idle_s, spinning=spinning, seed=seed, timeout_s=timeout_s,
+                    memory_limit_mb=memory_limit_mb, keep_samples=keep_samples, batch=batch)
+                if result.get("error"):
+                    message = result["error"]["message"].replace(str(whole), str(path))
+                    result["error"] = {**result["error"], "message": message}
+                return result
         if self._transport is not None and self._transport.cancelled is not None:
             self._transport.cancelled.clear()  # a call-off meant for an earlier measurement
         options = {

@@ -45,6 +45,7 @@ import numpy as np
 
 from hostside.arch.spec import ArchSpec
 from hostside.errors import UserError
+from hostside.onnx.optypes import names, op_type
 
 #: Bumped whenever a feature is added, removed or computed differently: a calibration file
 #: fitted on another feature set must not be used to predict with this one.
@@ -345,18 +346,9 @@ def features_matrix(specs: Sequence[ArchSpec], nchwc_block: int = 0) -> np.ndarr
 
 # -- ONNX -> neutral operators ---------------------------------------------------------------
 
-_ONNX_ACTS = {"Relu": "relu", "Clip": "relu6", "Sigmoid": "sigmoid", "Tanh": "tanh", "Elu": "elu",
-              "Selu": "selu", "HardSwish": "hardswish"}
-_ONNX_POOLS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
-_ONNX_RESHAPES = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze"})
-_ONNX_SKIPPED = frozenset({"Identity", "Dropout"})
-#: Element-wise or data-moving operators, costed by the bytes they read and write.
-_ONNX_ELTWISE = frozenset({"Add", "Sub", "Mul", "Div", "Pad", "Sum", "Max", "Min", "Transpose", "Softmax",
-                           "LogSoftmax", "Cast"})
 #: Operators that only compute shapes: with a symbolic batch axis onnxruntime cannot fold them,
 #: but they run on a handful of integers, so they are left out like constants.
-_ONNX_SHAPE_OPS = frozenset({"Shape", "Gather", "Unsqueeze", "Concat", "Squeeze", "Slice", "Cast", "Reshape",
-                             "Mul", "Add", "Sub", "Div", "Identity", "ConstantOfShape", "Expand", "Range"})
+_ONNX_SHAPE_OPS = names(shape_math=True)
 
 
 def _shape_tensors(nodes: Sequence, constants: set) -> set:
@@ -373,8 +365,9 @@ def _shape_tensors(nodes: Sequence, constants: set) -> set:
 def _onnx_ops(path: Path) -> Tuple[List[Op], Dict[str, Tuple[int, ...]]]:
     """The neutral operator list of an ONNX file, read through ``arch stats``' graph reader
     (so Identity-wrapped and shared initializers, Constant nodes and shape inputs are seen
-    as the constants they are). UserError naming the node for an operator the latency model
-    has no kernel for."""
+    as the constants they are), each node's kind taken from the operator table
+    (``hostside.onnx.optypes``). UserError naming the node for an operator the latency
+    model has no kernel for."""
     from hostside.arch.onnx_stats import node_label, read_graph
 
     g = read_graph(path)
@@ -426,7 +419,9 @@ def _onnx_ops(path: Path) -> Tuple[List[Op], Dict[str, Tuple[int, ...]]]:
         data = tuple(alias.get(n, n) for n in node.input if n and n not in constants)
         if not data:
             raise refuse(node, label, "reads no network tensor")
-        if op in _ONNX_SKIPPED:
+        row = op_type(node)
+        kind = row.neutral if row is not None else None
+        if kind == "skip":
             alias[out] = data[0]
             continue
         if out in bias_adds:
@@ -434,9 +429,12 @@ def _onnx_ops(path: Path) -> Tuple[List[Op], Dict[str, Tuple[int, ...]]]:
             continue
         if op == "Sigmoid" and out in swallowed:
             continue
+        if kind is None:
+            never = "is an operator the calibration suite never measured"
+            raise refuse(node, label, row.refusal if row is not None and row.refusal else never)
         attrs = {a.name: onnx_attribute(a) for a in node.attribute}
         out_shape = shape(out, label)
-        if op == "Conv":
+        if kind == "conv":
             if node.input[1] not in g.constants:
                 raise refuse(node, label, "has a weight computed at run time")
             w = g.dims(node.input[1], label)
@@ -446,7 +444,7 @@ def _onnx_ops(path: Path) -> Tuple[List[Op], Dict[str, Tuple[int, ...]]]:
             groups = int(attrs.get("group", 1))
             ops.append(("conv", out, data[:1], (shape(data[0], label)[0], w[0], groups, w[2], w[3], out_shape,
                                                 _elems(w) + bias)))
-        elif op in ("Gemm", "MatMul"):
+        elif kind == "linear":
             if len(data) != 1 or node.input[1] not in g.constants or node.input[0] in g.constants:
                 raise refuse(node, label, "multiplies two run-time tensors")
             x_shape = shape(data[0], label)
@@ -460,30 +458,28 @@ def _onnx_ops(path: Path) -> Tuple[List[Op], Dict[str, Tuple[int, ...]]]:
             else:
                 bias = fout if out in bias_of else 0
             ops.append(("linear", out, data[:1], (fin, fout, fin * fout + bias)))
-        elif op == "BatchNormalization":
+        elif kind == "bn":
             ops.append(("bn", out, data[:1], (out_shape, 2 * out_shape[0])))
-        elif op in _ONNX_POOLS:
+        elif kind == "pool":
             ops.append(("pool", out, data[:1], (shape(data[0], label), out_shape, op.startswith("Global"))))
-        elif op in ("ReduceMean", "ReduceMax"):
+        elif kind == "global_reduce":
             in_shape = shape(data[0], label)
             if len(in_shape) != 3 or out_shape[:1] != in_shape[:1] or _elems(out_shape) != in_shape[0]:
                 raise refuse(node, label, "reduces other axes than a global pool does")
             # torch's dynamo exporter writes adaptive_avg_pool2d(x, 1) this way
             ops.append(("pool", out, data[:1], (in_shape, out_shape, True)))
-        elif op in _ONNX_RESHAPES:
+        elif kind == "reshape":
             ops.append(("reshape", out, data[:1], ()))
-        elif op == "Concat":
+        elif kind == "concat":
             ops.append(("concat", out, data, (out_shape,)))
-        elif op in _ONNX_ACTS:
-            ops.append(("act", out, data[:1], (_ONNX_ACTS[op], out_shape)))
+        elif kind == "act":
+            ops.append(("act", out, data[:1], (row.activation, out_shape)))
         elif op == "Mul" and any(n in swallowed for n in node.input):
             x = next(n for n in node.input if n not in swallowed)
             ops.append(("act", out, (alias.get(x, x),), ("silu", out_shape)))
-        elif op in _ONNX_ELTWISE:
+        else:  # eltwise
             moved = sum(_elems(shape(n, label)) for n in data) + _elems(out_shape)
             ops.append(("eltwise", out, data, (moved,)))
-        else:
-            raise refuse(node, label, "is an operator the calibration suite never measured")
     return ops, shapes
 
 

@@ -18,45 +18,40 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from hostside.errors import UserError
+from hostside.onnx.graph import network_input
+from hostside.onnx.load import read_model
+from hostside.onnx.optypes import OPS
 from hostside.precision.emulate import OnnxEmulator, check_mode
 from hostside.precision.energy import energy_per_mult_pj
 from hostside.precision.formats import FloatFormat, Format, Int8Format, grid
 from hostside.train.datasets import Dataset
 
 BEST_TOLERANCE_POINTS = 1.0
+#: Layers with MACs whose third input is a bias (Conv and ConvTranspose B, Gemm C), from the
+#: operator table (hostside.onnx.optypes).
+_BIAS_AT_2 = frozenset(row.name for row in OPS.values() if row.cost == "macs" and 2 in row.params)
 Progress = Callable[[str], None]
 
 
 def parameter_counts(model_path: Union[str, Path]) -> Dict[str, int]:
     """Deployed parameters of an ONNX file (``hostside.arch.onnx_stats`` conventions) and how
     many of them are biases (Conv B, Gemm C), which INT8 keeps in 32 bits."""
-    import onnx
-
     from hostside.arch.onnx_stats import onnx_stats
 
     params = int(onnx_stats(model_path)["params"])
-    model = onnx.load(str(model_path))
+    model = read_model(model_path)
     sizes = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
     biases = sum(
         sizes.get(node.input[2], 0) for node in model.graph.node
-        if node.op_type in ("Conv", "ConvTranspose", "Gemm") and len(node.input) > 2
+        if node.op_type in _BIAS_AT_2 and len(node.input) > 2
     )
     return {"params": params, "bias_params": min(biases, params)}
 
 
 def check_model_fits(model_path: Union[str, Path], dataset: Dataset) -> None:
-    """Refuse, before any work, a dataset whose examples do not have the model's input shape."""
-    import onnx
-
-    try:
-        graph = onnx.load(str(model_path)).graph
-    except Exception as exc:  # DecodeError, OSError, ...
-        raise UserError(f"{model_path}: not a readable ONNX file ({exc})") from None
-    initializers = {t.name for t in graph.initializer}
-    inputs = [v for v in graph.input if v.name not in initializers]
-    if not inputs:
-        raise UserError(f"{model_path}: the model has no input")
-    dims = inputs[0].type.tensor_type.shape.dim[1:]
+    """Refuse, before any work, a model hostside cannot feed the dataset's images to: not
+    one float32 input, or examples of another shape."""
+    dims = network_input(read_model(model_path), model_path).type.tensor_type.shape.dim[1:]
     shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     if len(shape) != len(dataset.input_shape) or any(d is not None and d != s for d, s in zip(shape, dataset.input_shape)):
         raise UserError(f"{model_path}: model input {shape} does not fit dataset {dataset.name!r} "

@@ -38,22 +38,22 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from hostside.errors import UserError
+from hostside.onnx.graph import network_input
+from hostside.onnx.load import read_model
+from hostside.onnx.optypes import OPS, names
+from hostside.onnx.runtime import fixed_batch, run_in_chunks
 from hostside.precision.formats import FixedFormat, FloatFormat
 
 MODES = ("extrinsic", "multiplication")
 RoundingFormat = Union[FloatFormat, FixedFormat]
 EVAL_BATCH = 512
 
-# Ops whose float inputs at these positions are the operands of multiplications.
-MULTIPLYING_INPUTS: Dict[str, Tuple[int, ...]] = {
-    "Conv": (0, 1), "ConvTranspose": (0, 1), "Gemm": (0, 1), "MatMul": (0, 1),
-}
-# Ops whose outputs are values of their inputs (or zero): rounded inputs give rounded outputs.
-VALUE_PRESERVING = frozenset({
-    "Relu", "MaxPool", "Flatten", "Reshape", "Identity", "Transpose", "Squeeze", "Unsqueeze", "Concat",
-    "Dropout", "Pad", "Slice", "Split", "Gather", "GlobalMaxPool", "Expand", "Tile",
-})
-_SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan"})
+# From the operator table (hostside.onnx.optypes): the float inputs that are the operands of
+# multiplications, per op; the ops whose outputs are values of their inputs (or zero), so
+# rounded inputs give rounded outputs; the ops that hold a subgraph.
+MULTIPLYING_INPUTS: Dict[str, Tuple[int, ...]] = {row.name: row.multiplies for row in OPS.values() if row.multiplies}
+VALUE_PRESERVING = names(keeps_values=True)
+_SUBGRAPH_OPS = names(subgraph=True)
 
 
 @dataclass
@@ -111,18 +111,15 @@ class OnnxEmulator:
 
         self.where = str(model) if isinstance(model, (str, Path)) else (model.graph.name or "model")
         if isinstance(model, (str, Path)):
-            try:
-                model = onnx.load(str(model))
-            except Exception as exc:  # onnx raises DecodeError, OSError and others for unreadable files
-                raise UserError(f"{self.where}: not a readable ONNX file ({exc})") from None
+            model = read_model(model, weights=True)
         graph = model.graph
         self.constants: Dict[str, np.ndarray] = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-        inputs = [v for v in graph.input if v.name not in self.constants]
-        if len(inputs) != 1:
-            raise UserError(f"{self.where}: the emulator needs a model with one input, this one has {len(inputs)}")
-        self.input_name = inputs[0].name
-        dims = inputs[0].type.tensor_type.shape.dim
-        self.input_shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims[1:])
+        first = network_input(model, self.where)
+        self.input_name = first.name
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in first.type.tensor_type.shape.dim]
+        self.input_shape = tuple(dims[1:])
+        # A file exported with a fixed batch (of 1) is run that many images at a time.
+        self.fixed_batch = fixed_batch(dims)
         self.output_name = graph.output[0].name
         types = _elem_types(model)
         options = ort.SessionOptions()
@@ -158,7 +155,8 @@ class OnnxEmulator:
                 f"{list(shape)}; use the dataset the model was trained on")
 
     def run_float(self, x: np.ndarray) -> np.ndarray:
-        """Logits of the unmodified model in one session: the reference."""
+        """Logits of the unmodified model in one session: the reference (``x`` as many rows
+        as the file's batch axis takes)."""
         return self._full.run([self.output_name], {self.input_name: np.ascontiguousarray(x, np.float32)})[0]
 
     def run(self, x: np.ndarray, fmt: Optional[RoundingFormat], mode: str = "extrinsic",
@@ -194,10 +192,11 @@ class OnnxEmulator:
 
     def _count(self, x: np.ndarray, y: np.ndarray, fmt: Optional[RoundingFormat], mode: str,
                trace: _Trace) -> Tuple[int, int]:
+        def logits_of(part: np.ndarray) -> np.ndarray:
+            return self.run_float(part) if fmt is None else self.run(part, fmt, mode, trace)
+
         correct = nan_images = 0
-        for start in range(0, len(y), EVAL_BATCH):
-            batch = slice(start, start + EVAL_BATCH)
-            logits = self.run_float(x[batch]) if fmt is None else self.run(x[batch], fmt, mode, trace)
+        for batch, logits in run_in_chunks(logits_of, x, EVAL_BATCH, self.fixed_batch):
             nan_rows = np.isnan(logits).any(axis=1)
             nan_images += int(nan_rows.sum())
             correct += int((logits.argmax(1)[~nan_rows] == y[batch][~nan_rows]).sum())

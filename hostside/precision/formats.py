@@ -131,10 +131,10 @@ class FixedFormat:
         """Round half to even onto the grid 2**-n, saturate to the representable range; NaN stays NaN."""
         x = np.asarray(x, dtype=np.float32)
         top = float(2 ** (self.bits - 1))
-        scaled = np.rint(x * np.float32(2.0 ** self.n))
+        scaled = np.rint(x.reshape(-1) * np.float32(2.0 ** self.n))  # 1-D: a 0-d result would be a scalar
         np.clip(scaled, -top, top - 1, out=scaled)
         scaled *= np.float32(2.0 ** -self.n)
-        return scaled
+        return scaled.reshape(x.shape)
 
 
 @dataclass(frozen=True)
@@ -168,8 +168,11 @@ def round_float(x: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     in float32 rounds onto that spacing with the FPU's own round-half-even. Overflow is judged
     on the value rounded with an unbounded exponent, as IEEE 754 specifies.
     """
+    x = np.asarray(x, dtype=np.float32)
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinity inputs are handled below
-        return _round_bits(x, fmt)
+        # A 0-d array (a scalar constant such as a normalisation's divisor) as a 1-element one:
+        # numpy's bit operations turn 0-d arrays into scalars, which cannot be written in place.
+        return _round_bits(x.reshape(-1), fmt).reshape(x.shape) if x.ndim == 0 else _round_bits(x, fmt)
 
 
 def _round_bits(x: np.ndarray, fmt: FloatFormat) -> np.ndarray:

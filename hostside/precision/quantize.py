@@ -19,10 +19,15 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from hostside.errors import UserError
+from hostside.onnx.graph import network_input
+from hostside.onnx.load import model_bytes, read_model
+from hostside.onnx.runtime import chunks, fixed_batch
 from hostside.train.datasets import Dataset
 
 CALIBRATION_SAMPLES = 256
 CALIBRATION_BATCH = 32
+#: The first opset whose DequantizeLinear takes an ``axis`` (per-channel scales).
+QDQ_MIN_OPSET = 13
 
 
 @dataclass
@@ -70,11 +75,9 @@ def calibration_indices(train: Sequence[int], samples: int = CALIBRATION_SAMPLES
 class _Reader(CalibrationDataReader):
     """onnxruntime's CalibrationDataReader protocol over in-memory images."""
 
-    def __init__(self, input_name: str, images: np.ndarray):
+    def __init__(self, input_name: str, images: np.ndarray, fixed: Optional[int] = None):
         self._batches: Iterator[Dict[str, np.ndarray]] = iter(
-            {input_name: np.ascontiguousarray(images[i:i + CALIBRATION_BATCH])}
-            for i in range(0, len(images), CALIBRATION_BATCH)
-        )
+            {input_name: part} for part, _ in chunks(images, CALIBRATION_BATCH, fixed))
 
     def get_next(self) -> Optional[Dict[str, np.ndarray]]:
         return next(self._batches, None)
@@ -90,23 +93,41 @@ def quantize_int8(model_path: Union[str, Path], out_path: Union[str, Path], imag
     if len(images) == 0:
         raise UserError("no calibration images: the int8 calibration split is empty; give training images")
     model_path, out_path = Path(model_path), Path(out_path)
-    try:
-        model = onnx.load(str(model_path))
-    except Exception as exc:  # DecodeError, OSError, ...
-        raise UserError(f"{model_path}: not a readable ONNX file ({exc})") from None
-    initializers = {t.name for t in model.graph.initializer}
-    input_name = next(v.name for v in model.graph.input if v.name not in initializers)
+    model = read_model(model_path, weights=True)
+    first = network_input(model, model_path)
+    fixed = fixed_batch([d.dim_value if d.HasField("dim_value") else None for d in first.type.tensor_type.shape.dim])
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "source.onnx"  # one file, at an opset with per-channel DequantizeLinear
+        onnx.save_model(_at_least_opset(model, model_path, QDQ_MIN_OPSET), str(source))
         # onnxruntime's recommended pre-processing (shape inference, graph optimisation)
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(model_path), str(prepared))
+        quant_pre_process(str(source), str(prepared))
         quantize_static(
-            str(prepared), str(out_path), _Reader(input_name, images.astype(np.float32)),
+            str(prepared), str(out_path), _Reader(first.name, images.astype(np.float32), fixed),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
         )
     return hashlib.sha256(out_path.read_bytes()).hexdigest()
+
+
+def _at_least_opset(model: Any, where: Path, opset: int) -> Any:
+    """The model at ``opset`` or later, converted by onnx's version converter: per-channel
+    int8 weights need DequantizeLinear's ``axis``, which older opsets lack (the quantizer
+    would write a file onnxruntime refuses)."""
+    import onnx
+    from onnx import version_converter
+
+    current = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if current >= opset:
+        return model
+    try:
+        return version_converter.convert_version(model, opset)
+    except Exception as exc:  # the converter raises RuntimeError and its own untyped errors
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{where}: opset {current} is too old for per-channel int8 and onnx cannot convert it to "
+                        f"opset {opset} ({first_line}); re-export the model with opset_version={opset} or later"
+                        ) from None
 
 
 def _median_latency_ms(board: Any, path: Path, runs: int, threads: int) -> Dict[str, Any]:
@@ -136,7 +157,7 @@ def quantize_and_measure(model_path: Union[str, Path], dataset: Dataset, train: 
     int8_accuracy = evaluate_onnx(out_path, dataset, test)
     report = QuantizeReport(
         str(model_path), str(out_path), sha256, len(calibration), len(test), float_accuracy, int8_accuracy,
-        model_path.stat().st_size, out_path.stat().st_size,
+        model_bytes(model_path), model_bytes(out_path),
     )
     if board_name:
         from hostside.boards import open_board

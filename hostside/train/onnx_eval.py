@@ -19,27 +19,24 @@ EVAL_BATCH = 512
 
 def evaluate_onnx(onnx_path: Union[str, Path], dataset: Dataset, indices: Sequence[int], threads: int = 1) -> float:
     """Top-1 accuracy of the model at ``onnx_path`` on ``dataset`` examples ``indices``."""
-    import onnxruntime as ort
+    from hostside.onnx.graph import network_input
+    from hostside.onnx.load import read_model
+    from hostside.onnx.runtime import open_session, predict
 
     indices = np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:
         return float("nan")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    try:
-        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable models
-        raise UserError(f"{onnx_path}: onnxruntime cannot load it ({exc}); export the model again") from None
+    network_input(read_model(onnx_path), onnx_path)  # one float32 input, else one line saying so
+    session = open_session(onnx_path, threads)
     dims = session.get_inputs()[0].shape
     fits = len(dims) == 4 and all(not isinstance(d, int) or d == s for d, s in zip(dims[1:], dataset.input_shape))
     if not fits:
         raise UserError(
             f"{onnx_path}: model input {dims} does not fit dataset {dataset.name!r} {list(dataset.input_shape)}"
         )
-    name = session.get_inputs()[0].name
     correct = 0
     for start in range(0, len(indices), EVAL_BATCH):
         batch = indices[start:start + EVAL_BATCH]
-        logits = session.run(None, {name: np.ascontiguousarray(dataset.x[batch])})[0]
+        logits = predict(session, dataset.x[batch], EVAL_BATCH)  # in chunks the file's batch axis takes
         correct += int((logits.argmax(1) == dataset.y[batch]).sum())
     return correct / len(indices)

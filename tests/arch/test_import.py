@@ -181,7 +181,7 @@ def test_cli_bad_file_is_one_line(hostside, tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a model at all")
     code, _, err = hostside("arch", "import", tmp_path / "junk.onnx", "--out", tmp_path / "o")
     lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "junk.onnx: not an ONNX model" in lines[0]
+    assert code == 2 and len(lines) == 1 and "junk.onnx: not a readable ONNX model" in lines[0]
     assert not (tmp_path / "o").exists()
 
 

@@ -149,5 +149,5 @@ def test_input_shape_mismatch_is_one_clear_error(conv_model):
 
 
 def test_not_onnx_is_one_clear_error(not_onnx_file):
-    with pytest.raises(UserError, match="not a readable ONNX file"):
+    with pytest.raises(UserError, match="not a readable ONNX model"):
         OnnxEmulator(not_onnx_file)
