@@ -1,4 +1,4 @@
-"""Post-hoc analysis of every network a run trained (MENNDL, paper 003, section V and table I).
+"""Post-hoc analysis of every network a run trained (MENNDL, Young et al., section V and table I).
 
 ``hostside runs analyze RUN`` takes each trained candidate's ONNX file and measures inference
 time per image at batch 100 (as MENNDL measured it) and at batch 1, the parameter count, and
@@ -111,17 +111,23 @@ def _batches(x: np.ndarray, batch: int) -> List[np.ndarray]:
 
 def predict(onnx_path: Path, x: np.ndarray, candidate: Any = "?") -> np.ndarray:
     """The model's logits for every row of ``x`` (untimed), for its accuracy."""
-    session = _session(onnx_path, candidate)
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: b})[0] for b in _batches(x, BATCH)])
+    from hostside.onnx.runtime import predict as run_model
+
+    return run_model(_session(onnx_path, candidate), x, BATCH)  # in chunks the file's batch axis takes
 
 
 def time_model(onnx_path: Path, x: np.ndarray, batch: int, power=None, candidate: Any = "?") -> Dict[str, Any]:
     """Run the whole array through the model at ``batch``; seconds, and joules when sampled."""
     from device_agent.power import PowerSampler
 
+    from hostside.onnx.runtime import fixed_batch
+
     session = _session(onnx_path, candidate)
     name = session.get_inputs()[0].name
+    fixed = fixed_batch(session.get_inputs()[0].shape)
+    if fixed is not None and fixed != batch:
+        raise UserError(f"candidate {candidate}: {onnx_path} has a fixed batch of {fixed}, so it cannot be timed at "
+                        f"batch {batch}; export it with a dynamic batch axis")
     batches = _batches(x, batch)
     session.run(None, {name: batches[0]})  # warm-up: first-run allocation is not inference time
     logits: List[np.ndarray] = []
@@ -202,6 +208,14 @@ def _earlier(path: Path, result: Dict[str, Any], progress) -> Dict[Tuple[Any, st
     return {(n.get("id"), n.get("onnx"), n.get("sha256")): n for n in before.get("networks") or ()}
 
 
+def _verified_onnx(run_dir: Path, row: Dict[str, Any]) -> Path:
+    """The candidate's ONNX file, refused in one line unless it is the one the journal hashed
+    (the journal's params are reported beside its measurements)."""
+    from hostside.safe_io import check_run_file
+
+    return check_run_file(run_dir, row["onnx_path"], row.get("onnx_sha256"), f"candidate {row['id']}'s ONNX file")
+
+
 def analyze_run(run_dir: Path, power_spec: Optional[str] = None, sysfs_root: Path = Path("/"),
                 weights: Tuple[float, float] = (0.5, 0.5), progress=print, board: Any = None,
                 timeout_s: float = DEFAULT_TIMEOUT_S) -> Dict[str, Any]:
@@ -215,11 +229,13 @@ def analyze_run(run_dir: Path, power_spec: Optional[str] = None, sysfs_root: Pat
     journal = Journal.open(run_dir)
     try:
         data = journal.meta("dataset") or {}
-        rows = [r for r in journal.candidates() if r.get("onnx_path") and (run_dir / r["onnx_path"]).is_file()]
+        rows = [r for r in journal.candidates() if r.get("onnx_path") and (run_dir / r["onnx_path"]).exists()]
     finally:
         journal.close()
     if not rows:
         raise UserError(f"{run_dir}: no trained network with an ONNX file to analyse; run the search first")
+    # Every file checked before the first is measured: a swapped one fails now, not an hour in.
+    paths = {r["id"]: _verified_onnx(run_dir, r) for r in rows}
     dataset = load_dataset(data.get("source") or data.get("name") or "digits")
     val = Split.load(run_dir / "split.json").val
     x, y = dataset.x[val], dataset.y[val]
@@ -247,8 +263,9 @@ def analyze_run(run_dir: Path, power_spec: Optional[str] = None, sysfs_root: Pat
     earlier = _earlier(json_path, result, progress)
     where = _where(result)
     for n, row in enumerate(rows, 1):
-        onnx_path = run_dir / row["onnx_path"]
-        base = {"id": row["id"], "onnx": row["onnx_path"], "sha256": file_sha256(onnx_path), "params": int(row["params"])}
+        onnx_path = paths[row["id"]]
+        base = {"id": row["id"], "onnx": row["onnx_path"], "sha256": row.get("onnx_sha256") or file_sha256(onnx_path),
+                "params": int(row["params"])}
         net = earlier.get((base["id"], base["onnx"], base["sha256"]))
         if net is None:
             net = {**base, **measure(row, onnx_path)}

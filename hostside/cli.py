@@ -7,7 +7,9 @@ Each area registers its own sub-commands (``register(subparsers)``) and keeps he
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 import traceback
 from typing import NoReturn, Optional, Sequence
@@ -71,6 +73,30 @@ def _skip_unused_paramiko_dependency() -> None:
     sys.modules.setdefault("invoke", None)
 
 
+def _quiet_on_closed_pipe() -> int:
+    """Leave quietly, as Unix tools do when the reader of their output went away: what is
+    still buffered for stdout goes to /dev/null, so the interpreter's flush at exit cannot
+    print its own "Exception ignored ... BrokenPipeError". 141 is a shell's code for SIGPIPE."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout replaced by an object without a descriptor
+        pass
+    return 141
+
+
+def _disk_full_message(exc: OSError, args: argparse.Namespace) -> str:
+    """Which disk is full: the file the system named, else the folder the command writes to
+    (a failed ``write()`` names no file). The command writes there, so rerunning it once
+    space is freed picks up what is kept (a search says ``--resume`` itself)."""
+    target = exc.filename or next((getattr(args, name) for name in ("out", "resume", "run")
+                                   if getattr(args, name, None)), None) or os.getcwd()
+    parent = os.path.dirname(os.path.abspath(str(target))) or "/"
+    return (f"no space left on the disk holding {target} ({exc.strerror or exc}); free space there "
+            f"(df -h {parent}), then run the command again")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     _skip_unused_paramiko_dependency()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -79,7 +105,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     args = build_parser(_command_of(argv)).parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+        return code
+    except BrokenPipeError:  # `hostside runs show RUN | head -1`: the reader has all it wanted
+        return _quiet_on_closed_pipe()
     except UserError as exc:
         if debug:
             traceback.print_exc()
@@ -98,6 +128,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as exc:  # disk full, permission denied, a vanished file: the system said no
         if debug:
             traceback.print_exc()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            print(f"hostside: error: {_disk_full_message(exc, args)}", file=sys.stderr)
+            return 2
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"hostside: error: {exc.strerror or exc}{where}; rerun with --debug for details", file=sys.stderr)
         return 2

@@ -25,13 +25,14 @@ numbers, since this code cannot know what it would lose.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from hostside.errors import UserError
 from hostside.safe_io import open_sqlite, sqlite_errors
@@ -132,6 +133,94 @@ INSERT INTO artifacts (candidate_id, kind, path, sha256, size_bytes, meta, creat
 MIGRATIONS = {1: _V2}
 
 
+#: Below this much free space a failed SQLite write is taken for a full disk: SQLite reports
+#: some of those as "disk I/O error" (a WAL or its index that cannot grow), not as "full".
+LOW_SPACE_BYTES = 1024 * 1024
+_SQLITE_FULL = 13
+_SQLITE_IOERR = 10
+
+
+class DiskFull(UserError):
+    """No space left for a file hostside had to write; ``path`` is that file.
+
+    A class of its own so that a command that can be continued (a search, with ``--resume``)
+    can add how, and so that the message always names the disk to free, which a bare
+    "database or disk is full" does not."""
+
+    def __init__(self, path: Union[str, Path], detail: str = "no space left on device"):
+        self.path = Path(path)
+        super().__init__(f"no space left on the disk holding {self.path} ({detail}); "
+                         f"free space there (df -h {self.path.parent}), then run the command again")
+
+
+def free_bytes(path: Union[str, Path]) -> Optional[int]:
+    """Space this user may still write on the file system holding ``path`` (None: unknown)."""
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return None
+    blocks = stats.f_bfree if os.geteuid() == 0 else stats.f_bavail
+    return blocks * stats.f_frsize
+
+
+def is_disk_full(exc: BaseException, path: Union[str, Path]) -> bool:
+    """Whether ``exc`` (an OSError, an SQLite error or a DiskFull already named) means the disk
+    holding ``path`` is full."""
+    if isinstance(exc, DiskFull):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == _SQLITE_FULL or (primary is None and "disk is full" in str(exc)):
+        return True
+    if primary == _SQLITE_IOERR or (primary is None and "disk I/O error" in str(exc)):
+        space = free_bytes(path)
+        return space is not None and space < LOW_SPACE_BYTES
+    return False
+
+
+class RunExists(UserError):
+    """The run directory already holds a journal: another run's, which nothing may touch."""
+
+
+class _Connection:
+    """The journal's SQLite connection, whose writes say which disk is full.
+
+    Every write of the journal goes through ``execute``/``executescript``; without this a full
+    disk surfaced as ``sqlite3.OperationalError: database or disk is full`` (or, on tmpfs,
+    ``disk I/O error``) with a traceback that names no path."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path):
+        self._connection = connection
+        self._path = path
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._disk_full_named():
+            return self._connection.execute(sql, parameters)
+
+    def executescript(self, script: str) -> sqlite3.Cursor:
+        with self._disk_full_named():
+            return self._connection.executescript(script)
+
+    def close(self) -> None:
+        self._connection.close()
+
+    @contextlib.contextmanager
+    def _disk_full_named(self) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            if is_disk_full(exc, self._path):
+                raise DiskFull(self._path, str(exc)) from None
+            raise
+
+
 def _encode(column: str, value: Any) -> Any:
     if column in JSON_COLUMNS and value is not None:
         return json.dumps(value)
@@ -147,25 +236,52 @@ class Journal:
 
     def __init__(self, path: Union[str, Path]):
         self.path = Path(path)
-        # A damaged or foreign file is one line naming it (hostside.safe_io), not a traceback.
-        self._db = open_sqlite(self.path, "search journal", create=True)
-        self._db.isolation_level = None  # autocommit, each statement is durable when it returns.
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        connection = self._connect(self.path)
+        connection.isolation_level = None  # autocommit, each statement is durable when it returns.
+        connection.row_factory = sqlite3.Row
+        self._db = _Connection(connection, self.path)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            connection.close()
+            raise
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        """A damaged or foreign file is one line naming it (hostside.safe_io), not a traceback;
+        but on a full disk SQLite cannot even read a WAL journal (its index needs space), and
+        "damaged, move it aside" would then be the worst possible advice."""
+        try:
+            return open_sqlite(path, "search journal", create=True)
+        except UserError:
+            space = free_bytes(path)
+            if space is not None and space < LOW_SPACE_BYTES:
+                raise DiskFull(path, "SQLite cannot open it without free space") from None
+            raise
+
+    @staticmethod
+    def check_new(run_dir: Union[str, Path]) -> None:
+        """Refuse a run directory that already holds a journal (before any slow check)."""
+        if (Path(run_dir) / JOURNAL_FILE).exists():
+            raise RunExists(f"{run_dir} already holds a search run; resume it with --resume {run_dir} "
+                            f"or choose another --out")
 
     @classmethod
     def create(cls, run_dir: Union[str, Path]) -> "Journal":
         run_dir = Path(run_dir)
         path = run_dir / JOURNAL_FILE
-        if path.exists():
-            raise UserError(f"{run_dir} already holds a search run; resume it with --resume {run_dir} or choose another --out")
+        cls.check_new(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         journal = cls(path)
-        journal._db.executescript(_SCHEMA_V1)
-        journal.set_meta("schema_version", 1)
-        journal.set_meta("created_at", time.time())
-        journal._migrate(1)
+        try:
+            journal._db.executescript(_SCHEMA_V1)
+            journal.set_meta("schema_version", 1)
+            journal.set_meta("created_at", time.time())
+            journal._migrate(1)
+        except BaseException:
+            journal.close()  # the caller removes the half-made file; an open connection would recreate it
+            raise
         return journal
 
     @classmethod
@@ -201,7 +317,8 @@ class Journal:
         return int(self.meta("schema_version"))
 
     def close(self) -> None:
-        self._db.close()
+        with self._db._disk_full_named():
+            self._db.close()
 
     # -- run metadata -----------------------------------------------------------------------
 

@@ -96,7 +96,7 @@ def _model_entry(final: Dict[str, Any], row: Dict[str, Any], budgets: Dict[str, 
         "operator": row["operator"],
         "parents": row["parents"],
     }
-    entry.update(approx_fields(row.get("train_metrics")))  # multiplier, n_mult, ... (issue 11)
+    entry.update(approx_fields(row.get("train_metrics")))  # multiplier, n_mult, ... (approximate multipliers)
     entry["meets_budgets"] = violation(entry, budgets) == 0
     return entry
 
@@ -124,6 +124,7 @@ def build_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
         best = models[index]
         for i, model in enumerate(models):
             model["best_tradeoff"] = i == index
+    onnx_warning = check_onnx_files(run_dir, rows, models)
     nearest = []
     if not feasible:
         for r in sorted(measured, key=lambda r: violation(r, config.budgets))[:NEAREST_MISSES]:
@@ -144,7 +145,46 @@ def build_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
         "nearest_misses": nearest,
         "failed": [{"id": r["id"], "error": r["error"]} for r in rows if r["status"] == "failed"],
         "filter": filter_statistics(rows),
+        "onnx_warning": onnx_warning,
     }
+
+
+def check_onnx_files(run_dir: Path, rows: Sequence[Dict[str, Any]], models: Sequence[Dict[str, Any]]) -> Optional[str]:
+    """Mark each front model whose ONNX file is not the one the run wrote (``onnx_problem``:
+    missing, changed, not a regular file) and return one line about all such files, or None.
+
+    Why a mark, not an error as ``runs analyze`` gives: the report is the summary of a
+    finished (or live) search, written at its end; failing it over one file would lose the
+    whole summary, while the mark tells the reader which file no longer backs its figures.
+    Only the front models' files are hashed (the report's deliverables, a handful); every
+    other candidate's file is only checked to exist, since hashing hundreds of them after
+    every generation would slow the search down.
+    """
+    from hostside.safe_io import run_file, run_file_problem
+
+    for model in models:
+        model["onnx_problem"] = run_file_problem(run_dir, model["onnx"], model["onnx_sha256"]) if model["onnx"] else None
+    listed = list(dict.fromkeys([r["onnx_path"] for r in rows if r.get("onnx_path")] +
+                                [m["onnx"] for m in models if m["onnx"]]))
+    missing = [path for path in listed if not run_file(run_dir, path).exists()]
+    changed = [m["onnx"] for m in models if m["onnx_problem"] not in (None, "missing")]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} of the {len(listed)} ONNX files this run's journal lists are missing "
+                     f"under {run_dir} (first: {missing[0]}); was the journal copied without its run directory? "
+                     f"copy the whole run directory")
+    if changed:
+        parts.append(f"{', '.join(changed)} {'is' if len(changed) == 1 else 'are'} not the file the run wrote "
+                     f"(sha256 differs from the journal's); restore the run's own file")
+    return "; ".join(parts) or None
+
+
+def warn_about_onnx_files(report: Dict[str, Any]) -> None:
+    """One warning line on stderr when the report's ONNX files are missing or changed."""
+    import sys
+
+    if report.get("onnx_warning"):
+        print(f"hostside: warning: {report['onnx_warning']}", file=sys.stderr)
 
 
 def candidate_summaries(journal: Journal) -> List[Dict[str, Any]]:
@@ -263,6 +303,8 @@ def markdown(report: Dict[str, Any]) -> str:
              f"board **{config['board']}**; objectives: {', '.join(config['objectives'])}; "
              f"budgets: {', '.join(f'{k} {v}' for k, v in config['budgets'].items()) or 'none'}.", "",
              "Candidates: " + ", ".join(f"{v} {k}" for k, v in report["counts"].items() if v) + ".", ""]
+    if report.get("onnx_warning"):
+        lines += [f"**Warning:** {report['onnx_warning']}.", ""]
     if report["nothing_meets_budgets"]:
         lines += ["**No candidate meets the budgets.** Those that miss them by least:", "",
                   "| id | missed budgets | accuracy | latency (ms) | params |", "|---|---|---|---|---|"]
@@ -278,7 +320,8 @@ def markdown(report: Dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for m in report["models"]:
             mark = " **best trade-off**" if m.get("best_tradeoff") else ""
-            lines.append(f"| {m['id']}{mark} | `{m['onnx']}` | {_fmt(m['accuracy'], '.3f')} | {m['params']} | {m['macs']} | "
+            problem = f" **({m['onnx_problem']})**" if m.get("onnx_problem") else ""
+            lines.append(f"| {m['id']}{mark} | `{m['onnx']}`{problem} | {_fmt(m['accuracy'], '.3f')} | {m['params']} | {m['macs']} | "
                          f"{_fmt(m['predicted_latency_ms'])} | {_fmt(m['latency_ms'])} | {_fmt(m['energy_mj'])} |")
         lines.append("")
     if report.get("screened"):

@@ -55,7 +55,7 @@ _CANDIDATE_KEYS = ("id", "status", "generation", "operator", "parents", "accurac
                    "activation_bytes", "predicted_latency_ms", "latency_ms", "energy_mj", "train_seconds")
 _MODEL_KEYS = ("id", "onnx", "accuracy", "val_accuracy", "params", "macs", "activation_bytes", "predicted_latency_ms",
                "latency_ms", "energy_mj", "search_accuracy", "search_latency_ms", "meets_budgets", "best_tradeoff",
-               "operator", "parents")
+               "operator", "parents", "onnx_problem")
 
 
 def arch_summary(spec: Optional[Mapping[str, Any]]) -> str:
@@ -227,6 +227,7 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
         "nearest_misses": report["nearest_misses"],
         "filter": {**report["filter"], "spot_checks": spot_checks},
         "lineage": {"shown": any(c["parents"] for c in candidates), "depth": LINEAGE_DEPTH},
+        "onnx_warning": report.get("onnx_warning"),
     }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Union
 
 from hostside.errors import UserError
 
@@ -27,7 +27,11 @@ DEFAULT_MAX_DEPTH = 64
 
 
 def check_file(path: PathLike, what: str) -> Path:
-    """The path of an existing regular file, or UserError saying why it is not one."""
+    """The path of an existing regular file, or UserError saying why it is not one.
+
+    Every reader of a user's file calls this before opening it: a FIFO would block the
+    command forever, /dev/zero (or a symbolic link to it) never ends, and a directory or a
+    dangling link is best named as such, not as a decoder's error. It only stats the path."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise UserError(f"{what} {path} is a directory, not a file; give the path of the file itself")
@@ -39,7 +43,64 @@ def check_file(path: PathLike, what: str) -> Path:
     return path
 
 
+def refuse_special_file(path: PathLike, what: str) -> None:
+    """Refuse only a path that exists as neither a regular file nor a directory (a FIFO, a
+    device, a link to one), for readers that keep their own messages for a missing file or
+    a directory: the read that follows would otherwise block forever or never end."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_file() and not path.is_dir():
+        check_file(path, what)
+
+
+def run_file(run_dir: PathLike, recorded: str) -> Path:
+    """A path a run's journal recorded: relative to the run directory (as the search writes
+    them, so a copied run directory keeps working), or absolute."""
+    return Path(run_dir) / recorded
+
+
+def run_file_problem(run_dir: PathLike, recorded: str, sha256: Optional[str]) -> Optional[str]:
+    """What is wrong with a file a run's journal recorded, without raising: None when it is
+    the regular file the journal hashed, else "missing", "not a regular file" or "changed".
+
+    For readers that must not fail (the report of a finished run marks the file instead)."""
+    path = run_file(run_dir, recorded)
+    if not path.exists():
+        return "missing"
+    if not path.is_file():
+        return "not a regular file"
+    return "changed" if _sha256_mismatch(path, sha256) else None
+
+
+def check_run_file(run_dir: PathLike, recorded: str, sha256: Optional[str], what: str) -> Path:
+    """The path of a file a run's journal recorded, checked against the journal's sha256.
+
+    Why: the journal's figures (params, accuracy, latency) belong to the file it hashed; a
+    different network copied over it would otherwise be measured and reported beside them.
+    A journal row without a hash (written before hashes were kept) is trusted as it is."""
+    path = check_file(run_file(run_dir, recorded), what)
+    actual = _sha256_mismatch(path, sha256)
+    if actual:
+        raise UserError(f"{what} {path} is not the file this run's journal recorded (sha256 {actual[:12]}..., "
+                        f"journal {str(sha256)[:12]}...): it was replaced or changed; restore the run's own file")
+    return path
+
+
+def _sha256_mismatch(path: Path, sha256: Optional[str]) -> Optional[str]:
+    """The file's sha256 when it differs from ``sha256`` (None when equal or none recorded)."""
+    from device_agent.store import file_sha256
+
+    if not sha256:
+        return None
+    try:
+        actual = file_sha256(path)
+    except PermissionError:
+        raise UserError(f"{path} is not readable by this user; check its permissions (ls -l {path})") from None
+    return None if actual == sha256 else actual
+
+
 def read_bytes(path: PathLike, what: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """A file's bytes, refusing what is no regular file (a pipe would block forever, /dev/zero
+    never ends) and anything over ``max_bytes``."""
     path = check_file(path, what)
     try:
         with open(path, "rb") as handle:

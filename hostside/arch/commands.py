@@ -6,8 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-from hostside.errors import UserError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     arch = subparsers.add_parser("arch", help="inspect architectures")
@@ -33,8 +31,9 @@ _CONV_TYPES = ("Conv", "ConvTranspose")
 def arch_stats(path: Path, per_layer: bool = False) -> dict:
     """Cost of an ArchSpec JSON (analytic) or an ONNX file (read back from the graph); both
     give params, macs, n_mult (multiplications in convolution layers) and activation_bytes."""
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
+    from hostside.safe_io import check_file
+
+    path = check_file(path, "ArchSpec or ONNX file")  # a FIFO would hang the ONNX reader
     if path.suffix.lower() == ".onnx":
         from hostside.arch.onnx_stats import onnx_stats
 

@@ -183,9 +183,10 @@ def _predict(args: argparse.Namespace) -> int:
     from hostside.calibration.artifact import load_calibration
 
     calibration = load_calibration(args.calibration)
+    from hostside.safe_io import check_file
+
     for path in args.files:
-        if not path.is_file():
-            raise UserError(f"{path}: no such file; give ArchSpec .json or model .onnx paths")
+        check_file(path, "ArchSpec or ONNX file")
     predictions = [calibration.predict(path).to_dict() for path in args.files]
     if args.json:
         print(json.dumps(predictions, indent=1))

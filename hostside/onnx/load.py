@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from hostside.errors import UserError
+from hostside.safe_io import refuse_special_file
 
 
 def read_model(path: Union[str, Path], weights: bool = False) -> onnx.ModelProto:
@@ -28,6 +29,7 @@ def read_model(path: Union[str, Path], weights: bool = False) -> onnx.ModelProto
     or when its external data file is missing or too short.
     """
     path = Path(path)
+    refuse_special_file(path, "ONNX model")
     try:
         data = path.read_bytes()
     except FileNotFoundError:

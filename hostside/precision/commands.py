@@ -11,9 +11,10 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, Optional, Set, Tuple
 
 from hostside.errors import UserError
+from hostside.train.commands import written_only_on_success
 
 DATASET_HELP = "dataset the model was trained on: 'digits' (default) or a path (see `hostside train --help`)"
 PRECISION_FILE = "precision.json"
@@ -99,9 +100,14 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def resolve_split(split_path: Optional[str], model: Path, dataset: Any, seed: int, write_to: Optional[Path]):
+def resolve_split(split_path: Optional[str], model: Path, dataset: Any, seed: int,
+                  write_to: Optional[Path]) -> Tuple[Any, Optional[str], Optional[Path]]:
     """The split to score on: the one given, else ``split.json`` beside the model (the one its
-    training wrote, so its test images stay unseen), else a new seeded split saved to ``write_to``."""
+    training wrote, so its test images stay unseen), else a new seeded split for ``write_to``.
+
+    Returns the split, its file and, for a new split, where to save it once the command has
+    succeeded (``save_new_split``): saved at once, it outlived a failed run and the retry was
+    refused with "split.json exists"."""
     from hostside.train.splits import Split, make_split
 
     candidate = Path(split_path) if split_path else model.parent / "split.json"
@@ -110,25 +116,29 @@ def resolve_split(split_path: Optional[str], model: Path, dataset: Any, seed: in
         split.check(dataset, str(candidate))
         if not split_path:
             _progress(f"using {candidate} (the split written with the model)")
-        return split, str(candidate)
+        return split, str(candidate), None
     split = make_split(dataset, seed)
     if write_to is None:
-        return split, None
+        return split, None, None
     target = write_to / "split.json"
     if target.exists():
         raise UserError(f"{target} exists and was not given with --split; pass --split {target} to use it, "
                         f"or choose another --out")
-    write_to.mkdir(parents=True, exist_ok=True)
-    split.save(target)
-    _progress(f"no split given: drew one with seed {seed}, written to {target}")
-    return split, str(target)
+    _progress(f"no split given: drew one with seed {seed}; it is written to {target} with the results")
+    return split, str(target), target
+
+
+def save_new_split(split: Any, target: Optional[Path]) -> None:
+    """Write the split ``resolve_split`` drew, now that the results it belongs to exist."""
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        split.save(target)
 
 
 def _model_path(text: str) -> Path:
-    path = Path(text)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file; give the path of an .onnx model")
-    return path
+    from hostside.safe_io import check_file
+
+    return check_file(text, "ONNX model")
 
 
 def _pct(value: Optional[float]) -> str:
@@ -145,14 +155,17 @@ def run_precision(args: argparse.Namespace) -> int:
     out = args.out or model.parent / "precision"
     dataset = load_dataset(args.dataset)
     check_model_fits(model, dataset)
-    split, split_file = resolve_split(args.split, model, dataset, args.seed, out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = analyze_model(model, dataset, getattr(split, args.part), formats, args.mode, split.train,
-                           out / f"{model.stem}.int8.onnx", progress=_progress)
-    result.update(split=split_file, part=args.part)
-    if with_grid:
-        result["heatmap"] = str(plot_grid(result, out / GRID_PLOT, f"{model.name} on {dataset.name} ({args.part})"))
-    (out / PRECISION_FILE).write_text(json.dumps(result, indent=1) + "\n")
+    split, split_file, new_split = resolve_split(args.split, model, dataset, args.seed, out)
+    with written_only_on_success(out):
+        out.mkdir(parents=True, exist_ok=True)
+        result = analyze_model(model, dataset, getattr(split, args.part), formats, args.mode, split.train,
+                               out / f"{model.stem}.int8.onnx", progress=_progress)
+        result.update(split=split_file, part=args.part)
+        if with_grid:
+            result["heatmap"] = str(plot_grid(result, out / GRID_PLOT,
+                                              f"{model.name} on {dataset.name} ({args.part})"))
+        save_new_split(split, new_split)
+        (out / PRECISION_FILE).write_text(json.dumps(result, indent=1) + "\n")
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -199,12 +212,14 @@ def run_quantize(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out} is the input model; choose another file name such as {model.stem}.int8.onnx")
     dataset = load_dataset(args.dataset)
     check_model_fits(model, dataset)
-    split, _ = resolve_split(args.split, model, dataset, args.seed, out.parent)
-    report = quantize_and_measure(
-        model, dataset, split.train, split.test, out, board_name=None if args.no_measure else args.board,
-        runs=args.runs, threads=args.threads, calibration_samples=args.calibration_samples, seed=args.seed,
-        progress=_progress,
-    )
+    split, _, new_split = resolve_split(args.split, model, dataset, args.seed, out.parent)
+    with written_only_on_success(out.parent, names=(out.name, "split.json")):
+        report = quantize_and_measure(
+            model, dataset, split.train, split.test, out, board_name=None if args.no_measure else args.board,
+            runs=args.runs, threads=args.threads, calibration_samples=args.calibration_samples, seed=args.seed,
+            progress=_progress,
+        )
+        save_new_split(split, new_split)
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
         return 0

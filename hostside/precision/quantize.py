@@ -21,6 +21,7 @@ from onnxruntime.quantization import CalibrationDataReader
 from hostside.errors import UserError
 from hostside.onnx.graph import network_input
 from hostside.onnx.load import model_bytes, read_model
+from hostside.safe_io import check_file
 from hostside.onnx.runtime import chunks, fixed_batch
 from hostside.train.datasets import Dataset
 
@@ -146,8 +147,7 @@ def quantize_and_measure(model_path: Union[str, Path], dataset: Dataset, train: 
     from hostside.train.onnx_eval import evaluate_onnx
 
     model_path, out_path = Path(model_path), Path(out_path)
-    if not model_path.is_file():
-        raise UserError(f"{model_path}: no such file; give the .onnx file to quantize")
+    check_file(model_path, "ONNX model to quantize")
     if len(test) == 0:
         raise UserError("the split's test part is empty; the int8 accuracy needs test images")
     float_accuracy = evaluate_onnx(model_path, dataset, test)  # also checks the input shape

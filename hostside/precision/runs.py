@@ -23,16 +23,20 @@ _NAMED_ROWS = {"half": "T(5,10)", "T(4,3)": "T(4,3)"}
 
 
 def trained_models(run_dir: Path, journal: Any) -> List[Dict[str, Any]]:
-    """Every candidate with an ONNX file, then every re-trained final model."""
+    """Every candidate with an ONNX file, then every re-trained final model; a file deleted
+    leaves its model out, a file that is not the one the journal hashed is refused in one line
+    (its figures would be reported as the journal's network)."""
+    from hostside.safe_io import check_run_file, run_file
+
     models = []
     for source, rows in (("candidate", journal.candidates()), ("final", journal.finals())):
         for row in rows:
             onnx = row.get("onnx_path")
-            if not onnx:
+            if not onnx or not run_file(run_dir, onnx).exists():
                 continue
-            path = Path(onnx) if Path(onnx).is_absolute() else run_dir / onnx
-            if path.is_file():
-                models.append({"id": row.get("id", row.get("candidate_id")), "source": source, "onnx": str(path)})
+            model_id = row.get("id", row.get("candidate_id"))
+            path = check_run_file(run_dir, onnx, row.get("onnx_sha256"), f"{source} {model_id}'s ONNX file")
+            models.append({"id": model_id, "source": source, "onnx": str(path)})
     return models
 
 

@@ -318,6 +318,7 @@
       const title = el("h3", {}, [idLink(m.id)]);
       if (m.best_tradeoff) title.append(el("span", { cls: "badge", text: "best trade-off" }));
       if (m.meets_budgets === false) title.append(el("span", { cls: "badge miss", text: "misses a budget" }));
+      if (m.onnx_problem) title.append(el("span", { cls: "badge miss", text: "ONNX file " + m.onnx_problem }));
       const kv = el("dl", { cls: "kv" });
       const add = (k, v) => kv.append(el("dt", { text: k }), el("dd", {}, [v]));
       add("accuracy", fmt(m.accuracy, "acc") + " (search: " + fmt(m.search_accuracy, "acc") + ")");

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from hostside.errors import UserError
+from hostside.errors import Interrupted, UserError
 from hostside.search.config import OBJECTIVES, POLICIES, build_config, load_toml, split_list
 from hostside.train.splits import TRAINING_DATA
 
@@ -62,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="start the population from a trained model (strategies with a seed_model option, e.g. ea4cnn)")
     search.add_argument("--datasets", help="narrow strategy: comma-separated dataset sources of a constraint grid")
     search.add_argument("--constraints", help="narrow strategy: comma-separated params budgets of a constraint grid")
+    search.add_argument("--drift-tolerance", type=float, metavar="FRACTION",
+                        help="allowed drift of the board from its calibration before the search starts (default "
+                             "0.15, 0 skips the check); the one setting --resume may give anew")
     search.add_argument("--resume", metavar="RUN", help="continue a stopped or killed run (path or name under ./runs)")
     search.set_defaults(handler=run_search)
 
@@ -96,6 +101,7 @@ def flag_values(args: argparse.Namespace) -> Dict[str, Any]:
         "workers": args.workers, "cluster": args.cluster, "calibration": args.calibration, "budgets.latency_ms": args.latency_budget_ms,
         "objectives": split_list(args.objectives) if args.objectives is not None else None,
         "use_filter": False if args.no_filter else None, "precision": args.precision,
+        "drift_tolerance": args.drift_tolerance,
     }
     return values
 
@@ -122,17 +128,61 @@ def _floats(text: str, flag: str) -> List[float]:
         raise UserError(f"{flag} {text!r}: give comma-separated numbers, e.g. 1e3,1e4,1e5") from None
 
 
+class Terminated:
+    """SIGTERM (``kill PID``, a job scheduler's time limit, ``docker stop``) stops a search the
+    way Ctrl-C does: the run is journaled as interrupted and the resume command printed,
+    instead of a silent exit 143 that leaves the user guessing whether anything was kept.
+    The exit code stays 143, the shell's code for SIGTERM."""
+
+    exit_code = 128 + signal.SIGTERM
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "Terminated":
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous = signal.signal(signal.SIGTERM, self._interrupt)
+        return self
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        if self.received:
+            return  # a second SIGTERM while the first one is being handled changes nothing
+        self.received = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+        if not self.received:
+            return
+        if isinstance(value, Interrupted):
+            value.args = (str(value).replace("interrupted", "stopped by SIGTERM", 1),)
+            value.exit_code = self.exit_code
+        elif isinstance(value, KeyboardInterrupt):  # before the search began: nothing to resume yet
+            stopped = Interrupted("stopped by SIGTERM before the search began; run the command again")
+            stopped.exit_code = self.exit_code
+            raise stopped from None
+
+
 def run_search(args: argparse.Namespace) -> int:
-    from hostside.search.run import resume_run, start_run
+    with Terminated():
+        return _run_search(args)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from hostside.search.run import START_GATES, resume_run, start_run
 
     if args.resume:
-        given = [name for name, value in flag_values(args).items() if value is not None]
+        flags = flag_values(args)
+        given = [name for name, value in flags.items() if value is not None and name not in START_GATES]
         given += [flag for flag, value in (("--seed-model", args.seed_model), ("--datasets", args.datasets),
                                            ("--constraints", args.constraints)) if value is not None]
         if given or args.config or args.out:
             raise UserError("--resume continues a run with the settings it started with; drop the other flags "
                             f"({', '.join(given + (['--config'] if args.config else []) + (['--out'] if args.out else []))})")
-        report = resume_run(args.resume, _progress)
+        overrides = {name: flags[name] for name in START_GATES if flags[name] is not None}
+        report = resume_run(args.resume, _progress, overrides)
     else:
         file_values = _with_seed_model(load_toml(args.config) if args.config else None, args.seed_model)
         flags = flag_values(args)
@@ -185,7 +235,7 @@ def list_runs(args: argparse.Namespace) -> int:
 
 def show_run(args: argparse.Namespace) -> int:
     from hostside.journal import Journal
-    from hostside.report import build_report, candidate_summaries, markdown
+    from hostside.report import build_report, candidate_summaries, markdown, warn_about_onnx_files
     from hostside.safe_io import sqlite_errors
     from hostside.search.run import find_run
 
@@ -194,6 +244,7 @@ def show_run(args: argparse.Namespace) -> int:
     try:
         with sqlite_errors(journal.path, "search journal"):
             report = build_report(run_dir, journal)
+        warn_about_onnx_files(report)
         if args.json:
             report["candidates"] = with_lineage(candidate_summaries(journal), journal)
             print(json.dumps(report, indent=1))

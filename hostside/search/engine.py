@@ -34,7 +34,7 @@ import numpy as np
 
 from hostside.arch.spec import ArchSpec, SpecError
 from hostside.errors import UserError
-from hostside.journal import Journal
+from hostside.journal import Journal, is_disk_full
 from hostside.search.candidate import Candidate, Proposal, record_from_row
 from hostside.search.cluster import ClusterLost
 from hostside.search.config import SearchConfig
@@ -278,6 +278,9 @@ class SearchEngine:
             broken = True
             fields["error"] = "the training worker process died (killed for memory?); the search goes on"
         except Exception as exc:  # noqa: BLE001 - any training failure is the candidate's, not the run's
+            if is_disk_full(exc, self.run_dir):
+                fields = {}  # the disk's fault, not the candidate's: --resume re-trains it once space is freed
+                raise
             fields["error"] = f"training failed: {type(exc).__name__}: {exc}"
         finally:
             if fields:

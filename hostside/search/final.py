@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
-from hostside.journal import Journal
+from hostside.journal import Journal, is_disk_full
 from hostside.search.config import SearchConfig
 from hostside.search.engine import Progress, measure_options, measurement_fields, write_files
 from hostside.search.executors import TrainingExecutor, as_completed_with_heartbeat
@@ -140,6 +140,9 @@ def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, ru
                       "train_metrics": {k: v for k, v in metrics.items() if k != "history"},
                       "onnx_path": onnx, "onnx_sha256": metrics.get("onnx_sha256"), "error": None}
         except Exception as exc:  # noqa: BLE001 - one failed model must not lose the others
+            if is_disk_full(exc, run_dir):  # the disk's fault, not the model's: re-trained on --resume
+                fields = {"status": "training", "error": "stopped: the disk is full"}
+                raise
             fields["error"] = f"final training failed: {type(exc).__name__}: {exc}"
         finally:
             journal.set_final(candidate_id, **fields)
@@ -152,9 +155,14 @@ def _measure_finals(journal: Journal, config: SearchConfig, run_dir: Path, pool:
                     finals: Sequence[Dict[str, Any]]) -> None:
     if not finals:
         return
+    from hostside.safe_io import check_run_file
+
     need_energy = "energy" in config.objectives or "energy_mj" in config.budgets
+    # A resumed run measures files written before it stopped: each must be the one journaled.
+    paths = [str(check_run_file(run_dir, f["onnx_path"], f.get("onnx_sha256"),
+                                f"final model {f['candidate_id']}'s ONNX file")) for f in finals]
     started = time.perf_counter()
-    results = pool.measure_many([str(run_dir / f["onnx_path"]) for f in finals], **measure_options(config))
+    results = pool.measure_many(paths, **measure_options(config))
     progress(f"measured {len(finals)} final model(s) in {time.perf_counter() - started:.1f} s")
     for final, result in zip(finals, results):
         fields: Dict[str, Any] = {"status": "failed", "error": "measurement did not finish"}

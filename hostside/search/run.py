@@ -12,18 +12,22 @@ there, and ``--resume`` / ``runs show`` accept either a path or a name under ``.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 import json
 import os
 import platform
+import shutil
+import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from hostside import __version__
 from hostside.errors import Interrupted, UserError
-from hostside.journal import JOURNAL_FILE, Journal
-from hostside.run_lock import hold_run_lock
+from hostside.journal import JOURNAL_FILE, DiskFull, Journal, RunExists, is_disk_full
+from hostside.run_lock import LOCK_FILE, hold_run_lock
 from hostside.search.config import SearchConfig
 from hostside.search.engine import SearchEngine
 from hostside.search.executors import TrainingExecutor
@@ -64,10 +68,73 @@ def find_run(name: Union[str, Path]) -> Path:
                     f"list runs with `hostside runs list`")
 
 
+#: Settings that only decide whether a search may start (or go on), not what it computes:
+#: ``--resume`` may give them anew, e.g. a wider drift tolerance once the drift is understood.
+START_GATES = ("drift_tolerance",)
+
+
+@dataclasses.dataclass
+class Gate:
+    """The boards and calibration a run measures with, checked (drift included) before the
+    run writes anything: a start refused by the drift check leaves no run directory behind."""
+
+    boards: List[Any]
+    pool: Any
+    calibration: Any
+    calibration_record: Dict[str, Any]
+
+
+def open_gate(config: SearchConfig, progress: Progress) -> Gate:
+    """Open the run's boards and calibration and check the board against it (``drift_gate``)."""
+    from hostside.boards import BoardPool, open_board
+    from hostside.calibration.drift import drift_gate
+
+    boards = [open_board(name) for name in config.board_names]
+    pool = BoardPool(boards)
+    pool.check_same_kind()
+    calibration = open_calibration(config, boards[0], progress)
+    judges_latency = config.use_filter and "latency_ms" in config.budgets
+    record = drift_gate(boards[0], calibration, config.drift_tolerance if judges_latency else 0, progress)
+    return Gate(boards, pool, calibration, record)
+
+
+class StartFiles:
+    """What a new run's start creates, so a start that fails before the search begins is
+    undone and the same command can simply be run again (instead of "already holds a search
+    run"). Only files the start made go: a user's own files in a pre-existing ``--out`` stay."""
+
+    NAMES = (JOURNAL_FILE, f"{JOURNAL_FILE}-wal", f"{JOURNAL_FILE}-shm", f"{JOURNAL_FILE}-journal", LOCK_FILE,
+             CONFIG_FILE, SPLIT_FILE)
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.top_made = next((p for p in reversed([run_dir, *run_dir.parents]) if not p.exists()), None)
+        self.existing = {name for name in self.NAMES if (run_dir / name).exists()}
+
+    def undo(self) -> None:
+        if self.top_made is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            folder = self.run_dir.parent
+            while folder != self.top_made.parent and _rmdir_if_empty(folder):
+                folder = folder.parent
+            return
+        for name in self.NAMES:
+            if name not in self.existing:
+                with contextlib.suppress(OSError):
+                    (self.run_dir / name).unlink()
+
+
+def _rmdir_if_empty(folder: Path) -> bool:
+    try:
+        folder.rmdir()
+    except OSError:
+        return False
+    return True
+
+
 def start_run(config: SearchConfig, run_dir: Optional[Path] = None, progress: Progress = print) -> Dict[str, Any]:
     """Create a run directory and journal, then run the search; returns the report."""
     from hostside.train.datasets import load_dataset
-    from hostside.train.splits import make_split
 
     dataset = load_dataset(config.dataset)  # fails with a clear line before anything is written
     make_space(config.space, dataset.input_shape, dataset.num_classes, **config.space_options)
@@ -77,79 +144,135 @@ def start_run(config: SearchConfig, run_dir: Optional[Path] = None, progress: Pr
         if name != inventory.LOCAL:
             inventory.get(name)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
-    journal = Journal.create(run_dir)
+    Journal.check_new(run_dir)  # said now, not after a drift check of a minute
+    gate = open_gate(config, progress)
+    files = StartFiles(run_dir)
+    began: List[bool] = []
     try:
-        with hold_run_lock(run_dir):
-            journal.set_meta("config", config.to_dict())
-            journal.set_meta("status", "running")
-            journal.set_meta("dataset", {"name": dataset.name, "source": dataset.source,
-                                         "sha256": dataset.fingerprint(), "input_shape": list(dataset.input_shape),
-                                         "num_classes": dataset.num_classes})
-            (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-            fractions = strategy_class(config.strategy).split_fractions
-            split = make_split(dataset, config.seed) if fractions is None else make_split(dataset, config.seed, *fractions)
-            split.save(run_dir / SPLIT_FILE)
-            progress(f"search run {run_dir}")
-            return execute(run_dir, journal, config, progress)
-    finally:
-        journal.close()
+        journal = Journal.create(run_dir)
+        try:
+            with hold_run_lock(run_dir):
+                _journal_start(run_dir, journal, config, dataset)
+                progress(f"search run {run_dir}")
+                return execute(run_dir, journal, config, progress, gate, began)
+        finally:
+            journal.close()
+    except BaseException as exc:
+        if not began and not isinstance(exc, RunExists):  # RunExists: another process's run, now
+            files.undo()
+        raise
 
 
-def resume_run(run_dir: Union[str, Path], progress: Progress = print) -> Dict[str, Any]:
-    """Continue a run that was stopped or killed, with the settings it was started with."""
+def _journal_start(run_dir: Path, journal: Journal, config: SearchConfig, dataset: Any) -> None:
+    """The settings, dataset fingerprint and data split a resume reads back."""
+    from hostside.train.splits import make_split
+
+    journal.set_meta("config", config.to_dict())
+    journal.set_meta("status", "running")
+    journal.set_meta("dataset", {"name": dataset.name, "source": dataset.source,
+                                 "sha256": dataset.fingerprint(), "input_shape": list(dataset.input_shape),
+                                 "num_classes": dataset.num_classes})
+    (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+    fractions = strategy_class(config.strategy).split_fractions
+    split = make_split(dataset, config.seed) if fractions is None else make_split(dataset, config.seed, *fractions)
+    split.save(run_dir / SPLIT_FILE)
+
+
+def resume_run(run_dir: Union[str, Path], progress: Progress = print,
+               overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Continue a run that was stopped or killed, with the settings it was started with;
+    ``overrides`` may only give the ``START_GATES`` anew (for this resume, not recorded)."""
+    unknown = sorted(set(overrides or {}) - set(START_GATES))
+    if unknown:
+        raise UserError(f"--resume keeps the settings a run started with; only {', '.join(START_GATES)} may be "
+                        f"given anew, not {', '.join(unknown)}")
     run_dir = find_run(run_dir)
     with hold_run_lock(run_dir):  # before anything is marked running: a second resume is refused
         journal = Journal.open(run_dir)
         try:
             config = SearchConfig.from_dict(journal.meta("config"), f"{run_dir}/{JOURNAL_FILE}")
+            if overrides:
+                config = dataclasses.replace(config, **overrides)
             counts = journal.counts()
             progress(f"resuming search run {run_dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+            gate = open_gate(config, progress)  # a refused resume leaves the run as it was
             journal.set_meta("status", "running")
-            return execute(run_dir, journal, config, progress)
+            return execute(run_dir, journal, config, progress, gate)
         finally:
             journal.close()
 
 
-def execute(run_dir: Path, journal: Journal, config: SearchConfig, progress: Progress) -> Dict[str, Any]:
-    from hostside.boards import BoardPool, open_board
+def execute(run_dir: Path, journal: Journal, config: SearchConfig, progress: Progress,
+            gate: Optional[Gate] = None, began: Optional[List[bool]] = None) -> Dict[str, Any]:
+    """Search, spot checks, screening, re-training of the front and report; ``began`` gets
+    an entry once the search has started (from then on the run is one to resume)."""
     from hostside.report import write_report
     from hostside.train.splits import Split
 
+    gate = gate or open_gate(config, progress)
     data = journal.meta("dataset")
     space = make_space(config.space, tuple(data["input_shape"]), data["num_classes"], **config.space_options)
     split_dict = Split.load(run_dir / SPLIT_FILE).to_dict()
-    boards = [open_board(name) for name in config.board_names]
-    pool = BoardPool(boards)
-    pool.check_same_kind()
-    calibration = open_calibration(config, boards[0], progress)
-    from hostside.calibration.drift import drift_gate
-
-    judges_latency = config.use_filter and "latency_ms" in config.budgets
-    calibration_record = drift_gate(boards[0], calibration, config.drift_tolerance if judges_latency else 0, progress)
-    candidate_filter = PreTrainingFilter(config, calibration)
-    journal.set_meta("provenance", {**provenance(boards[0], calibration), "calibration": calibration_record})
+    candidate_filter = PreTrainingFilter(config, gate.calibration)
+    journal.set_meta("provenance", {**provenance(gate.boards[0], gate.calibration),
+                                    "calibration": gate.calibration_record})
     journal.set_meta("process", {"host": platform.node(), "pid": os.getpid()})
     started = time.perf_counter()
+    if began is not None:
+        began.append(True)
     try:
-        with TrainingExecutor(config.workers, config.cluster, config.dataset, data.get("sha256")) as executor:
-            progress(f"training on {executor.describe()} ({config.policy}); measuring on "
-                     f"{', '.join(config.board_names)}")
-            engine = SearchEngine(run_dir, journal, config, space, split_dict, pool, candidate_filter, progress)
-            run_search(engine, executor, config.policy)
-            spot_check(journal, config, run_dir, pool, progress)
-            screen_best(journal, config, space, split_dict, executor, progress)
-            retrain_front(journal, config, space, run_dir, split_dict, executor, pool, progress)
-    except KeyboardInterrupt:
-        journal.set_meta("status", "interrupted")
-        finished = sum(journal.counts()[s] for s in ("measured", "rejected", "failed"))
-        raise Interrupted(f"interrupted; {finished} finished candidates are saved: resume with "
-                          f"`hostside search --resume {run_dir}`") from None
-    finally:
-        journal.set_meta("search_seconds", journal.meta("search_seconds", 0.0) + time.perf_counter() - started)
+        _search(run_dir, journal, config, space, split_dict, gate.pool, candidate_filter, progress)
+    except BaseException as exc:
+        _add_search_seconds(journal, time.perf_counter() - started, quietly=True)
+        stopped = _stopped(run_dir, journal, exc)
+        if stopped is exc:
+            raise
+        raise stopped from None
+    _add_search_seconds(journal, time.perf_counter() - started)
     journal.set_meta("status", "finished")
     report = write_report(run_dir, journal)
     progress(summary_line(run_dir, report))
     return report
+
+
+def _search(run_dir: Path, journal: Journal, config: SearchConfig, space: Any, split_dict: Dict[str, Any],
+            pool: Any, candidate_filter: PreTrainingFilter, progress: Progress) -> None:
+    with TrainingExecutor(config.workers, config.cluster, config.dataset,
+                          (journal.meta("dataset") or {}).get("sha256")) as executor:
+        progress(f"training on {executor.describe()} ({config.policy}); measuring on "
+                 f"{', '.join(config.board_names)}")
+        engine = SearchEngine(run_dir, journal, config, space, split_dict, pool, candidate_filter, progress)
+        run_search(engine, executor, config.policy)
+        spot_check(journal, config, run_dir, pool, progress)
+        screen_best(journal, config, space, split_dict, executor, progress)
+        retrain_front(journal, config, space, run_dir, split_dict, executor, pool, progress)
+
+
+def _add_search_seconds(journal: Journal, seconds: float, quietly: bool = False) -> None:
+    """Add to the run's search time; ``quietly`` while another failure is on its way out (a
+    full disk fails this write too, and must not hide what stopped the run)."""
+    try:
+        journal.set_meta("search_seconds", journal.meta("search_seconds", 0.0) + seconds)
+    except (UserError, OSError, sqlite3.Error):
+        if not quietly:
+            raise
+
+
+def _stopped(run_dir: Path, journal: Journal, exc: BaseException) -> BaseException:
+    """What a search stopped by ``exc`` raises: Ctrl-C (or SIGTERM, turned into it by the
+    command) and a full disk say how to resume; anything else goes on unchanged."""
+    resume = f"`hostside search --resume {run_dir}`"
+    if isinstance(exc, KeyboardInterrupt):
+        journal.set_meta("status", "interrupted")
+        finished = sum(journal.counts()[s] for s in ("measured", "rejected", "failed"))
+        return Interrupted(f"interrupted; {finished} finished candidates are saved: resume with {resume}")
+    if is_disk_full(exc, run_dir):
+        path = exc.path if isinstance(exc, DiskFull) else Path(getattr(exc, "filename", None) or run_dir)
+        with contextlib.suppress(UserError, OSError, sqlite3.Error):
+            journal.set_meta("status", "interrupted")
+        return UserError(f"no space left on the disk holding {path}; free space there (df -h {run_dir}), "
+                         f"then resume with {resume}: what is finished is kept")
+    return exc
 
 
 def provenance(board: Any, calibration: Any) -> Dict[str, Any]:

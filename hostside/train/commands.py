@@ -6,10 +6,12 @@ Heavy imports (torch, sklearn, onnx) happen inside the handler so the CLI starts
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 from hostside.errors import UserError
 
@@ -124,19 +126,20 @@ def run_train(args: argparse.Namespace) -> int:
         split.check(dataset, args.split)
     else:
         split = make_split(dataset, args.seed, args.val_fraction, args.test_fraction)
-    out_dir = _output_folder(args.out)
-    print(f"training on {dataset.name}: {len(split.train)} train / {len(split.val)} val / {len(split.test)} test, "
-          f"{config.epochs} epochs", file=sys.stderr)
+    with written_only_on_success(Path(args.out)):
+        out_dir = _output_folder(args.out)
+        print(f"training on {dataset.name}: {len(split.train)} train / {len(split.val)} val / "
+              f"{len(split.test)} test, {config.epochs} epochs", file=sys.stderr)
 
-    def show(row: Dict[str, float]) -> None:
-        print(f"epoch {row['epoch']}/{config.epochs}  loss {row['train_loss']:.4f}  "
-              f"train acc {row['train_accuracy']:.3f}  val acc {row['val_accuracy']:.3f}  "
-              f"{row['seconds']:.2f} s", file=sys.stderr)
+        def show(row: Dict[str, float]) -> None:
+            print(f"epoch {row['epoch']}/{config.epochs}  loss {row['train_loss']:.4f}  "
+                  f"train acc {row['train_accuracy']:.3f}  val acc {row['val_accuracy']:.3f}  "
+                  f"{row['seconds']:.2f} s", file=sys.stderr)
 
-    result = train_model(spec, dataset, split, config, progress=show, init_state=init_state)
-    metrics = export_and_measure(spec, dataset, split, config, result, out_dir)
-    title = f"{spec.name or Path(args.arch).stem} on {dataset.name}"
-    curves = plot_history(result.history, out_dir / CURVES_FILE, title)
+        result = train_model(spec, dataset, split, config, progress=show, init_state=init_state)
+        metrics = export_and_measure(spec, dataset, split, config, result, out_dir)
+        title = f"{spec.name or Path(args.arch).stem} on {dataset.name}"
+        curves = plot_history(result.history, out_dir / CURVES_FILE, title)
     _print_summary(metrics)
     print(f"wrote {curves}")
     if result.diverged:
@@ -158,6 +161,37 @@ def _initial_weights(spec: Any, path: Optional[str]) -> Optional[Dict[str, Any]]
     load_state(build_module(spec), {k: v for k, v in state.items() if not k.startswith("input/")},
                f"--init-weights {path}")
     return state
+
+
+@contextlib.contextmanager
+def written_only_on_success(folder: Path, names: Optional[Sequence[str]] = None) -> Iterator[None]:
+    """Files a command writes into ``folder`` (with ``names``: only those entries) stay only
+    when the command succeeds.
+
+    Why: a command that fails half-way (a full disk, a board that stopped answering) left
+    half-written files, a truncated split.json among them, which broke or blocked the next
+    try. What was there before stays; a folder the command created goes entirely."""
+    folder = Path(folder)
+    made = next((p for p in reversed([folder, *folder.parents]) if not p.exists()), None)
+    before = set() if made is not None or not folder.is_dir() else {entry.name for entry in folder.iterdir()}
+    try:
+        yield
+    except BaseException:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        elif folder.is_dir():
+            for entry in folder.iterdir():
+                if entry.name not in before and (names is None or entry.name in names):
+                    _remove(entry)
+        raise
+
+
+def _remove(entry: Path) -> None:
+    with contextlib.suppress(OSError):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _output_folder(path: str) -> Path:

@@ -18,6 +18,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from hostside.errors import UserError
+from hostside.safe_io import check_file
 
 FORMATS = ("digits", "idx", "cifar", "npz", "images")
 
@@ -109,12 +110,24 @@ def make_dataset(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[
         num_classes = len(class_names)
     else:
         class_names = [str(i) for i in range(num_classes)]
+    _check_two_classes(y, class_names, where)
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         raise UserError(f"{where}: inputs contain NaN or infinity; clean the data first")
     if official_test >= len(y):
         raise UserError(f"{where}: only test examples ({official_test}) and no training examples")
     return Dataset(name, x, y.astype(np.int64), num_classes, class_names, source, official_test)
+
+
+def _check_two_classes(y: np.ndarray, class_names: Sequence[str], where: str) -> None:
+    """Refuse data of a single class: every classifier trained on it predicts that class and
+    scores accuracy 1.000, a result that looks perfect and means nothing."""
+    present = np.unique(y)
+    if len(present) < 2:
+        label = int(present[0])
+        raise UserError(f"{where}: every example is of one class ({class_names[label]!r}); a classifier needs at "
+                        f"least 2 classes: add examples of another class (for an image folder, a second class "
+                        f"subfolder)")
 
 
 def take_subset(dataset: Dataset, size: int, where: str) -> Dataset:
@@ -174,6 +187,8 @@ def load_dataset(source: str = "digits") -> Dataset:
     fmt, path = _split_prefix(source_path)
     if not path.exists():
         raise UserError(f"{path}: no such file or directory; give --dataset digits or an existing path")
+    if not path.is_dir():
+        check_file(path, "dataset")  # a FIFO or a device would hang or never end the reader
     fmt = fmt or detect_format(path)
     if fmt == "idx":
         from hostside.train.read_idx import read_idx_dataset as reader

@@ -14,25 +14,25 @@ from typing import List, Tuple
 import numpy as np
 
 from hostside.errors import UserError
+from hostside.safe_io import check_file
 from hostside.train.datasets import Dataset, make_dataset
 
 _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+#: Images are (N, H, W) or (N, C, H, W), labels (N,): more dimensions mean it is no dataset file.
+MAX_DIMS = 4
 
 
 def read_idx(path: Path) -> np.ndarray:
     """One IDX file as an array; errors name the file and the problem."""
+    check_file(path, "IDX file")  # a FIFO named like one would block the read forever
     try:
         raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise UserError(f"{path}: cannot read as {'gzip' if path.name.endswith('.gz') else 'IDX'} ({exc})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _TYPES:
-        raise UserError(
-            f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'}); "
-            f"expected MNIST-style *-idx3-ubyte / *-idx1-ubyte files"
-        )
+    _check_magic(path, raw)
     ndim = raw[3]
     header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
+    if len(raw) < header:
         raise UserError(f"{path}: truncated IDX header; the file is damaged, download it again")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     dtype = np.dtype(_TYPES[raw[2]])
@@ -43,6 +43,19 @@ def read_idx(path: Path) -> np.ndarray:
             f"({expected} bytes); the file is truncated or damaged"
         )
     return np.frombuffer(raw, dtype, offset=header).reshape(shape)
+
+
+def _check_magic(path: Path, raw: bytes) -> None:
+    """Refuse a file whose first four bytes are no IDX magic (two zero bytes, a known type
+    code, 1 to ``MAX_DIMS`` dimensions), before they are read as a shape: a wrong file's
+    bytes taken as dimensions gave messages about shapes like [1869573999, ...]."""
+    if len(raw) >= 4 and raw[0] == 0 and raw[1] == 0 and raw[2] in _TYPES and 1 <= raw[3] <= MAX_DIMS:
+        return
+    magic = f"0x{raw[:4].hex()}" if raw else "none (the file is empty)"
+    raise UserError(
+        f"{path}: not an IDX file: magic {magic}, expected 0x00000803 (images) or 0x00000801 (labels); "
+        f"give MNIST-style *-idx3-ubyte / *-idx1-ubyte files"
+    )
 
 
 def find_idx_pairs(path: Path) -> List[Tuple[Path, Path]]:

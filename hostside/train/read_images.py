@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hostside.errors import UserError
+from hostside.safe_io import check_file
 from hostside.train.datasets import Dataset, make_dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -23,7 +24,8 @@ def read_image_folder(path: Path, source: str) -> Dataset:
         raise UserError(f"{path}: no class subfolders; put the images of each class in root/<class>/")
     files, labels = [], []
     for label, folder in enumerate(classes):
-        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        # check_file: a FIFO named like an image would block Pillow's open forever.
+        images = sorted(check_file(p, "image") for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise UserError(
                 f"{folder}: class folder has no images ({', '.join(IMAGE_SUFFIXES)}); add some or remove it"

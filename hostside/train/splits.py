@@ -83,6 +83,9 @@ class Split:
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "Split":
+        from hostside.safe_io import refuse_special_file
+
+        refuse_special_file(path, "split file")
         try:
             data = json.loads(Path(path).read_text())
         except OSError as exc:

@@ -1,4 +1,4 @@
-"""Issue 17 items 5 and 6 on this machine (no SSH): bad files and flags give one clear line."""
+"""On this machine (no SSH): bad files and flags give one clear line."""
 
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ def test_idx_images_file_finds_its_labels(tmp_path):
 def test_idx_wrong_magic_names_the_file(tmp_path):
     write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((2, 4, 4)), magic=b"\x1f\x00\x08\x03")
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(2))
-    with pytest.raises(UserError, match=r"train-images-idx3-ubyte: not an IDX file \(bad magic"):
+    with pytest.raises(UserError, match=r"train-images-idx3-ubyte: not an IDX file: magic 0x1f000803"):
         load_dataset(str(tmp_path))
 
 
