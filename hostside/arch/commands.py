@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Tuple
+
+from hostside.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imported.add_argument("model", type=Path, help="model .onnx made of ops ArchSpec has")
     imported.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     imported.set_defaults(handler=_import)
+    nb201 = sub.add_parser("nb201", help="the NAS-Bench-201 network of an arch string as ArchSpec JSON")
+    nb201.add_argument("arch_str", metavar="ARCH_STR", help="e.g. '|nor_conv_3x3~0|+|none~0|skip_connect~1|+"
+                       "|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|'")
+    nb201.add_argument("--input-shape", default="3,32,32", metavar="C,H,W", help="input (default 3,32,32, CIFAR-10)")
+    nb201.add_argument("--classes", type=int, default=10, metavar="K", help="number of classes (default 10)")
+    nb201.add_argument("--out", type=Path, required=True, metavar="SPEC.json", help="ArchSpec JSON to write")
+    nb201.set_defaults(handler=_nb201)
 
 
 # ONNX op types whose MACs are convolution multiplications (n_mult, CGP's N_mult).
@@ -59,6 +69,28 @@ def _stats(args: argparse.Namespace) -> int:
     if "deployed_params" in stats:
         print(f"  deployed params (batchnorm folded): {stats['deployed_params']:,}")
     print("  layers: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats["layers"].items())))
+    return 0
+
+
+def _input_shape(text: str) -> Tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise UserError(f"--input-shape {text!r} is not C,H,W with three positive integers; e.g. --input-shape 3,32,32")
+    return (int(parts[0]), int(parts[1]), int(parts[2]))
+
+
+def _nb201(args: argparse.Namespace) -> int:
+    from hostside.arch.nb201 import nb201_spec
+
+    if args.classes < 1:
+        raise UserError(f"--classes must be a positive integer, got {args.classes}")
+    spec = nb201_spec(args.arch_str, _input_shape(args.input_shape), args.classes)
+    try:
+        spec.save(args.out)
+    except OSError as exc:
+        raise UserError(f"cannot write {args.out}: {exc.strerror or exc}; choose a writable path for --out") from None
+    cost = spec.cost
+    print(f"{args.out}: {len(spec.nodes)} nodes, {cost.params:,} params, {cost.macs:,} MACs")
     return 0
 
 

@@ -22,7 +22,9 @@ write for the networks this project knows is covered:
 The file is read through :mod:`hostside.onnx` (so a fixed batch of 1 reads as a symbolic one,
 external data is loaded, and constants written as ``Constant`` nodes or shared through
 ``Identity`` are plain constants); the operator types with an ArchSpec equivalent are the
-``arch`` column of :mod:`hostside.onnx.optypes`.
+``arch`` column of :mod:`hostside.onnx.optypes`. A type mapped onto a registered op that has
+no ``op_<Type>`` handler here (``Relu``, ``HardSwish``, an op module's own row such as
+``LeakyRelu``) becomes a node of that op, whose ``from_onnx`` reads the node's attributes.
 
 Anything else (an op ArchSpec lacks, an attribute it cannot express such as asymmetric
 padding or ``ceil_mode``, an ``Add`` that would broadcast) is one ``UserError`` naming the
@@ -38,6 +40,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, 
 
 import numpy as np
 
+from hostside.arch.ops import REGISTRY, Op
+from hostside.arch.ops.base import float32_decimal
 from hostside.arch.spec import INPUT, ArchSpec, SpecError
 from hostside.errors import UserError
 from hostside.onnx.graph import Graph, read_graph
@@ -152,8 +156,8 @@ class _Importer:
             self.at_input = False
             handler = getattr(self, f"op_{node.op_type}", None)
             row = op_type(node)
-            if handler is None and row is not None and row.arch and row.neutral == "act":
-                self.activation(node, row.arch)
+            if handler is None and row is not None and row.arch in REGISTRY:
+                self.registered_op(node, REGISTRY[row.arch])
                 continue
             if handler is None:
                 self.fail(node, f"op {node.op_type!r} has no ArchSpec equivalent; supported ops: "
@@ -245,7 +249,8 @@ class _Importer:
         tensors = [self.const(n) for n in node.input[1:5]]
         if len(tensors) != 4 or any(t is None for t in tensors):
             self.fail(node, "scale, bias, mean and variance must be constants")
-        node_id = self.emit(node, "batchnorm", [self.source(node, node.input[0])], eps=float(a.get("epsilon", 1e-5)))
+        node_id = self.emit(node, "batchnorm", [self.source(node, node.input[0])],
+                            eps=float32_decimal(a.get("epsilon", 1e-5)))
         self.alias(node, node_id)
         for name, tensor in zip(("weight", "bias", "running_mean", "running_var"), tensors):
             self.weights[f"{node_id}/{name}"] = tensor.reshape(-1)
@@ -328,10 +333,14 @@ class _Importer:
         if len(kernel) != 2:
             self.fail(node, "only 2-D pooling is supported")
         padding = self.symmetric_pads(node, a)
+        extra: Dict[str, Any] = {}
         if op == "avgpool" and any(padding) and not a.get("count_include_pad", 0):
-            self.fail(node, "count_include_pad=0 with padding; ArchSpec averages over the padded window as torch does")
+            # ONNX's default averages over the real pixels only; ArchSpec's (torch's) counts the
+            # padding unless told otherwise. Without padding the two agree and the spec keeps
+            # the default.
+            extra["count_include_pad"] = False
         node_id = self.emit(node, op, [self.source(node, node.input[0])], kernel=kernel,
-                            stride=list(a.get("strides", [1, 1])), padding=padding)
+                            stride=list(a.get("strides", [1, 1])), padding=padding, **extra)
         self.alias(node, node_id)
 
     def op_MaxPool(self, node: Any) -> None:
@@ -390,6 +399,16 @@ class _Importer:
         if dims is None or len(dims) != 4 or dims[2] != 1 or dims[3] != 1 or sorted(int(x) % 4 for x in axes or []) != [2, 3]:
             self.fail(node, "only squeezing a (batch, C, 1, 1) map to (batch, C) is supported")
         self.alias(node, self.emit(node, "flatten", [self.source(node, node.input[0])]))
+
+    def registered_op(self, node: Any, op: Op) -> None:
+        """A node whose type the table maps onto ``op`` and that needs no handler here: the op
+        itself reads the node's attributes (``Op.from_onnx``), so a new op imports without a
+        line in this module."""
+        try:
+            attrs = op.from_onnx(node.op_type, self.attrs(node))
+        except SpecError as exc:
+            self.fail(node, str(exc))
+        self.alias(node, self.emit(node, op.name, [self.source(node, name) for name in node.input if name], **attrs))
 
     def activation(self, node: Any, op: str) -> None:
         self.alias(node, self.emit(node, op, [self.source(node, node.input[0])]))

@@ -38,6 +38,7 @@ from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple, Union
 import onnx
 from onnx import TensorProto
 
+import hostside.arch.ops  # noqa: F401 - the op modules declare their ONNX types in the table
 from hostside.errors import UserError
 from hostside.onnx.graph import Dims, Graph, captured_names, known_dims, node_label
 from hostside.onnx.graph import read_graph as _read_graph

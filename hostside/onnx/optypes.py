@@ -25,6 +25,13 @@ costed). Here a row says, for one operator type of the default ``ai.onnx`` domai
   ``subgraph``: holds a graph body (If/Loop/Scan).
 
 Pruning works on ArchSpec nodes, not ONNX ones, so it needs no column here.
+
+Rows here describe operator types as any exporter writes them. An ArchSpec op whose export
+uses a type this table lacks, or onto which ``arch import`` maps a type, declares that row in
+its own module (``Op.onnx_types``, e.g. ``LeakyRelu`` in ``hostside/arch/ops/leaky_relu.py``):
+the op registry adds it here when the op registers (:func:`declare`), so a new op needs no line
+here. This layer never imports the ops (it sits below them); each reader imports
+``hostside.arch.ops`` before it builds its operator sets from the table.
 """
 
 from __future__ import annotations
@@ -124,7 +131,7 @@ _ROWS = (
     *(OpType(name) for name in (
         "Abs", "And", "ArgMax", "ArgMin", "BitShift", "CastLike", "Ceil", "Compress", "CumSum", "DepthToSpace",
         "Equal", "EyeLike", "Floor", "GatherElements", "GatherND", "Greater", "GreaterOrEqual", "HardSigmoid",
-        "Hardmax", "IsInf", "IsNaN", "LRN", "LeakyRelu", "Less", "LessOrEqual", "LpNormalization", "Max", "Mean",
+        "Hardmax", "IsInf", "IsNaN", "LRN", "Less", "LessOrEqual", "LpNormalization", "Max", "Mean",
         "Min", "Mod", "Neg", "NonZero", "Not", "OneHot", "Or", "Pow", "Reciprocal", "ReduceL1", "ReduceL2",
         "ReduceLogSum", "ReduceLogSumExp", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare", "Resize",
         "Round", "ScatterElements", "ScatterND", "Shrink", "Sign", "Size", "SpaceToDepth", "Sqrt", "ThresholdedRelu",
@@ -132,10 +139,21 @@ _ROWS = (
 )
 
 OPS: Dict[str, OpType] = {}
+
+
+def declare(row: OpType, owner: str = "hostside.onnx.optypes") -> OpType:
+    """Add ``row`` to the table; ``owner`` (the table itself or an ArchSpec op) names who
+    declared it in the error when a type is declared twice, which would leave the readers
+    disagreeing about it."""
+    if row.name in OPS:
+        raise ValueError(f"ONNX operator type {row.name} is declared twice (again by {owner}); "
+                         f"declare each type once, in this table or in one op module")
+    OPS[row.name] = row
+    return row
+
+
 for _row in _ROWS:
-    if _row.name in OPS:
-        raise AssertionError(f"ONNX operator type {_row.name} is declared twice")
-    OPS[_row.name] = _row
+    declare(_row)
 
 
 def op_type(node: object) -> Optional[OpType]:
@@ -148,3 +166,4 @@ def names(**column: object) -> FrozenSet[str]:
     """The operator types whose columns have the given values, e.g. ``names(cost="macs")``."""
     return frozenset(
         row.name for row in OPS.values() if all(getattr(row, key) == value for key, value in column.items()))
+

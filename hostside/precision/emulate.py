@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+import hostside.arch.ops  # noqa: F401 - the op modules declare their ONNX types in the table
 from hostside.errors import UserError
 from hostside.onnx.graph import network_input
 from hostside.onnx.load import read_model

@@ -10,18 +10,19 @@ Node identity is part of the contract: ``decode`` must give a node the same id i
 in its parent when the operator kept that part of the network (a layer surviving the
 insertion or removal of others keeps its id), because weights are inherited by node id.
 A space's settings are an ``Options`` dataclass, filled from ``[space_options]`` and checked
-one key at a time (``hostside.search.options.parse_options``).
+one key at a time (``hostside.options.parse_options``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Optional, Tuple, Type
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple, Type
 
 import numpy as np
 
 from hostside.arch.spec import ArchSpec
+from hostside.errors import UserError
 
 Genotype = Dict[str, Any]
 
@@ -65,6 +66,25 @@ class SearchSpace(ABC):
         """Training settings the genotype carries (e.g. learning rate); none by default."""
         return {}
 
+    def genotype_summary(self, genotype: Genotype) -> Dict[str, Any]:
+        """Short fields a person reads beside a candidate (runs show, pareto.json); none by default."""
+        return {}
+
+    def categorical_genes(self) -> Optional[Dict[str, Tuple[Any, ...]]]:
+        """The genotype as named categorical genes (name -> choices), when it is a fixed-length
+        vector; None for variable-length spaces. Lets a sampler such as Optuna's TPE drive the space."""
+        return None
+
+    def from_genes(self, genes: Mapping[str, Any]) -> Genotype:
+        """The genotype of one value per gene of :meth:`categorical_genes`."""
+        raise UserError(f"space {self.name!r} has no fixed-length categorical encoding; "
+                        f"choose a space that has one (e.g. nasbench201) or another strategy")
+
+    def to_genes(self, genotype: Genotype) -> Dict[str, Any]:
+        """The genes of ``genotype`` (the inverse of :meth:`from_genes`)."""
+        raise UserError(f"space {self.name!r} has no fixed-length categorical encoding; "
+                        f"choose a space that has one (e.g. nasbench201) or another strategy")
+
     def describe(self) -> Dict[str, Any]:
         """The space's settings, journaled with the run so a resume rebuilds the same space."""
         return {"name": self.name, "input_shape": list(self.input_shape), "num_classes": self.num_classes}
@@ -89,7 +109,7 @@ def registered_spaces() -> Dict[str, Type[SearchSpace]]:
     """Every space by name: the registered ones plus the narrow families (``narrow:<family>``)."""
     import hostside.spaces.layer_list  # noqa: F401 - registers itself
 
-    for module in ("ea4cnn", "dense", "menndl"):
+    for module in ("ea4cnn", "dense", "menndl", "nasbench201"):
         try:
             __import__(f"hostside.spaces.{module}")  # registers itself
         except ModuleNotFoundError as exc:

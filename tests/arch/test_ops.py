@@ -2,6 +2,7 @@
 keeps analytic cost == torch == ONNX read-back and onnxruntime == torch; the JSON format and
 content hashes of existing specs do not move."""
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hostside.arch.build import build_module, count_params
 from hostside.arch.export import export_onnx
 from hostside.arch.onnx_stats import onnx_stats
 from hostside.arch.ops import REGISTRY, get_op
-from hostside.arch.ops.base import Op, SpecError, pos_int
+from hostside.arch.ops.base import SpecError, pos_int
 from hostside.arch.ops.neutral import spec_neutral_ops
 from hostside.arch.random_specs import random_spec
 from hostside.arch.spec import ArchSpec
@@ -21,32 +22,21 @@ from hostside.arch.spec import ArchSpec
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _example_spec(op: Op) -> ArchSpec:
-    """input -> conv -> relu -> [conv stride 2] -> OP -> ... -> linear, around ``op.example``."""
-    nodes = [{"id": "c1", "op": "conv2d", "inputs": ["input"], "out_channels": 4, "kernel": 3, "padding": 1},
-             {"id": "r1", "op": "relu", "inputs": ["c1"]}]
-    if op.example_input == "vector":
-        nodes += [{"id": "f0", "op": "flatten", "inputs": ["r1"]},
-                  {"id": "l0", "op": "linear", "inputs": ["f0"], "out_features": 12}]
-        src = ["l0"]
-    else:
-        src = ["r1"]
-    if op.min_inputs > 1:  # a second, smaller and wider tensor, so the merge has to align
-        kind = "vector" if op.example_input == "vector" else "map"
-        second = {"id": "second", "op": "linear", "inputs": src, "out_features": 16} if kind == "vector" else \
-            {"id": "second", "op": "conv2d", "inputs": src, "out_channels": 6, "kernel": 3, "stride": 2, "padding": 1}
-        nodes.append(second)
-        src = [src[0], "second"]
-    nodes.append({"id": "x", "op": op.name, "inputs": src, **op.example})
-    nodes += [{"id": "f", "op": "flatten", "inputs": ["x"]},
-              {"id": "fc", "op": "linear", "inputs": ["f"], "out_features": 10}]
-    return ArchSpec.from_dict({"input_shape": [3, 12, 12], "num_classes": 10, "nodes": nodes})
+def _load_sibling(name: str):
+    """Import a helper module next to this file (the tests folders are not packages)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+op_examples = _load_sibling("op_examples")
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_every_op_keeps_analytic_torch_and_onnx_costs_equal(name, tmp_path):
     op = REGISTRY[name]
-    spec = _example_spec(op)
+    spec = op_examples.example_spec(op)
     net = build_module(spec)
     assert spec.cost.params == count_params(net)
     with torch.no_grad():
@@ -62,9 +52,11 @@ def test_every_op_keeps_analytic_torch_and_onnx_costs_equal(name, tmp_path):
 
 
 def test_every_op_documents_itself_in_docs_ops_md():
-    text = (ROOT / "docs" / "ops.md").read_text()
-    missing = [name for name in REGISTRY if f"`{name}`" not in text]
-    assert not missing, f"add rows for {missing} to docs/ops.md (python -m hostside.arch.ops prints them)"
+    from hostside.arch.ops.__main__ import table
+
+    lines = set((ROOT / "docs" / "ops.md").read_text().splitlines())
+    stale = [row for row in table().splitlines() if row not in lines]
+    assert not stale, f"docs/ops.md lacks or has an outdated row (python -m hostside.arch.ops prints them): {stale}"
 
 
 def test_n_mult_counts_only_convolution_multiplications():

@@ -23,10 +23,15 @@ step...) touches one place: a new module in this package.
    ``absorbs_batchnorm``, ``conv_multiplications``) and ``shape_rule`` / ``cost_rule``.
 3. Override ``infer`` (unless shape preserving), ``torch_module``, ``emit_onnx`` and
    ``calibration_ops``; ``loose_shape`` only if seeded generators may emit it invalidly.
+   Declare in ``onnx_types`` the rows of the ONNX operator types the export writes that
+   ``hostside.onnx.optypes`` lacks (``register`` adds them to that table, which every ONNX
+   reader uses), and override ``from_onnx`` if ``arch import`` maps a type with attributes
+   onto the op (``leaky_relu.py`` does both).
 4. ``register(MyOp())`` at the bottom of the module.
-5. Add a row to ``docs/ops.md`` and a case to ``tests/arch/test_ops.py``: the registry-wide
-   tests there (analytic params == torch == ONNX read-back, onnxruntime == torch) then run
-   on it. ``python -m hostside.arch.ops`` prints the op table.
+5. Add rows to ``docs/ops.md`` and ``docs/archspec.md``, and an ``example``: the
+   registry-wide tests (``tests/arch/test_ops.py``: analytic params == torch == ONNX
+   read-back, onnxruntime == torch; ``tests/arch/test_op_registry.py``: every ONNX reader
+   knows what the op exports) then run on it. ``python -m hostside.arch.ops`` prints the op table.
 
 A new attribute on an existing op must be declared with ``omit_default=True``: specs written
 before it keep their JSON and content hash. New activations must not be appended to
@@ -40,6 +45,7 @@ import os
 from typing import Dict, Tuple
 
 from hostside.arch.ops.base import INPUT, REQUIRED, Attr, Op, SpecError
+from hostside.onnx.optypes import declare
 
 __all__ = ["INPUT", "REQUIRED", "Attr", "Op", "SpecError", "REGISTRY", "ALIASES", "register", "get_op",
            "op_names"]
@@ -51,12 +57,15 @@ ALIASES: Dict[str, str] = {}
 
 
 def register(op: Op) -> Op:
-    """Add ``op`` to the registry (once per name); returns it, so a module may keep a handle."""
+    """Add ``op`` to the registry (once per name), and the ONNX operator rows it declares
+    (``op.onnx_types``) to ``hostside.onnx.optypes``; returns it, so a module may keep a handle."""
     if not op.name:
         raise ValueError(f"{type(op).__name__}: an op needs a name")
     for name in (op.name, *op.aliases):
         if name in REGISTRY or name in ALIASES:
             raise ValueError(f"op name {name!r} is registered twice")
+    for row in op.onnx_types:
+        declare(row, owner=f"op {op.name!r}")
     REGISTRY[op.name] = op
     for alias in op.aliases:
         ALIASES[alias] = op.name

@@ -15,6 +15,7 @@ need them.
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hostside.errors import UserError
@@ -171,6 +172,18 @@ _FAST_POS_INT, _FAST_PAIR, _FAST_PAD_PAIR, _FAST_BOOL = 1, 2, 3, 4
 _FAST = {"pos_int": _FAST_POS_INT, "pair": _FAST_PAIR, "pad_pair": _FAST_PAD_PAIR, "bool": _FAST_BOOL}
 
 
+def float32_decimal(value: float) -> float:
+    """The shortest decimal that is the same float32 as ``value``: ONNX stores float
+    attributes (an epsilon, a slope) as float32, and an imported 9.99999974e-06 should read
+    as the 1e-05 that was written, so a round trip keeps the spec's JSON and content hash."""
+    single = struct.unpack("<f", struct.pack("<f", value))[0]
+    for digits in range(1, 10):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.unpack("<f", struct.pack("<f", candidate))[0] == single:
+            return candidate
+    return single
+
+
 def elements(shape: Sequence[int]) -> int:
     n = 1
     for d in shape:
@@ -199,6 +212,10 @@ class Op:
       feature map, "vector" for a feature vector): ``tests/arch/test_ops.py`` builds a network
       around it for every registered op and holds analytic cost == torch == ONNX read-back and
       onnxruntime == torch to it, so a new op is tested without a new test.
+    - ``onnx_types``: rows (``hostside.onnx.optypes.OpType``) for the ONNX operator types this
+      op's export uses that the operator table does not declare itself; registering the op
+      adds them to the table, so every ONNX reader knows them. A row whose ``arch`` is this
+      op's name makes ``arch import`` turn that type into this op (see :meth:`from_onnx`).
     """
 
     name: str = ""
@@ -215,6 +232,7 @@ class Op:
     cost_rule: str = "none"
     example: Mapping[str, Any] = {}
     example_input: str = "map"
+    onnx_types: Tuple[Any, ...] = ()
 
     def __init__(self) -> None:
         # (key, check, default) per attribute: the parser's loop, built once.
@@ -324,6 +342,16 @@ class Op:
         eval-mode torch module (a folded batchnorm arrives as ``nn.Identity``); ``out`` is a
         unique name to use for the output (and as a prefix for helper tensors)."""
         raise NotImplementedError(f"op {self.name!r} has no ONNX emission")
+
+    def from_onnx(self, op_type: str, attrs: Mapping[str, Any]) -> Dict[str, Any]:
+        """The attributes of this op for an ONNX node of ``op_type`` (a type whose table row
+        names this op in its ``arch`` column) with ONNX attributes ``attrs``, for ``arch
+        import``; SpecError saying why when they have no equivalent here. By default an op
+        takes a node without attributes (Relu, Sigmoid...) and refuses any other: an
+        attribute dropped silently would import a different network."""
+        if attrs:
+            raise SpecError(f"attribute(s) {', '.join(sorted(attrs))} have no equivalent in ArchSpec's {self.name}")
+        return {}
 
     # -- calibration features --------------------------------------------------------------
 

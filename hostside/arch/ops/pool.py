@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from hostside.arch.ops import register
-from hostside.arch.ops.base import Inferred, Op, Shape, SpecError, pad_pair, pair
+from hostside.arch.ops.base import Inferred, Op, Shape, SpecError, boolean, pad_pair, pair
 
 
 class Pool(Op):
@@ -21,6 +21,11 @@ class Pool(Op):
     def __init__(self, name: str, onnx_type: str):
         self.name = name
         self.onnx_type = onnx_type
+        if onnx_type == "AveragePool":
+            # Whether padded cells count in the window's mean. True is torch's default (and the
+            # meaning of every spec written before this attribute existed); NAS-Bench-201's
+            # avg_pool_3x3 averages over the real pixels only.
+            self.schema = {**Pool.schema, "count_include_pad": boolean(True, omit_default=True)}
         super().__init__()
 
     def finish_attrs(self, node_id: str, attrs: Dict[str, Any]) -> None:
@@ -57,8 +62,10 @@ class Pool(Op):
         from torch import nn
 
         a = node.attrs
-        cls = nn.MaxPool2d if self.name == "maxpool" else nn.AvgPool2d
-        return cls(a["kernel"], stride=a["stride"], padding=a["padding"])
+        if self.name == "maxpool":
+            return nn.MaxPool2d(a["kernel"], stride=a["stride"], padding=a["padding"])
+        return nn.AvgPool2d(a["kernel"], stride=a["stride"], padding=a["padding"],
+                            count_include_pad=a["count_include_pad"])
 
     def emit_onnx(self, g: Any, node: Any, module: Any, inputs: List[str], in_shapes: List[Shape],
                   out_shape: Shape, out: str) -> str:
@@ -66,7 +73,7 @@ class Pool(Op):
         ph, pw = a["padding"]
         kwargs: Dict[str, Any] = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=[ph, pw, ph, pw])
         if self.onnx_type == "AveragePool":
-            kwargs["count_include_pad"] = 1  # torch's AvgPool2d default
+            kwargs["count_include_pad"] = int(a["count_include_pad"])
         return g.node(self.onnx_type, inputs[:1], out, **kwargs)
 
     def calibration_ops(self, node: Any, srcs: Tuple[str, ...], shapes: dict, out_shape: Shape, layer: Any,
