@@ -1,4 +1,4 @@
-"""Issue 14 item 5: how the master scales (one command: ``python3 benchmarks/cluster_scale.py``).
+"""How the search master scales (one command: ``python3 benchmarks/cluster_scale.py``).
 
 (a) ``--real``: the same search (digits, steady-state, objectives accuracy and params as
     MENNDL optimised accuracy; by default the random strategy, whose steady-state birth b draws

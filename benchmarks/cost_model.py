@@ -2,7 +2,7 @@
 
 The pre-training filter parses, validates and costs every candidate a search proposes, and
 the narrow-space search judges tens of thousands of sampled architectures, so these rates
-bound how many untrained architectures can be screened. Targets (issue 13): the cost model
+bound how many untrained architectures can be screened. Targets: the cost model
 >= 100,000 specs/s and parse + validate (which includes the cost: shape inference is the
 validation) >= 50,000 specs/s.
 

@@ -41,7 +41,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from device_agent.bench import make_input
-from device_agent.store import file_sha256
+from device_agent.protocol import file_sha256
 from hostside.boards import inventory, open_board, ssh
 from hostside.boards.install import install
 from hostside.boards.loopback_sshd import LoopbackSshd, free_port, wait_for_port

@@ -20,11 +20,11 @@ import numpy as np
 
 from device_agent import __version__
 from device_agent import system
-from device_agent.store import file_sha256
+from device_agent.protocol import file_sha256
 from device_agent.power import PowerError, PowerSampler, measure_idle, open_source
 from device_agent.protocol import DEFAULT_RUNS, DEFAULT_SEED, DEFAULT_WARMUP, PROTOCOL_VERSION, error
 
-#: A --min-time run still takes at least this many timed runs, so percentiles mean something.
+#: A --min-time-s run still takes at least this many timed runs, so percentiles mean something.
 MIN_RUNS_FOR_MIN_TIME = 10
 MAX_VALUES = 10000
 

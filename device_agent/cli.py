@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List, NoReturn, Optional
 
-from device_agent.protocol import DEFAULT_SEED, DEFAULT_WARMUP, MEASURE_OPTIONS, PROTOCOL_VERSION
+from device_agent.protocol import MEASURE_OPTIONS, PROTOCOL_VERSION, add_measure_arguments, options_from_args
 
 REPORT_PGID_ENV = "DEVICE_AGENT_REPORT_PGID"
 #: Set by the host: the agent's stdin stays open exactly as long as the host process (or its
@@ -176,12 +176,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from device_agent.protocol import error_result
 
     model = Path(args.model)
-    options = {
-        "threads": args.threads, "warmup": args.warmup, "runs": args.runs, "min_time_s": args.min_time,
-        "power": None, "idle_s": args.idle_s, "spinning": args.spinning, "seed": args.seed,
-        "keep_samples": args.keep_samples, "batch": args.batch, "timeout_s": args.timeout_s,
-        "memory_limit_mb": args.memory_limit_mb,
-    }
+    options = options_from_args(args)
     try:
         options["power"] = _resolve_power(args.power, args.config)
         result = measure_with_limits(model, options)
@@ -272,50 +267,6 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
-def _positive_int(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _batch_size(text: str) -> int:
-    """The bounds the protocol puts on a daemon request's ``batch`` (protocol.FIELD_RULES)."""
-    from device_agent.protocol import FIELD_RULES
-
-    value = _integer(text)
-    _, low, high = FIELD_RULES["batch"]
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
-def _seconds(text: str, allow_zero: bool) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds{'' if allow_zero else ' above 0'}")
-    return value
-
-
-def positive_seconds(text: str) -> float:
-    """Finite and above 0: NaN or infinity would make a timed loop or a limit never end."""
-    return _seconds(text, allow_zero=False)
-
-
-def non_negative_seconds(text: str) -> float:
-    return _seconds(text, allow_zero=True)
-
-
 def _file_mode(text: str) -> int:
     try:
         mode = int(text, 8)
@@ -331,24 +282,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def add_measure_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``device-agent measure`` and the host's ``hostside measure``."""
-    parser.add_argument("--threads", type=_positive_int, default=1, help="onnxruntime intra-op threads (default 1)")
-    parser.add_argument("--warmup", type=_non_negative_int, default=DEFAULT_WARMUP, help="untimed runs first")
-    count = parser.add_mutually_exclusive_group()
-    count.add_argument("--runs", type=_positive_int, default=None, help="timed runs (default 100)")
-    count.add_argument("--min-time", type=positive_seconds, default=None, metavar="S", help="time runs for at least S seconds")
-    parser.add_argument(
-        "--power", default=None, metavar="SOURCE",
-        help="rapl, rapl:package, rapl:dram, hwmon[:hwmonN], or a source the board's agent config declares (deploy/POWER.md)",
-    )
-    parser.add_argument("--idle-s", type=non_negative_seconds, default=1.0, help="seconds of idle power baseline before the run")
-    parser.add_argument("--spinning", action="store_true", help="let onnxruntime threads spin (default off, recorded)")
-    parser.add_argument("--seed", type=_non_negative_int, default=DEFAULT_SEED, help="seed of the random input")
-    parser.add_argument("--keep-samples", action="store_true", help="include every run's latency as samples_ms")
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -367,11 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     measure = sub.add_parser("measure", help="batch-1 latency (and power) of one ONNX model")
     measure.add_argument("model", metavar="MODEL.onnx")
-    add_measure_options(measure)
-    measure.add_argument("--batch", type=_batch_size, default=1, metavar="N",
-                         help="batch size of the input (default 1); the model needs a dynamic batch axis")
-    measure.add_argument("--timeout-s", type=positive_seconds, default=600.0, help="kill the measurement after this long (default 600)")
-    measure.add_argument("--memory-limit-mb", type=_non_negative_int, default=None, help="address-space limit of the measuring process (default 80%% of RAM; 0: none)")
+    add_measure_arguments(measure)
+    measure.add_argument("--json", action="store_true", help="print the result as one JSON object")
     measure.add_argument("--config", default=None, help="the board's agent config (default $DEVICE_AGENT_CONFIG or $DEVICE_AGENT_HOME/agent.json)")
     measure.set_defaults(handler=cmd_measure)
 
@@ -382,8 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = serve.add_mutually_exclusive_group()
     where.add_argument("--port", type=_integer, default=None, help="TCP port on 127.0.0.1 (default 47800)")
     where.add_argument("--socket", default=None, help="Unix socket path (mode 0600) instead of TCP")
-    serve.add_argument("--timeout-s", type=positive_seconds, default=600.0, help="per-measurement time limit")
-    serve.add_argument("--memory-limit-mb", type=_non_negative_int, default=None, help="per-measurement memory limit (default: 80%% of RAM)")
+    add_measure_arguments(serve, ("timeout_s", "memory_limit_mb"))
     serve.add_argument("--thermal-guard-c", type=float, default=None, help="wait until the CPU is below this temperature")
     serve.add_argument("--config", default=None, help="the board's agent config (default $DEVICE_AGENT_CONFIG or $DEVICE_AGENT_HOME/agent.json)")
     serve.add_argument("--power-source", action="append", metavar="NAME=SPEC", help="declare a power source, e.g. meter=cmd:/usr/local/bin/read-watts (repeatable)")

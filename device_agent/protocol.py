@@ -13,7 +13,11 @@ import json
 import math
 import re
 import signal
-from typing import Any, BinaryIO, Dict, Optional, Tuple
+import argparse
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 PROTOCOL_VERSION = 1
 
@@ -35,9 +39,66 @@ ERROR_CODES = (
 DEFAULT_WARMUP = 10
 DEFAULT_RUNS = 100
 DEFAULT_SEED = 0
+DEFAULT_TIMEOUT_S = 600.0
 
-#: Options of one measurement, as keys of a measure request.
-MEASURE_OPTIONS = ("threads", "warmup", "runs", "min_time_s", "power", "idle_s", "spinning", "seed", "keep_samples", "batch")
+
+@dataclass(frozen=True)
+class MeasureOption:
+    """One option of a measurement, declared once.
+
+    Why one declaration: the agent's command line, the daemon's request check, the bench
+    function, ``Board.measure``, the one-shot command line the host builds and ``hostside
+    measure``'s flags all used to restate each option (name, bounds, default, flag), and they
+    drifted. They all read this table now.
+
+    ``kind`` is ``int`` (booleans excluded), ``float`` (finite) in ``[low, high]``, ``bool``
+    (a flag) or ``str``; ``name`` is the request key and carries the unit; ``flag`` the
+    command-line flag, ``aliases`` older spellings that keep working; options sharing an
+    ``exclusive`` group may not be given together on a command line.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    low: float = 0
+    high: float = 0
+    flag: str = ""
+    aliases: Tuple[str, ...] = ()
+    metavar: Optional[str] = None
+    exclusive: str = ""
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+#: The options of one measurement, as keys of a measure request.
+MEASURE_OPTION_TABLE: Tuple[MeasureOption, ...] = (
+    MeasureOption("threads", "int", 1, "onnxruntime intra-op threads (default 1)", 1, 1024),
+    MeasureOption("warmup", "int", DEFAULT_WARMUP, f"untimed runs first (default {DEFAULT_WARMUP})", 0, 1_000_000),
+    MeasureOption("runs", "int", None, f"timed runs (default {DEFAULT_RUNS})", 1, 10_000_000, exclusive="count"),
+    MeasureOption("min_time_s", "float", None, "time runs for at least S seconds", 1e-3, 86400.0,
+                  aliases=("--min-time",), metavar="S", exclusive="count"),
+    MeasureOption("power", "str", None,
+                  "rapl, rapl:package, rapl:dram, hwmon[:hwmonN], or a source the board's agent config declares "
+                  "(deploy/POWER.md)", metavar="SOURCE"),
+    MeasureOption("idle_s", "float", 1.0, "seconds of idle power baseline before the run (default 1)", 0.0, 3600.0),
+    MeasureOption("spinning", "bool", False, "let onnxruntime threads spin (default off, recorded)"),
+    MeasureOption("seed", "int", DEFAULT_SEED, "seed of the random input", 0, 2**63 - 1),
+    MeasureOption("keep_samples", "bool", False, "include every run's latency as samples_ms"),
+    MeasureOption("batch", "int", 1, "batch size of the input (default 1); the model needs a dynamic batch axis",
+                  1, 65536, metavar="N"),
+)
+#: Limits of the measuring process: ``timeout_s`` travels in a request, the memory limit is the
+#: measuring side's own (a daemon sets it when it starts).
+LIMIT_OPTION_TABLE: Tuple[MeasureOption, ...] = (
+    MeasureOption("timeout_s", "float", DEFAULT_TIMEOUT_S,
+                  f"kill the measurement after this long (default {DEFAULT_TIMEOUT_S:g})", 1e-3, 86400.0),
+    MeasureOption("memory_limit_mb", "int", None,
+                  "address-space limit of the measuring process (default 80%% of RAM; 0: none)", 0, 2**40),
+)
+MEASURE_OPTIONS = tuple(option.name for option in MEASURE_OPTION_TABLE)
 
 OPS = ("hello", "info", "has_model", "upload", "measure")
 
@@ -51,20 +112,12 @@ OP_FIELDS = {
     "upload": ("sha256", "data_b64"),
     "measure": ("sha256", "timeout_s", *MEASURE_OPTIONS),
 }
-#: (kind, low, high) of every numeric or flag field: integers exclude booleans, floats must be
-#: finite. The bounds are far beyond any sensible measurement and keep a request from asking
-#: for one that never ends or allocates without limit.
+#: (kind, low, high) of every numeric or flag field of a measure request: integers exclude
+#: booleans, floats must be finite. The bounds are far beyond any sensible measurement and keep
+#: a request from asking for one that never ends or allocates without limit.
 FIELD_RULES: Dict[str, Tuple[str, float, float]] = {
-    "threads": ("int", 1, 1024),
-    "warmup": ("int", 0, 1_000_000),
-    "runs": ("int", 1, 10_000_000),
-    "seed": ("int", 0, 2**63 - 1),
-    "min_time_s": ("float", 1e-3, 86400.0),
-    "idle_s": ("float", 0.0, 3600.0),
-    "timeout_s": ("float", 1e-3, 86400.0),
-    "spinning": ("bool", 0, 1),
-    "keep_samples": ("bool", 0, 1),
-    "batch": ("int", 1, 65536),
+    option.name: (option.kind, option.low, option.high)
+    for option in (*MEASURE_OPTION_TABLE, LIMIT_OPTION_TABLE[0]) if option.kind != "str"
 }
 MAX_ID_CHARS = 128
 MAX_POWER_NAME_CHARS = 64
@@ -226,3 +279,110 @@ def classify_exit(returncode: int, killed_for_time: bool) -> Dict[str, str]:
     if signum:
         return error("runtime_error", f"the measuring process crashed with {_signal_name(signum)}")
     return error("runtime_error", f"the measuring process exited {returncode} without a result")
+
+
+# -- measurement options: defaults, command lines ---------------------------------------------
+
+_OPTIONS_BY_NAME = {option.name: option for option in (*MEASURE_OPTION_TABLE, *LIMIT_OPTION_TABLE)}
+
+
+def with_defaults(options: Mapping[str, Any]) -> Dict[str, Any]:
+    """Every measurement option and limit, ``options`` over the declared defaults (None kept
+    as given means "the default"). An unknown name is a caller's mistake: TypeError."""
+    unknown = sorted(set(options) - set(_OPTIONS_BY_NAME))
+    if unknown:
+        raise TypeError(f"unknown measurement option(s) {', '.join(unknown)}; known: {', '.join(_OPTIONS_BY_NAME)}")
+    merged = {name: option.default for name, option in _OPTIONS_BY_NAME.items()}
+    merged.update({k: v for k, v in options.items() if v is not None})
+    return merged
+
+
+def option_type(option: MeasureOption) -> Any:
+    """The argparse ``type`` of ``option``: its kind and bounds, refused in one line."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = int(text) if option.kind == "int" else float(text)
+        except ValueError:
+            kind = "an integer" if option.kind == "int" else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if option.kind == "float" and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
+        if not option.low <= value <= option.high:
+            raise argparse.ArgumentTypeError(f"must be from {option.low:g} to {option.high:g}, not {text}")
+        return value
+
+    return None if option.kind in ("str", "bool") else convert
+
+
+def add_measure_arguments(parser: argparse.ArgumentParser, names: Optional[Sequence[str]] = None) -> None:
+    """The command-line flags of the options called ``names`` (default: every measurement
+    option and limit), for ``device-agent measure`` and the host's ``hostside measure``."""
+    groups: Dict[str, Any] = {}
+    for name in names or _OPTIONS_BY_NAME:
+        option = _OPTIONS_BY_NAME[name]
+        target = parser
+        if option.exclusive:
+            if option.exclusive not in groups:
+                groups[option.exclusive] = parser.add_mutually_exclusive_group()
+            target = groups[option.exclusive]
+        flags = (option.cli_flag, *option.aliases)
+        if option.kind == "bool":
+            target.add_argument(*flags, dest=name, action="store_true", help=option.help)
+        else:
+            target.add_argument(*flags, dest=name, type=option_type(option), default=option.default,
+                                metavar=option.metavar, help=option.help)
+
+
+def options_from_args(args: argparse.Namespace, names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The options ``add_measure_arguments`` declared, read back from parsed arguments."""
+    return {name: getattr(args, name) for name in names or _OPTIONS_BY_NAME if hasattr(args, name)}
+
+
+def _non_defaults(options: Mapping[str, Any], names: Sequence[str]) -> Dict[str, Any]:
+    """The options among ``names`` whose value differs from the declared default; ``idle_s``
+    only with a power source, the only thing it applies to."""
+    merged = with_defaults(options)
+    return {name: merged[name] for name in names
+            if merged[name] is not None and merged[name] != _OPTIONS_BY_NAME[name].default
+            and not (name == "idle_s" and not merged.get("power"))}
+
+
+def request_fields(options: Mapping[str, Any]) -> Dict[str, Any]:
+    """The fields of a measure request for ``options``: what differs from the defaults (an
+    agent older than an option still accepts a request that leaves it at its default), and the
+    time limit always, so a daemon started with another ``--timeout-s`` keeps the host's."""
+    return {**_non_defaults(options, MEASURE_OPTIONS), "timeout_s": with_defaults(options)["timeout_s"]}
+
+
+def agent_flags(options: Mapping[str, Any]) -> List[str]:
+    """``device-agent measure`` flags for ``options`` (a one-shot measurement over SSH).
+
+    Only values that differ from the declared defaults are written, so a measurement with the
+    defaults is a short command line an older agent also understands.
+    """
+    flags: List[str] = []
+    for name, value in _non_defaults(options, tuple(_OPTIONS_BY_NAME)).items():
+        option = _OPTIONS_BY_NAME[name]
+        flags += [option.cli_flag] if option.kind == "bool" else [option.cli_flag, str(value)]
+    return flags
+
+
+# -- shared helpers the host also needs --------------------------------------------------------
+
+def file_sha256(path: Union[str, Path]) -> str:
+    """Digest of a file read in blocks: the name a model has in the agent's cache."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def device_key(facts: Mapping[str, Any]) -> str:
+    """A short key naming the kind of board (from ``device-agent info``), so boards of one
+    kind can share a pool and a calibration."""
+    model = (facts.get("cpu_model") or "unknown-cpu").lower()
+    slug = "".join(ch if ch.isalnum() else "-" for ch in model)
+    slug = "-".join(part for part in slug.split("-") if part)
+    return f"{facts.get('architecture') or 'unknown-arch'}-{slug}-{facts.get('cores') or 0}c"

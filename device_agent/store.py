@@ -44,15 +44,6 @@ def model_path(sha256: str) -> Path:
     return models_dir() / f"{sha256}.onnx"
 
 
-def file_sha256(path: Path) -> str:
-    """Digest of a file read in blocks: the name a model has in the cache."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cache_limit_bytes() -> int:
     try:
         return int(float(os.environ.get(CACHE_MAX_ENV) or DEFAULT_CACHE_MAX_MB) * 1024 * 1024)

@@ -229,11 +229,3 @@ def emulated(root: Path) -> bool:
     Timings taken under emulation are hundreds of times too slow, so the host refuses to
     calibrate such a board."""
     return (root / EMULATION_MARKER).is_file()
-
-
-def device_key(facts: Dict[str, Any]) -> str:
-    """A short key naming the kind of board, so boards of one kind can share a pool."""
-    model = (facts.get("cpu_model") or "unknown-cpu").lower()
-    slug = "".join(ch if ch.isalnum() else "-" for ch in model)
-    slug = "-".join(part for part in slug.split("-") if part)
-    return f"{facts.get('architecture') or 'unknown-arch'}-{slug}-{facts.get('cores') or 0}c"

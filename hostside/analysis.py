@@ -45,14 +45,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from device_agent.cli import positive_seconds
+from device_agent.protocol import DEFAULT_TIMEOUT_S, LIMIT_OPTION_TABLE, option_type
 from hostside.errors import UserError
 
 #: MENNDL's timing batch; batch 1 is what an edge board sees.
 BATCH = 100
 POWER_INTERVAL_S = 0.1
 #: Per board measurement; a batch-1 pass over a large split on a slow board may need more.
-DEFAULT_TIMEOUT_S = 600.0
 METRICS = (("time_per_image_ms", "inference time per image at batch 100 (ms)"),
            ("params", "parameters"),
            ("energy_per_image_mj", "energy per inference (mJ)"))
@@ -221,7 +220,7 @@ def analyze_run(run_dir: Path, power_spec: Optional[str] = None, sysfs_root: Pat
                 timeout_s: float = DEFAULT_TIMEOUT_S) -> Dict[str, Any]:
     """Measure every trained network of the run (on this host, or on ``board``, a
     ``hostside.boards.Board``), write analysis.json / .md / .png; return the json."""
-    from device_agent.store import file_sha256
+    from device_agent.protocol import file_sha256
     from hostside.journal import Journal
     from hostside.train.datasets import load_dataset
     from hostside.train.splits import Split
@@ -377,7 +376,7 @@ def register_runs_analyze(runs_sub: Any) -> None:
                                          "source the board's agent knows (default: the first one found; locally "
                                          "else nvidia-smi when installed)")
     analyze.add_argument("--sysfs-root", type=Path, default=None, help="root of /sys for --board local (for tests)")
-    analyze.add_argument("--timeout-s", type=positive_seconds, default=DEFAULT_TIMEOUT_S,
+    analyze.add_argument("--timeout-s", type=option_type(LIMIT_OPTION_TABLE[0]), default=DEFAULT_TIMEOUT_S,
                          help=f"time limit of one board measurement (default {DEFAULT_TIMEOUT_S:g})")
     analyze.add_argument("--weights", default="0.5,0.5", help="trade-off weights metric,error (default 0.5,0.5)")
     analyze.set_defaults(handler=_run_analyze)

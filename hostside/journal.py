@@ -32,7 +32,7 @@ import platform
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Union
 
 from hostside.errors import UserError
 from hostside.safe_io import open_sqlite, sqlite_errors
@@ -231,12 +231,43 @@ def _decode(row: sqlite3.Row) -> Dict[str, Any]:
     return {k: (json.loads(row[k]) if k in JSON_COLUMNS and row[k] is not None else row[k]) for k in row.keys()}
 
 
+class RunStore(Protocol):
+    """What the engine, the strategies' records, the reports and ``runs`` read and write of a run.
+
+    Two backends honour it: ``Journal`` on a SQLite file (the run directory's journal, durable
+    at every write) and ``Journal.in_memory()`` (the same schema in memory: tests and notebooks
+    that want a search without a run directory). Values are JSON; rows come back as plain dicts
+    with every column present.
+    """
+
+    def set_meta(self, key: str, value: Any) -> None: ...
+    def meta(self, key: str, default: Any = None) -> Any: ...
+    def add_candidate(self, **fields: Any) -> int: ...
+    def update(self, candidate_id: int, **fields: Any) -> None: ...
+    def has_key(self, key: str) -> bool: ...
+    def candidate(self, candidate_id: int) -> Dict[str, Any]: ...
+    def candidates(self, statuses: Optional[Iterable[str]] = None) -> List[Dict[str, Any]]: ...
+    def counts(self) -> Dict[str, int]: ...
+    def last_generation(self) -> int: ...
+    def measurement_of_arch(self, arch_hash: str) -> Optional[Dict[str, Any]]: ...
+    def training_exercises(self, unit: str = "exercises") -> int: ...
+    def set_attrs(self, candidate_id: int, attrs: Dict[str, Any]) -> None: ...
+    def attrs(self, candidate_id: int) -> Dict[str, Any]: ...
+    def all_attrs(self) -> Dict[int, Dict[str, Any]]: ...
+    def add_artifact(self, candidate_id: int, kind: str, path: str, sha256: str, size_bytes: int,
+                     meta: Optional[Dict[str, Any]] = None) -> None: ...
+    def artifacts(self, candidate_id: Optional[int] = None) -> List[Dict[str, Any]]: ...
+    def set_final(self, candidate_id: int, **fields: Any) -> None: ...
+    def finals(self) -> List[Dict[str, Any]]: ...
+    def close(self) -> None: ...
+
+
 class Journal:
     """A run's journal; every write is its own committed transaction."""
 
-    def __init__(self, path: Union[str, Path]):
+    def __init__(self, path: Union[str, Path], connection: Optional[sqlite3.Connection] = None):
         self.path = Path(path)
-        connection = self._connect(self.path)
+        connection = connection if connection is not None else self._connect(self.path)
         connection.isolation_level = None  # autocommit, each statement is durable when it returns.
         connection.row_factory = sqlite3.Row
         self._db = _Connection(connection, self.path)
@@ -246,6 +277,22 @@ class Journal:
         except BaseException:
             connection.close()
             raise
+
+    @classmethod
+    def in_memory(cls) -> "Journal":
+        """A journal of the current schema that lives only in this process (no file, no run
+        directory): the in-memory backend of ``RunStore``, for tests and notebooks."""
+        journal = cls(":memory:", sqlite3.connect(":memory:"))
+        journal._initialise()
+        return journal
+
+    def _initialise(self) -> None:
+        """Write the schema into an empty database (created as version 1, then migrated, so every
+        journal goes through the same migrations)."""
+        self._db.executescript(_SCHEMA_V1)
+        self.set_meta("schema_version", 1)
+        self.set_meta("created_at", time.time())
+        self._migrate(1)
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -275,10 +322,7 @@ class Journal:
         run_dir.mkdir(parents=True, exist_ok=True)
         journal = cls(path)
         try:
-            journal._db.executescript(_SCHEMA_V1)
-            journal.set_meta("schema_version", 1)
-            journal.set_meta("created_at", time.time())
-            journal._migrate(1)
+            journal._initialise()
         except BaseException:
             journal.close()  # the caller removes the half-made file; an open connection would recreate it
             raise

@@ -87,7 +87,7 @@ def check_run_file(run_dir: PathLike, recorded: str, sha256: Optional[str], what
 
 def _sha256_mismatch(path: Path, sha256: Optional[str]) -> Optional[str]:
     """The file's sha256 when it differs from ``sha256`` (None when equal or none recorded)."""
-    from device_agent.store import file_sha256
+    from device_agent.protocol import file_sha256
 
     if not sha256:
         return None

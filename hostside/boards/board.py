@@ -16,11 +16,10 @@ import signal
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
-from device_agent.protocol import DEFAULT_SEED, DEFAULT_WARMUP, classify_exit, error, error_result
-from device_agent.store import file_sha256
-from device_agent.system import device_key
+from device_agent.protocol import (agent_flags, classify_exit, device_key, error, error_result,
+                                   file_sha256, request_fields, with_defaults)
 from hostside.boards.daemon_client import DaemonClient
 from hostside.boards.inventory import LOCAL, BoardConfig
 from hostside.boards.transport import CommandTimeout, ExecResult, LinkDown, LocalTransport, Transport
@@ -28,7 +27,6 @@ from hostside.errors import UserError
 from hostside.paths import hostside_home
 from hostside.safe_io import check_file
 
-DEFAULT_TIMEOUT_S = 600.0
 #: Seconds granted beyond the agent's own time limit before the host gives up on a command.
 HOST_GRACE_S = 30.0
 RETRY_BACKOFF_S = (1.0, 2.0, 4.0)
@@ -222,24 +220,13 @@ class Board:
 
     # -- measuring --------------------------------------------------------------------------
 
-    def measure(
-        self,
-        model_path: Any,
-        *,
-        threads: int = 1,
-        warmup: int = DEFAULT_WARMUP,
-        runs: Optional[int] = None,
-        min_time_s: Optional[float] = None,
-        power: Optional[str] = None,
-        idle_s: float = 1.0,
-        spinning: bool = False,
-        seed: int = DEFAULT_SEED,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        memory_limit_mb: Optional[int] = None,
-        keep_samples: bool = False,
-        batch: int = 1,
-    ) -> Dict[str, Any]:
+    def measure(self, model_path: Any, **options: Any) -> Dict[str, Any]:
         """Measure one ONNX model on this board: the agent's JSON plus ``host`` timings.
+
+        ``options`` are the measurement options and limits of
+        ``device_agent.protocol.MEASURE_OPTION_TABLE`` / ``LIMIT_OPTION_TABLE`` (threads, warmup,
+        runs or min_time_s, power, idle_s, spinning, seed, keep_samples, batch, timeout_s,
+        memory_limit_mb); what is not given takes the declared default.
 
         ``batch`` other than 1 needs a model with a dynamic batch axis; a latency is then one
         run of ``batch`` images. It is sent only when not 1, so batch-1 measurements still work
@@ -253,21 +240,14 @@ class Board:
 
         with self_contained(path) as whole:  # external data travels inside a private one-file copy
             if whole != path:
-                result = self.measure(
-                    whole, threads=threads, warmup=warmup, runs=runs, min_time_s=min_time_s, power=power,
-                    idle_s=idle_s, spinning=spinning, seed=seed, timeout_s=timeout_s,
-                    memory_limit_mb=memory_limit_mb, keep_samples=keep_samples, batch=batch)
+                result = self.measure(whole, **options)
                 if result.get("error"):
                     message = result["error"]["message"].replace(str(whole), str(path))
                     result["error"] = {**result["error"], "message": message}
                 return result
         if self._transport is not None and self._transport.cancelled is not None:
             self._transport.cancelled.clear()  # a call-off meant for an earlier measurement
-        options = {
-            "threads": threads, "warmup": warmup, "runs": runs, "min_time_s": min_time_s, "power": power,
-            "idle_s": idle_s, "spinning": spinning, "seed": seed, "timeout_s": timeout_s,
-            "memory_limit_mb": memory_limit_mb, "keep_samples": keep_samples, "batch": batch,
-        }
+        options = with_defaults(options)
         sha256 = file_sha256(path)
         request_id = uuid.uuid4().hex
         started = time.perf_counter()
@@ -345,11 +325,7 @@ class Board:
             if reply.get("error"):
                 return {**reply, "host": {"path": "daemon", "upload_s": upload_s}}
         request = {"op": "measure", "sha256": sha256, "id": request_id}
-        # Absent fields take the agent's defaults: a None or off flag, and batch 1 (which an
-        # agent older than the option would refuse as an unknown field). ``is`` tests, since
-        # 0 == False would drop warmup 0 or idle_s 0.0 and the agent would use its defaults.
-        request.update({k: v for k, v in options.items()
-                        if v is not None and v is not False and k != "memory_limit_mb" and not (k == "batch" and v == 1)})
+        request.update(request_fields(options))
         timeout_s = float(options["timeout_s"])
         result = client.request(request, 2 * timeout_s + HOST_GRACE_S)
         result.pop("id", None)
@@ -359,7 +335,7 @@ class Board:
     def _measure_one_shot(self, transport: Transport, path: Path, sha256: str, options: Dict[str, Any]) -> Dict[str, Any]:
         remote_model = f"{transport.agent_dir.rstrip('/')}/models/{sha256}.onnx"
         upload_s = 0.0
-        args = ["measure", remote_model, "--json", *one_shot_flags(options)]
+        args = ["measure", remote_model, "--json", *agent_flags(options)]
         timeout_s = float(options["timeout_s"])
         try:
             run = transport.run_agent_on_file(args, remote_model, timeout_s + HOST_GRACE_S)
@@ -395,27 +371,6 @@ class Board:
                 "raise --memory-limit-mb or drop it (0: no limit)",
             )
         return classify_exit(run.returncode, killed_for_time=False)
-
-
-def one_shot_flags(options: Dict[str, Any]) -> List[str]:
-    """``device-agent measure`` flags for a measurement request."""
-    flags = ["--threads", str(options["threads"]), "--warmup", str(options["warmup"]), "--seed", str(options["seed"])]
-    if options.get("runs") is not None:
-        flags += ["--runs", str(options["runs"])]
-    elif options.get("min_time_s") is not None:
-        flags += ["--min-time", str(options["min_time_s"])]
-    if options.get("power"):
-        flags += ["--power", str(options["power"]), "--idle-s", str(options["idle_s"])]
-    if options.get("spinning"):
-        flags.append("--spinning")
-    if options.get("keep_samples"):
-        flags.append("--keep-samples")
-    if options.get("batch", 1) != 1:
-        flags += ["--batch", str(options["batch"])]
-    flags += ["--timeout-s", str(options["timeout_s"])]
-    if options.get("memory_limit_mb") is not None:
-        flags += ["--memory-limit-mb", str(options["memory_limit_mb"])]
-    return flags
 
 
 def open_board(name: str) -> Board:

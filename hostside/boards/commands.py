@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from device_agent.cli import add_measure_options, positive_seconds
+from device_agent.protocol import add_measure_arguments, options_from_args
 from hostside.errors import UserError
 
 
@@ -57,9 +57,8 @@ def register(subparsers: Any) -> None:
     measure = subparsers.add_parser("measure", help="measure batch-1 latency (and power) of an ONNX model on a board")
     measure.add_argument("model", metavar="MODEL.onnx")
     measure.add_argument("--board", default="local", help="board name (default: local, this machine)")
-    add_measure_options(measure)
-    measure.add_argument("--timeout-s", type=positive_seconds, default=600.0, help="time limit of the measurement")
-    measure.add_argument("--memory-limit-mb", type=int, default=None, help="memory limit (one-shot runs; a daemon uses its own)")
+    add_measure_arguments(measure)  # the memory limit applies to one-shot runs; a daemon keeps its own
+    measure.add_argument("--json", action="store_true", help="print the result as one JSON object")
     measure.add_argument("--plot", default=None, metavar="PNG", help="also write a latency histogram and run trace to this PNG")
     measure.set_defaults(handler=cmd_measure)
 
@@ -219,11 +218,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from hostside.safe_io import check_file
 
     model = check_file(args.model, "model file")
-    options = dict(
-        threads=args.threads, warmup=args.warmup, runs=args.runs, min_time_s=args.min_time, power=args.power,
-        idle_s=args.idle_s, spinning=args.spinning, seed=args.seed, timeout_s=args.timeout_s,
-        memory_limit_mb=args.memory_limit_mb, keep_samples=args.keep_samples or args.plot is not None,
-    )
+    options = options_from_args(args)
+    options["keep_samples"] = options["keep_samples"] or args.plot is not None
     from hostside.boards import control
 
     result = None

@@ -26,7 +26,7 @@ def space_names() -> List[str]:
 def make_space(name: str, input_shape: Tuple[int, int, int], num_classes: int, **options: Any) -> SearchSpace:
     """The space called ``name`` for this input; options are the space's own settings, checked
     against its ``Options`` dataclass (an unknown key or bad value is one line)."""
-    from hostside.search.options import parse_options
+    from hostside.options import parse_options
 
     spaces = registered_spaces()
     if name not in spaces:

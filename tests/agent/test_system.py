@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from device_agent import system
+from device_agent import protocol, system
 
 
 def test_info_on_pi_sysfs_fixture(pi_sysfs_fixture, vcgencmd_fixture, monkeypatch):
@@ -49,5 +49,5 @@ def test_decode_throttled_bits():
 
 def test_device_key_groups_boards_of_one_kind():
     pi = {"architecture": "aarch64", "cpu_model": "Raspberry Pi 4 Model B Rev 1.4", "cores": 4}
-    assert system.device_key(pi) == "aarch64-raspberry-pi-4-model-b-rev-1-4-4c"
-    assert system.device_key({}) == "unknown-arch-unknown-cpu-0c"
+    assert protocol.device_key(pi) == "aarch64-raspberry-pi-4-model-b-rev-1-4-4c"
+    assert protocol.device_key({}) == "unknown-arch-unknown-cpu-0c"

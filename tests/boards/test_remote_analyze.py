@@ -16,7 +16,7 @@ import pytest
 
 from hostside import cli
 from hostside.analysis import analyze_run, board_power
-from hostside.boards.board import one_shot_flags
+from device_agent.protocol import agent_flags
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,6 +131,6 @@ def test_board_power_is_the_given_source_else_the_first_readable_one(ina219_root
 
 def test_batch_travels_only_when_not_one():
     options = {"threads": 1, "warmup": 1, "seed": 0, "runs": 4, "timeout_s": 60.0, "batch": 1}
-    assert "--batch" not in one_shot_flags(options)
-    flags = one_shot_flags({**options, "batch": 100})
+    assert "--batch" not in agent_flags(options)
+    flags = agent_flags({**options, "batch": 100})
     assert flags[flags.index("--batch") + 1] == "100"
