@@ -8,7 +8,8 @@ import pytest
 
 import hostside.search.strategies.narrow  # noqa: F401 - registers the strategy
 from hostside.journal import Journal
-from hostside.laws.constraint import feasible_rows, run_constraint_grid, spread_picks
+from hostside.laws.constraint import feasible_rows, spread_picks
+from hostside.search.constraint_grid import run_constraint_grid
 from hostside.search.config import SearchConfig
 
 
