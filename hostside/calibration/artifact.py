@@ -19,6 +19,7 @@ import numpy as np
 from hostside.arch.spec import ArchSpec
 from hostside.calibration.features import FEATURE_NAMES, FEATURE_SET, FEATURES, onnx_features, spec_features
 from hostside.calibration.models import LatencyModel, model_from_json
+from hostside.calibration.rules import RuleSet, calibration_rule_set
 from hostside.errors import UserError
 
 FORMAT = "hostside.calibration"
@@ -32,14 +33,20 @@ SpecLike = Union[ArchSpec, Mapping[str, Any], str, Path]
 
 @dataclass(frozen=True)
 class Prediction:
-    """Predicted batch-1 latency and its 90% prediction interval, in milliseconds."""
+    """Predicted batch-1 latency and its 90% prediction interval, in milliseconds, and energy
+    per inference with its interval (mJ) when the calibration was fitted on energy too."""
 
     latency_ms: float
     interval_ms: Tuple[float, float]
     path: Optional[str] = None
+    energy_mj: Optional[float] = None
+    energy_interval_mj: Optional[Tuple[float, float]] = None
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"path": self.path, "latency_ms": self.latency_ms, "interval_ms": list(self.interval_ms)}
+        out = {"path": self.path, "latency_ms": self.latency_ms, "interval_ms": list(self.interval_ms)}
+        if self.energy_mj is not None and self.energy_interval_mj is not None:
+            out.update(energy_mj=self.energy_mj, energy_interval_mj=list(self.energy_interval_mj))
+        return out
 
 
 def checksum(body: Mapping[str, Any]) -> str:
@@ -56,8 +63,13 @@ class Calibration:
         self.body = body
         self.path = path
         self.chosen: str = body["chosen_model"]
-        self.nchwc_block = int(body["feature_params"]["nchwc_block"])
+        self.rules: RuleSet = calibration_rule_set(body["feature_params"])
+        self.nchwc_block = self.rules.block
         self.models: Dict[str, LatencyModel] = {k: model_from_json(v) for k, v in body["models"].items()}
+        energy = body.get("energy")
+        #: The energy-per-inference model (same features, target energy_mj), if fitted.
+        self.energy_model: Optional[LatencyModel] = (
+            model_from_json(energy["models"][energy["chosen_model"]]) if energy else None)
 
     @property
     def model_kinds(self) -> List[str]:
@@ -73,8 +85,10 @@ class Calibration:
         return self.provenance["board"]
 
     @property
-    def threads(self) -> int:
-        return int(self.provenance["threads"])
+    def threads(self) -> Optional[int]:
+        """Intra-op threads of the measurements; None when fitted on measurements taken elsewhere."""
+        threads = self.provenance.get("threads")
+        return None if threads is None else int(threads)
 
     @property
     def sha256(self) -> str:
@@ -95,16 +109,33 @@ class Calibration:
     def predict_many(self, specs: Sequence[SpecLike], model: Optional[str] = None
                      ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(latency_ms, lo, hi) arrays for many specs (or ONNX / ArchSpec JSON paths) at once."""
-        block = self.nchwc_block
-        rows = [spec_features(s, block) if isinstance(s, ArchSpec) else _features(s, block) for s in specs]
-        features = np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
-        return self.predict_features(features, model)
+        return self.predict_features(self.features(specs), model)
+
+    def features(self, specs: Sequence[SpecLike]) -> np.ndarray:
+        """The (N, F) feature matrix of specs or model paths under this calibration's rule set."""
+        rules = self.rules
+        rows = [spec_features(s, rules) if isinstance(s, ArchSpec) else _features(s, rules) for s in specs]
+        return np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
+
+    def predict_energy_features(self, features: np.ndarray) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(energy_mj, lo, hi) for a feature matrix, None when the calibration has no energy model."""
+        if self.energy_model is None:
+            return None
+        energy = np.maximum(self.energy_model.predict(features), 1e-9)
+        lo, hi = self.energy_model.interval(energy)
+        return energy, lo, hi
 
     def predict(self, spec_or_path: SpecLike, model: Optional[str] = None) -> Prediction:
-        """Latency of one ArchSpec (object, dict, ``.json`` path) or ONNX file (``.onnx`` path)."""
-        latency, lo, hi = self.predict_many([spec_or_path], model)
+        """Latency (and energy, when fitted) of one ArchSpec (object, dict, ``.json`` path) or
+        ONNX file (``.onnx`` path)."""
+        features = self.features([spec_or_path])
+        latency, lo, hi = self.predict_features(features, model)
         path = str(spec_or_path) if isinstance(spec_or_path, (str, Path)) else None
-        return Prediction(float(latency[0]), (float(lo[0]), float(hi[0])), path)
+        energy = self.predict_energy_features(features)
+        if energy is None:
+            return Prediction(float(latency[0]), (float(lo[0]), float(hi[0])), path)
+        return Prediction(float(latency[0]), (float(lo[0]), float(hi[0])), path, float(energy[0][0]),
+                          (float(energy[1][0]), float(energy[2][0])))
 
     def save(self, path: Union[str, Path]) -> Path:
         path = Path(path)
@@ -117,34 +148,43 @@ class Calibration:
         return path
 
 
-def _features(item: SpecLike, nchwc_block: int) -> List[float]:
+def _features(item: SpecLike, rules: RuleSet) -> List[float]:
     if isinstance(item, Mapping):
-        return spec_features(ArchSpec.from_dict(item), nchwc_block)
+        return spec_features(ArchSpec.from_dict(item), rules)
     path = Path(item)
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise UserError(f"{path}: no such ONNX file; give the path of an exported model")
-        return onnx_features(path, nchwc_block)
+        return onnx_features(path, rules)
     if path.suffix.lower() == ".json":
-        return spec_features(ArchSpec.load(path), nchwc_block)
+        return spec_features(ArchSpec.load(path), rules)
     raise UserError(f"{path}: expected an ArchSpec .json or a model .onnx file")
 
 
-def build_body(models: Dict[str, LatencyModel], chosen: str, nchwc_block: int, fit_report: Dict[str, Any],
-               provenance: Dict[str, Any]) -> Dict[str, Any]:
-    """The JSON body of a calibration file (without its checksum)."""
-    return {
+def build_body(models: Dict[str, LatencyModel], chosen: str, rules: Union[int, RuleSet], fit_report: Dict[str, Any],
+               provenance: Dict[str, Any], energy: Optional[Tuple[str, Dict[str, LatencyModel]]] = None
+               ) -> Dict[str, Any]:
+    """The JSON body of a calibration file (without its checksum); ``energy`` is the chosen
+    kind and fitted models of energy per inference, when measured."""
+    from hostside.calibration.rules import rule_set
+
+    rules = rule_set(rules)
+    body = {
         "format": FORMAT,
         "version": VERSION,
         "feature_set": FEATURE_SET,
         "features": [{"name": n, "unit": u, "meaning": m} for n, u, m in FEATURES],
-        "feature_params": {"nchwc_block": nchwc_block},
+        "feature_params": {"nchwc_block": rules.block, "rule_set": rules.name},
         "target": TARGET,
         "chosen_model": chosen,
         "models": {kind: model.data for kind, model in models.items()},
         "fit_report": fit_report,
         "provenance": provenance,
     }
+    if energy is not None:
+        body["energy"] = {"target": {"name": "energy_mj", "unit": "mJ", "statistic": "energy per inference"},
+                          "chosen_model": energy[0], "models": {k: m.data for k, m in energy[1].items()}}
+    return body
 
 
 def load_calibration(path: Union[str, Path]) -> Calibration:

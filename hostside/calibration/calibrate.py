@@ -134,7 +134,7 @@ def high_error_neighbours(calibration: Calibration, out_dir: Path, count: int, s
     rows = [r for r in read_measurements(out_dir / MEASUREMENTS_CSV) if not r["error"]]
     specs = load_measured_specs(out_dir, rows)
     latency = np.array([float(r[TARGET_COLUMN]) for r in rows])
-    block = calibration.nchwc_block
+    block = calibration.rules
     measured = np.log1p(features_matrix(specs, block))
     error = np.abs(np.log(cross_validate(calibration.chosen, features_matrix(specs, block), latency) / latency))
     anchors = np.argsort(error)[::-1][:max(1, count // 2)]
@@ -156,10 +156,11 @@ def high_error_neighbours(calibration: Calibration, out_dir: Path, count: int, s
 def fit_directory(out_dir: Path, provenance: Optional[Dict[str, Any]] = None) -> Calibration:
     """Fit the models on the measurements in ``out_dir`` and write the calibration file,
     the fit report and the predicted-vs-measured plot."""
-    from hostside.calibration.features import NCHWC_BLOCKS, features_matrix
+    from hostside.calibration.features import features_matrix
+    from hostside.calibration.from_measurements import fit_measurements
     from hostside.calibration.measure import MEASUREMENTS_CSV, read_measurements
-    from hostside.calibration.models import fit_all
     from hostside.calibration.plot import plot_predicted_vs_measured
+    from hostside.calibration.rules import RULE_SETS, board_runtime_isa, candidates_for
 
     if provenance is None:
         provenance = json.loads((out_dir / PROVENANCE_JSON).read_text())
@@ -169,28 +170,25 @@ def fit_directory(out_dir: Path, provenance: Optional[Dict[str, Any]] = None) ->
                         f"(see the error column of {MEASUREMENTS_CSV})")
     specs = load_measured_specs(out_dir, rows)
     latency = np.array([float(r[TARGET_COLUMN]) for r in rows])
-    # The blocked-layout rules in the features fit x86 onnxruntime (block 8 or 16) or no
-    # board at all (0): the block whose best model cross-validates best is the board's.
-    fits = {block: fit_all(features_matrix(specs, block), latency) for block in NCHWC_BLOCKS}
-    block_mape = {block: fit[2]["models"][fit[0]]["cross_validated"]["mape"] for block, fit in fits.items()}
-    block = min(NCHWC_BLOCKS, key=lambda b: block_mape[b])
-    chosen, models, report = fits[block]
-    features = features_matrix(specs, block)
-    report["nchwc_block"] = block
-    report["nchwc_block_selection"] = {str(b): {"chosen_model": fits[b][0], "cv_mape": m}
-                                       for b, m in block_mape.items()}
+    # The board's runtime and ISA name its rule sets; where several fit (x86: NCHWc block 8,
+    # 16 or none), the one whose best model cross-validates best is the board's.
+    names = candidates_for(*board_runtime_isa(provenance.get("board", {})))
+    all_features = {name: features_matrix(specs, RULE_SETS[name]) for name in names}
+    fit = fit_measurements(all_features, latency)
+    rules, chosen, models, report, oof = fit.rules, fit.chosen, fit.models, fit.report, fit.oof_ms
+    features = all_features[rules.name]
+    report["nchwc_block"] = rules.block
     report["target"] = TARGET_COLUMN
-    oof = {kind: entry.pop("oof_predicted_ms") for kind, entry in report["models"].items()}
     report["measured_ms_range"] = [float(latency.min()), float(latency.max())]
     report["macs_range"] = [int(features[:, 0].min()), int(features[:, 0].max())]
     report["params_range"] = [int(features[:, 1].min()), int(features[:, 1].max())]
     report["per_inference_floor_ms"] = per_inference_floor_ms(models[chosen].data)
     probes = [float(r[TARGET_COLUMN]) for r in rows if r["name"] == FLOOR_PROBE_NAME]
     report["floor_probe_measured_ms"] = probes[0] if probes else None
-    refresh_feature_columns(out_dir, block)
+    refresh_feature_columns(out_dir, rules)
     (out_dir / FIT_REPORT_JSON).write_text(json.dumps(report, indent=1) + "\n")
     plot_predicted_vs_measured(latency, oof, report, out_dir / PLOT_PNG, title=_plot_title(provenance))
-    calibration = Calibration(build_body(models, chosen, block, report, provenance))
+    calibration = Calibration(build_body(models, chosen, rules, report, provenance))
     calibration.save(out_dir / CALIBRATION_JSON)
     return calibration
 

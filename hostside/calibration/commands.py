@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
+from hostside.calibration.rules import ISAS, RUNTIMES
 from hostside.errors import UserError
 
 
@@ -16,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Export and measure the calibration suite on a board (resumable), then fit and write "
                     "DIR/calibration.json, the measurements CSV, provenance, fit report and plot.",
     )
-    cal.add_argument("--board", action="append", required=True, metavar="NAME",
-                     help="board name ('local' = this machine); repeat or comma-separate to pool boards of one kind")
+    cal.add_argument("--board", action="append", metavar="NAME",
+                     help="board name ('local' = this machine); repeat or comma-separate to pool boards of one kind "
+                          "(required unless --from-measurements)")
     cal.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     cal.add_argument("--quick", action="store_true", help="the quick suite (~60 models) instead of ~240")
     cal.add_argument("--input-shape", metavar="C,H,W", help="only this input shape (default: mixed 1x8x8..3x96x96)")
@@ -41,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="adapt this calibration of another board from a few measurements instead of "
                             "measuring the whole suite")
     moved.add_argument("--samples", type=int, default=None, metavar="N", help="models to measure (default 10)")
+    given = cal.add_argument_group("measurements taken elsewhere (--from-measurements)")
+    given.add_argument("--from-measurements", type=Path, metavar="FILE.csv",
+                       help="fit from a CSV with columns model,latency_ms[,energy_mj] (model: an .onnx or ArchSpec "
+                            ".json relative to the CSV) instead of measuring; with --transfer-from, rescale that "
+                            "calibration from as few as 10 rows")
+    given.add_argument("--board-name", metavar="NAME", help="the measured board's name (default: the CSV's folder)")
+    given.add_argument("--runtime", choices=RUNTIMES, help="the runtime that measured them (default onnxruntime)")
+    given.add_argument("--isa", choices=ISAS, help="the board's instruction set (default: this machine's)")
     cal.set_defaults(handler=_calibrate)
 
     pred = subparsers.add_parser(
@@ -49,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pred.add_argument("--calibration", type=Path, required=True, metavar="FILE", help="a calibration.json")
     pred.add_argument("files", nargs="+", type=Path, metavar="ARCH.json|MODEL.onnx")
     pred.add_argument("--json", action="store_true", help="print a JSON list")
+    pred.add_argument("--board", metavar="NAME", default=None,
+                      help="the board the predictions are for, to be told when the calibration is another's "
+                           "(default: this machine)")
     pred.set_defaults(handler=_predict)
 
 
@@ -92,6 +105,12 @@ def _calibrate(args: argparse.Namespace) -> int:
     from hostside.calibration.calibrate import CALIBRATION_JSON, FIT_REPORT_JSON, PLOT_PNG, calibrate
     from hostside.calibration.suite import DEFAULT_SEED
 
+    if args.from_measurements is not None:
+        return _from_measurements(args)
+    if any(v is not None for v in (args.board_name, args.runtime, args.isa)):
+        raise UserError("--board-name, --runtime and --isa belong to --from-measurements FILE.csv; add it or drop them")
+    if not args.board:
+        raise UserError("--board NAME is required (or fit from a CSV with --from-measurements FILE.csv)")
     if args.check:
         return _check(args)
     if args.calibration is not None or args.tolerance is not None:
@@ -122,7 +141,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     if floor is not None:
         print(f"per-inference floor: {floor * 1000:.1f} µs fitted"
               + (f", {probe * 1000:.1f} µs measured on the floor probe (flatten + linear)" if probe else ""))
-    print(f"chosen: {calibration.chosen} (nchwc block {calibration.nchwc_block}); wrote {args.out / CALIBRATION_JSON}, "
+    print(f"chosen: {calibration.chosen} (rule set {calibration.rules.name}); wrote {args.out / CALIBRATION_JSON}, "
           f"{args.out / FIT_REPORT_JSON}, {args.out / PLOT_PNG}")
     return 0
 
@@ -150,6 +169,7 @@ def _check(args: argparse.Namespace) -> int:
         if calibration is None:
             raise UserError(f"board {board.name} has no stored calibration for threads={args.threads}; give "
                             f"--calibration FILE or calibrate it: `hostside calibrate --board {board.name} --out DIR`")
+    _warn_if_foreign(calibration, board.info())
     report = check_drift(board, calibration, DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance)
     print(f"calibration: {calibration.path} (sha256 {calibration.sha256[:12]})")
     print(report.summary())
@@ -187,14 +207,64 @@ def _predict(args: argparse.Namespace) -> int:
 
     for path in args.files:
         check_file(path, "ArchSpec or ONNX file")
+    _warn_if_foreign(calibration, _board_info(args.board))
     predictions = [calibration.predict(path).to_dict() for path in args.files]
     if args.json:
         print(json.dumps(predictions, indent=1))
         return 0
     board = calibration.board
     print(f"calibration: {board.get('cpu_model') or board.get('key')} ({board.get('name')}), "
-          f"threads={calibration.threads}, model {calibration.chosen}")
+          f"threads={calibration.threads or 'not recorded'}, model {calibration.chosen}")
     for p in predictions:
         lo, hi = p["interval_ms"]
-        print(f"{p['path']}: {p['latency_ms']:.3f} ms (90% interval {lo:.3f}..{hi:.3f} ms)")
+        energy = ""
+        if "energy_mj" in p:
+            e_lo, e_hi = p["energy_interval_mj"]
+            energy = f", {p['energy_mj']:.3f} mJ (90% interval {e_lo:.3f}..{e_hi:.3f} mJ)"
+        print(f"{p['path']}: {p['latency_ms']:.3f} ms (90% interval {lo:.3f}..{hi:.3f} ms){energy}")
+    return 0
+
+
+def _board_info(name: Optional[str]) -> dict:
+    """The agent facts of the named board, or of this machine without a name."""
+    if name is None:
+        from device_agent.system import info
+
+        return info()
+    from hostside.boards.board import open_board
+
+    return open_board(name).info()
+
+
+def _warn_if_foreign(calibration, board_info: dict) -> None:
+    """One line on stderr (stdout may be JSON) when the calibration is another board's."""
+    import sys
+
+    from hostside.calibration.foreign import foreign_warning
+
+    line = foreign_warning(calibration, board_info)
+    if line:
+        print(f"hostside: warning: {line}", file=sys.stderr, flush=True)
+
+
+def _from_measurements(args: argparse.Namespace) -> int:
+    from hostside.calibration.calibrate import CALIBRATION_JSON, FIT_REPORT_JSON, PLOT_PNG
+    from hostside.calibration.from_measurements import calibrate_from_measurements, summary_lines
+
+    extra = [flag for flag, value in (("--board", args.board), ("--check", args.check), ("--quick", args.quick),
+                                      ("--power", args.power), ("--samples", args.samples),
+                                      ("--input-shape", args.input_shape), ("--calibration", args.calibration),
+                                      ("--tolerance", args.tolerance is not None)) if value]
+    if extra:
+        raise UserError(f"{', '.join(extra)} cannot go with --from-measurements (nothing is measured); "
+                        f"drop {'it' if len(extra) == 1 else 'them'}")
+    if args.out is None:
+        raise UserError("--out DIR is required (where calibration.json and the plots go)")
+    calibration = calibrate_from_measurements(args.from_measurements, args.out, args.board_name, args.runtime,
+                                              args.isa, args.transfer_from)
+    for line in summary_lines(calibration):
+        print(line)
+    print(f"chosen: {calibration.chosen} (rule set {calibration.rules.name}"
+          f"{', energy model ' + calibration.body['energy']['chosen_model'] if 'energy' in calibration.body else ''}); "
+          f"wrote {args.out / CALIBRATION_JSON}, {args.out / FIT_REPORT_JSON}, {args.out / PLOT_PNG}")
     return 0

@@ -129,7 +129,8 @@ def _measure(board: Any, calibration: Calibration, specs: List[Any]) -> List[Dic
     from hostside.arch.export import export_onnx
     from hostside.calibration.calibrate import protocol_kwargs
 
-    kwargs = protocol_kwargs(calibration.threads, None)
+    # A calibration fitted on figures measured elsewhere records no thread count: one thread.
+    kwargs = protocol_kwargs(calibration.threads or 1, None)
     results = []
     with tempfile.TemporaryDirectory(prefix="hostside-drift-") as tmp:
         for i, spec in enumerate(specs):

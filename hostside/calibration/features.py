@@ -10,10 +10,11 @@ kernel-level predictors (nn-Meter) do.
 
 onnxruntime on x86 also rewrites most convs into its blocked NCHWc layout: channels are padded
 to the SIMD block (8 with AVX2, 16 with AVX-512), eligible activations, pools and adds stay
-blocked, and reorder operators are inserted where the layout changes. With ``nchwc_block``
-> 0 the features follow those rules (padded MACs, reorder bytes); with 0 (ARM boards, other
-runtimes) every conv is a GEMM. The calibration picks the block size that fits its board by
-cross-validation and records it. The rules were checked against onnxruntime's per-operator
+blocked, and reorder operators are inserted where the layout changes. Which of these rules
+apply is data: one ``rules.RuleSet`` per runtime and instruction set (the x86 ones block 8 or
+16; ARM and TFLite ones no blocked layout, every conv a GEMM, their own fused activations).
+A calibration picks the rule set of its board (on x86 the block size by cross-validation) and
+records it. The rules were checked against onnxruntime's per-operator
 profiles (``SessionOptions.enable_profiling``) of hand-written MobileNet, ResNet and
 inception-style networks: a conv with fewer input channels than the block reads the plain
 layout (so a blocked input is reordered back first, once per tensor, while the blocked copy
@@ -44,6 +45,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from hostside.arch.spec import ArchSpec
+from hostside.calibration.rules import RuleLike, rule_set
 from hostside.errors import UserError
 from hostside.onnx.optypes import names, op_type
 
@@ -105,15 +107,12 @@ FEATURE_NAMES: Tuple[str, ...] = tuple(name for name, _, _ in FEATURES)
 _SIZED_INDEX = {FEATURE_NAMES.index(name): k for k, name in enumerate(SIZED_FEATURES)}
 _F32 = 4
 
-# Activations onnxruntime fuses into the conv that feeds them (FusedConv / NCHWc conv).
-_FUSED_ANY = frozenset({"relu", "relu6", "sigmoid", "tanh"})
-_FUSED_NCHWC = _FUSED_ANY | {"hardswish"}
 _CHEAP_ACTS = frozenset({"relu", "relu6"})
 # Hard-swish has no exp: fused it is one more pass over the output, unfused onnxruntime runs it
 # as HardSigmoid and Mul (two cheap operators).
 _PIECEWISE_ACTS = _CHEAP_ACTS | {"hardswish"}
-# Activations whose NCHWc kernels do not exist: the tensor goes back to the plain layout.
-_PLAIN_ONLY_ACTS = frozenset({"elu", "selu"})
+# Activations whose kernels compute exp element by element.
+_SCALAR_EXP_ACTS = frozenset({"elu", "selu"})
 
 # Neutral operator tuples: (kind, output id, input ids, payload)
 #   conv:    (cin, cout, groups, kh, kw, out_shape, params)
@@ -138,15 +137,18 @@ def _up(channels: int, block: int) -> int:
     return -(-channels // block) * block
 
 
-def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int,
+def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], rules: RuleLike,
               kernels: Optional[List[Tuple[int, float]]] = None) -> List[float]:
-    """The feature vector of a neutral operator list (see the module docstring); with
-    ``kernels`` a list, each conv and linear kernel is appended as (feature index, MACs).
+    """The feature vector of a neutral operator list under one runtime rule set (see the
+    module docstring and ``rules``); with ``kernels`` a list, each conv and linear kernel is
+    appended as (feature index, MACs).
 
     Layouts are tracked as copies, as onnxruntime's NCHWc transformer keeps them: a tensor
     has a plain copy, a blocked copy or both, and each conversion runs once per tensor
     however many consumers read the converted copy.
     """
+    rules = rule_set(rules)
+    block = rules.block
     v = [0.0] * len(_KERNEL_TOTALS)
     consumers: Dict[str, int] = {}
     for _, _, inputs, _ in ops:
@@ -217,17 +219,17 @@ def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int,
             conv_outputs[out] = use_block
         elif kind == "act":
             act, shape = p
-            fusable = _FUSED_NCHWC if conv_outputs.get(src) else _FUSED_ANY
+            fusable = rules.fused_activations_blocked if conv_outputs.get(src) else rules.fused_activations
             if src in conv_outputs and consumers.get(src) == 1 and act in fusable:
                 emit(out, src in blocked)
-                if act != "relu":
-                    # Only ReLU is applied inside the conv kernel; other fused activations make
-                    # a second pass over the output.
+                if act not in rules.in_kernel_activations:
+                    # Only some activations (onnxruntime: ReLU) are applied inside the conv
+                    # kernel; other fused activations make a second pass over the output.
                     v[_F_FUSED_ACTIVATION_BYTES] += _elems(shape) * _F32
                 if act not in _PIECEWISE_ACTS:
                     v[_F_TRANSCENDENTAL_ELEMS] += _elems(shape)
                 continue
-            run_blocked = src in blocked and act not in _PLAIN_ONLY_ACTS
+            run_blocked = src in blocked and act not in rules.plain_only_activations
             if not run_blocked:
                 convert(src, to_blocked=False)
             emit(out, run_blocked)
@@ -237,7 +239,7 @@ def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int,
             elif act == "hardswish":
                 v[_F_OPS] += 1
                 v[_F_CHEAP_ELTWISE_BYTES] += 5 * _elems(shape) * _F32
-            elif act in _PLAIN_ONLY_ACTS:
+            elif act in _SCALAR_EXP_ACTS:
                 v[_F_SCALAR_EXP_ELEMS] += _elems(shape)
             else:
                 v[_F_TRANSCENDENTAL_ELEMS] += _elems(shape)
@@ -249,7 +251,7 @@ def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int,
             v[_F_OPS] += 1
             # The GEMM kernel computes whole SIMD vectors of outputs: a 10-way classifier
             # costs as much as a 16-way one where vectors hold 16 floats (the block).
-            mac(_F_LINEAR_MACS, fin * (_up(fout, block) if block else fout))
+            mac(_F_LINEAR_MACS, fin * (_up(fout, block) if block and rules.pad_linear_outputs else fout))
         elif kind == "bn":
             shape, params = p
             v[_F_PARAMS] += params
@@ -269,7 +271,8 @@ def _features(ops: List[Op], shapes: Dict[str, Tuple[int, ...]], block: int,
         elif kind == "eltwise":
             if len(inputs) > 1 and all(s in blocked for s in inputs):
                 emit(out, True)
-                if len(inputs) == 2 and any(conv_outputs.get(s) and consumers.get(s) == 1 for s in inputs):
+                fused = any(conv_outputs.get(s) and consumers.get(s) == 1 for s in inputs)
+                if rules.fuse_residual_add and len(inputs) == 2 and fused:
                     conv_outputs[out] = True  # a residual add fused into the blocked conv
                     continue
             else:
@@ -330,17 +333,19 @@ def _share(amount: float) -> Tuple[int, float]:
     return j, t
 
 
-def spec_features(spec: ArchSpec, nchwc_block: int = 0) -> List[float]:
-    """The feature vector of an ArchSpec, from its analytic shapes (tens of microseconds)."""
+def spec_features(spec: ArchSpec, rules: RuleLike = 0) -> List[float]:
+    """The feature vector of an ArchSpec under a runtime rule set (a ``RuleSet``, its name or
+    an x86 NCHWc block size), from its analytic shapes (tens of microseconds)."""
     from hostside.arch.ops.neutral import spec_neutral_ops  # each op states its operators in its module
 
     ops, shapes = spec_neutral_ops(spec)
-    return _features(ops, shapes, nchwc_block)
+    return _features(ops, shapes, rules)
 
 
-def features_matrix(specs: Sequence[ArchSpec], nchwc_block: int = 0) -> np.ndarray:
+def features_matrix(specs: Sequence[ArchSpec], rules: RuleLike = 0) -> np.ndarray:
     """Feature vectors of many specs as an (N, F) float64 array."""
-    rows = [spec_features(s, nchwc_block) for s in specs]
+    rules = rule_set(rules)
+    rows = [spec_features(s, rules) for s in specs]
     return np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
 
 
@@ -489,10 +494,10 @@ def onnx_attribute(attr):
     return onnx.helper.get_attribute_value(attr)
 
 
-def onnx_features(path: Union[str, Path], nchwc_block: int = 0) -> List[float]:
+def onnx_features(path: Union[str, Path], rules: RuleLike = 0) -> List[float]:
     """The feature vector of an ONNX file (batch taken as 1), read from its graph.
 
     Raises UserError naming the file when it is not a readable ONNX model with known shapes.
     """
     ops, shapes = _onnx_ops(Path(path))
-    return _features(ops, shapes, nchwc_block)
+    return _features(ops, shapes, rules)

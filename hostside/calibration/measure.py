@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from hostside.arch.spec import ArchSpec
 from hostside.calibration.features import FEATURE_NAMES, spec_features
+from hostside.calibration.rules import RuleLike
 from hostside.errors import UserError
 
 MEASUREMENTS_CSV = "measurements.csv"
@@ -136,15 +137,15 @@ def _append(csv_path: Path, rows: List[Dict[str, Any]]) -> None:
         os.fsync(f.fileno())
 
 
-def refresh_feature_columns(out_dir: Path, nchwc_block: int) -> None:
-    """Rewrite the CSV's feature columns with the block size the fit chose (measured
+def refresh_feature_columns(out_dir: Path, rules: RuleLike) -> None:
+    """Rewrite the CSV's feature columns with the rule set the fit chose (measured
     columns untouched), so the file shows the features the calibration was fitted on."""
     csv_path = out_dir / MEASUREMENTS_CSV
     rows = read_measurements(csv_path)
     for row in rows:
         spec_path = out_dir / SPECS_DIR / f"{row['spec_sha256']}.json"
         if spec_path.exists():
-            features = spec_features(ArchSpec.load(spec_path), nchwc_block)
+            features = spec_features(ArchSpec.load(spec_path), rules)
             row.update({name: str(int(v)) for name, v in zip(FEATURE_NAMES, features)})
     _rewrite(csv_path, rows)
 

@@ -219,8 +219,9 @@ def fit_model(kind: str, features: np.ndarray, latency_ms: np.ndarray) -> Latenc
 
 
 def score(measured_ms: np.ndarray, predicted_ms: np.ndarray) -> Dict[str, float]:
-    """R² (of log latency), MAPE, shares within ±10%/±20% and Spearman rank correlation."""
-    from scipy.stats import spearmanr
+    """R² (of log latency), MAPE, shares within ±5%/±10%/±20%, Spearman and Kendall rank
+    correlations (the ranks are what a search compares candidates by)."""
+    from scipy.stats import kendalltau, spearmanr
 
     rel = predicted_ms / measured_ms - 1.0
     log_m, log_p = np.log(measured_ms), np.log(predicted_ms)
@@ -230,9 +231,11 @@ def score(measured_ms: np.ndarray, predicted_ms: np.ndarray) -> Dict[str, float]
         "count": int(len(measured_ms)),
         "r2_log": r2,
         "mape": float(np.mean(np.abs(rel))),
+        "within_5pct": float(np.mean(np.abs(rel) <= 0.05)),
         "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
         "within_20pct": float(np.mean(np.abs(rel) <= 0.20)),
         "spearman": float(spearmanr(measured_ms, predicted_ms).statistic) if len(measured_ms) > 2 else float("nan"),
+        "kendall": float(kendalltau(measured_ms, predicted_ms).statistic) if len(measured_ms) > 2 else float("nan"),
     }
 
 

@@ -9,8 +9,10 @@ import numpy as np
 
 
 def plot_predicted_vs_measured(measured_ms: np.ndarray, predicted_ms: Dict[str, Sequence[float]],
-                               report: Dict[str, Any], path: Path, title: str = "") -> Path:
-    """Log-log scatter of cross-validated predictions against measurements, with ±10%/±20% bands."""
+                               report: Dict[str, Any], path: Path, title: str = "",
+                               quantity: str = "latency (ms)") -> Path:
+    """Log-log scatter of cross-validated predictions against measurements, with ±10%/±20% bands
+    (``quantity`` names the axes: latency, or energy for a calibration that predicts it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,8 +35,8 @@ def plot_predicted_vs_measured(measured_ms: np.ndarray, predicted_ms: Dict[str, 
         chosen = " (chosen)" if kind == report.get("chosen") else ""
         ax.set_title(f"{kind}{chosen}\nwithin ±10% {cv['within_10pct']:.0%}, ±20% {cv['within_20pct']:.0%}, "
                      f"ρ {cv['spearman']:.3f}", fontsize=9)
-        ax.set_xlabel("measured latency (ms)")
-        ax.set_ylabel("predicted latency, cross-validated (ms)")
+        ax.set_xlabel(f"measured {quantity}")
+        ax.set_ylabel(f"predicted {quantity}, cross-validated")
         ax.legend(loc="upper left", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)

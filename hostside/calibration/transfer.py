@@ -51,7 +51,7 @@ def choose_samples(source: Calibration, specs: Sequence[Any], count: int = DEFAU
     error fit sees: D-optimal design), ties broken towards unexplored latencies."""
     from hostside.calibration.features import features_matrix
 
-    features = features_matrix(specs, source.nchwc_block)
+    features = features_matrix(specs, source.rules)
     emb = _embedding(kernel_contributions(source.models[source.chosen], features))
     shares, log_total = emb[:, :-1], emb[:, -1]
     picks = list(dict.fromkeys([int(np.argmin(log_total)), int(np.argmax(log_total))]))[:count]
@@ -81,10 +81,12 @@ def _fit_scales(contrib: np.ndarray, y: np.ndarray, shrinkage: float) -> np.ndar
     return scales
 
 
-def fit_transfer(source: Calibration, features: np.ndarray, latency_ms: np.ndarray
-                 ) -> Tuple[LatencyModel, Dict[str, Any]]:
-    """The transferred model and its fit report (leave-one-out scores of the samples)."""
-    base = source.models[source.chosen]
+def fit_transfer(source: Calibration, features: np.ndarray, latency_ms: np.ndarray,
+                 base: Optional[LatencyModel] = None) -> Tuple[LatencyModel, Dict[str, Any]]:
+    """The transferred model and its fit report (leave-one-out scores of the samples).
+    ``base`` is the source model rescaled (default: its chosen latency model; its energy
+    model to transfer energy per inference, whose kernel groups scale alike)."""
+    base = base or source.models[source.chosen]
     contrib = kernel_contributions(base, features)
     n = len(latency_ms)
     if n < 3:
@@ -107,7 +109,7 @@ def fit_transfer(source: Calibration, features: np.ndarray, latency_ms: np.ndarr
             "group_scales": {g: float(s) for g, s in zip(KERNEL_GROUPS, scales)},
             "shrinkage": shrinkage, "log_residual_quantiles": [min(lo, 0.0), max(hi, 0.0)]}
     report = {"leave_one_out": score(latency_ms, trials[shrinkage]), "shrinkage": shrinkage,
-              "group_scales": data["group_scales"]}
+              "group_scales": data["group_scales"], "oof_predicted_ms": [float(v) for v in trials[shrinkage]]}
     return LatencyModel(data), report
 
 
@@ -128,7 +130,7 @@ def transfer(board: Any, source_path: Path, out_dir: Path, samples: int = DEFAUL
     if samples < 3:
         raise UserError(f"--samples must be at least 3, got {samples}")
     source = load_calibration(source_path)
-    threads = threads or source.threads
+    threads = threads or source.threads or 1  # no thread count: fitted on figures measured elsewhere
     info = board.info()
     check_emulated(board, info, out_dir, allow_emulated)
     shapes = source.provenance.get("input_shapes")
@@ -157,11 +159,11 @@ def transfer(board: Any, source_path: Path, out_dir: Path, samples: int = DEFAUL
     provenance["measured_models"] = len(rows)
     specs = load_measured_specs(out_dir, rows)
     latency = np.array([float(r[TARGET_COLUMN]) for r in rows])
-    model, report = fit_transfer(source, features_matrix(specs, source.nchwc_block), latency)
+    model, report = fit_transfer(source, features_matrix(specs, source.rules), latency)
     report.update({"target": TARGET_COLUMN, "chosen": TRANSFERRED, "models": {},
                    "measured_ms_range": [float(latency.min()), float(latency.max())]})
     (out_dir / TRANSFER_JSON).write_text(json.dumps(report, indent=1) + "\n")
     write_provenance(out_dir, provenance)
-    calibration = Calibration(build_body({TRANSFERRED: model}, TRANSFERRED, source.nchwc_block, report, provenance))
+    calibration = Calibration(build_body({TRANSFERRED: model}, TRANSFERRED, source.rules, report, provenance))
     calibration.save(out_dir / CALIBRATION_JSON)
     return calibration
