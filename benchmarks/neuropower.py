@@ -7,9 +7,11 @@
 
 1. Search: ``spea2``, ``nsga2`` and ``random`` over ``--space dense`` (scaled for digits), each
    ``--population`` x ``--iterations`` trainings of ``--epochs`` epochs (the same training budget),
-   ``--seeds`` seeds. Per run the hypervolume of every trained candidate in (1 - test accuracy,
-   params / P_ref) against (1, 1), P_ref = the largest network of the space; the table gives
-   mean and standard deviation over the seeds. The runs drive the real strategies through
+   ``--seeds`` seeds. Each strategy chooses on validation accuracy (SPEA-II's fitness is the
+   paper's Score = accuracy / params), and no candidate is evaluated on the test split. Per run
+   the hypervolume of every trained candidate in (1 - validation accuracy, params / P_ref)
+   against (1, 1), P_ref = the largest network of the space; the table gives mean and standard
+   deviation over the seeds. The runs drive the real strategies through
    ask/tell with real training, in this process and without the engine's export and board
    measurements (they do not change what is compared; ``hostside search --strategy spea2``
    is the same algorithm with all of it). A duplicate proposal is dropped and asked again, as
@@ -34,8 +36,7 @@ from typing import Any, Dict, List
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 STRATEGIES = ("spea2", "nsga2", "random")
-DENSE_GENES = {"left": "swish", "right": "relu", "condense_layers": 2, "fels": 16, "kernel": 3, "optimizer": "adam",
-               "lr": 0.002}
+DENSE_GENES = {"left": "swish", "right": "relu", "condense_layers": 2, "fels": 16, "kernel": 3, "optimizer": "adam"}
 
 
 def _param_reference(space) -> float:
@@ -85,11 +86,11 @@ def run_search(strategy_name: str, seed: int, dataset_source: str, population: i
                 if key in seen:
                     continue
                 seen.add(key)
-                config = TrainConfig.from_dict({"epochs": epochs, "seed": seed,
+                config = TrainConfig.from_dict({"epochs": epochs, "seed": seed, "evaluate_test": False,
                                                 **space.training_overrides(proposal.genotype)})
                 result = train_model(spec, dataset, split, config)
-                accuracy = result.test_accuracy if np.isfinite(result.test_accuracy) else 0.0
-                metrics = {"accuracy": accuracy, "val_accuracy": result.val_accuracy, "params": spec.cost.params}
+                accuracy = result.val_accuracy if np.isfinite(result.val_accuracy) else 0.0
+                metrics = {"val_accuracy": accuracy, "params": spec.cost.params}
                 born.append(Candidate(
                     id=len(records) + len(born), genotype=dict(proposal.genotype), parents=proposal.parents,
                     operator=proposal.operator, generation=generation, status="measured",
@@ -103,10 +104,10 @@ def run_search(strategy_name: str, seed: int, dataset_source: str, population: i
         updates = strategy.tell(born, AskContext(space, tuple(records), rng, generation, len(records)))
         records = [Candidate(**{**c.__dict__, "attrs": {**c.attrs, **updates.get(c.id, {})}}) for c in records]
     reference = _param_reference(space)
-    F = np.array([[1 - c.metrics["accuracy"], c.metrics["params"] / reference] for c in records])
-    best = max(records, key=lambda c: c.metrics["accuracy"])
+    F = np.array([[1 - c.metrics["val_accuracy"], c.metrics["params"] / reference] for c in records])
+    best = max(records, key=lambda c: c.metrics["val_accuracy"])
     return {"strategy": strategy_name, "seed": seed, "hv": hypervolume(F, (1.0, 1.0)), "trainings": len(records),
-            "best_accuracy": best.metrics["accuracy"], "best_params": best.metrics["params"],
+            "best_accuracy": best.metrics["val_accuracy"], "best_params": best.metrics["params"],
             "seconds": time.perf_counter() - started}
 
 
@@ -193,7 +194,8 @@ def main(argv: List[str] = None) -> int:
                       file=sys.stderr, flush=True)
         print(f"Search on {args.dataset}, dense space: {args.population} x {args.iterations} trainings of "
               f"{args.epochs} epochs per run, {args.seeds} seeds (mean ± sd)")
-        print("| strategy | hypervolume (1-acc, params/P_ref) | best test accuracy | its params | trainings | s per run |")
+        print("| strategy | hypervolume (1-val. acc, params/P_ref) | best validation accuracy | its params | trainings "
+              "| s per run |")
         print("|---|---|---|---|---|---|")
         for name in STRATEGIES:
             mine = [r for r in results if r["strategy"] == name]

@@ -4,6 +4,10 @@ Everything is computed from the journal, so ``hostside runs show`` and a noteboo
 rebuild the report of any run, finished or not. Plots show every measured candidate in grey,
 the front highlighted, the re-trained front models as stars, and the candidates the filter
 rejected before training as crosses on a strip under the axis (they have no accuracy).
+
+Every figure a choice was made on is a validation accuracy; the test accuracy belongs to the
+re-trained front alone (the search never evaluates the test split), and every place that
+shows it says "not used in any choice".
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ REPORT_FILE = "report.json"
 REPORT_MD = "report.md"
 NEAREST_MISSES = 5
 
+TEST_LABEL = "test accuracy (not used in any choice)"
 _LABELS = {
-    "accuracy": "test accuracy", "val_accuracy": "validation accuracy", "params": "parameters", "macs": "MACs",
+    "accuracy": "validation accuracy", "val_accuracy": "validation accuracy", "params": "parameters", "macs": "MACs",
     "predicted_latency": "predicted latency (ms)", "measured_latency": "measured latency (ms)",
     "energy": "energy per inference (mJ)", "activation_memory": "peak activation memory (bytes)",
 }
@@ -76,11 +81,38 @@ def filter_statistics(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     }
 
 
-def _model_entry(final: Dict[str, Any], row: Dict[str, Any], budgets: Dict[str, float]) -> Dict[str, Any]:
+def genotype_fields(space: Any, genotype: Any) -> Dict[str, Any]:
+    """What the space says a person should read of a genotype (NB201's ``arch_str``); {} for a
+    space without ``genotype_summary`` or one that cannot summarise this genotype."""
+    summary = getattr(space, "genotype_summary", None)
+    if space is None or summary is None:
+        return {}
+    try:
+        return dict(summary(genotype) or {})
+    except Exception:  # noqa: BLE001 - a summary is for reading; the report must not fail over it
+        return {}
+
+
+def truncated_table(multiplier: str) -> bool:
+    """Whether ``multiplier``'s networks trained on a truncated product table: in training,
+    circuits whose error matrix has a rank above ``TRAIN_RANK`` use its best rank-16
+    approximation (``hostside.approx.conv``); evaluation always reads the exact table."""
+    if not multiplier:
+        return False
+    from hostside.approx.conv import TRAIN_RANK
+    from hostside.approx.expansion import expansion
+
+    return expansion(multiplier).rank > TRAIN_RANK
+
+
+def _model_entry(final: Dict[str, Any], row: Dict[str, Any], budgets: Dict[str, float], space: Any) -> Dict[str, Any]:
     entry = {
         "id": row["id"],
         "onnx": final["onnx_path"],
         "onnx_sha256": final["onnx_sha256"],
+        # The journal's final_models.accuracy column is the test accuracy of the re-trained model.
+        "test_accuracy": final["accuracy"],
+        # The older name of test_accuracy, read by ``hostside search``'s closing line.
         "accuracy": final["accuracy"],
         "val_accuracy": final["val_accuracy"],
         "params": row["params"],
@@ -89,14 +121,18 @@ def _model_entry(final: Dict[str, Any], row: Dict[str, Any], budgets: Dict[str, 
         "predicted_latency_ms": row["predicted_latency_ms"],
         "latency_ms": final["latency_ms"],
         "energy_mj": final["energy_mj"],
-        "search_accuracy": row["accuracy"],
+        "search_val_accuracy": row["val_accuracy"],
         "search_latency_ms": row["latency_ms"],
         "arch_hash": row["arch_hash"],
         "genotype": row["genotype"],
         "operator": row["operator"],
         "parents": row["parents"],
     }
+    # What the space summarises of the genotype (NB201's arch_str), never over a figure above.
+    entry.update({k: v for k, v in genotype_fields(space, row["genotype"]).items() if k not in entry})
     entry.update(approx_fields(row.get("train_metrics")))  # multiplier, n_mult, ... (approximate multipliers)
+    if entry.get("multiplier"):
+        entry["trained_with_truncated_table"] = truncated_table(entry["multiplier"])
     entry["meets_budgets"] = violation(entry, budgets) == 0
     return entry
 
@@ -114,7 +150,8 @@ def build_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
     by_id = {r["id"]: r for r in rows}
     measured = with_screening([r for r in rows if r["status"] == "measured"], journal)
     feasible = [r for r in measured if violation(r, config.budgets) == 0]
-    models = [_model_entry(f, by_id[f["candidate_id"]], config.budgets)
+    space = _space_of(config, journal)
+    models = [_model_entry(f, by_id[f["candidate_id"]], config.budgets, space)
               for f in journal.finals() if f["status"] == "measured"]
     best: Optional[Dict[str, Any]] = None
     if models:
@@ -129,7 +166,7 @@ def build_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
     if not feasible:
         for r in sorted(measured, key=lambda r: violation(r, config.budgets))[:NEAREST_MISSES]:
             nearest.append({"id": r["id"], "violation": violation(r, config.budgets),
-                            "missed": missed_budgets(r, config.budgets), "accuracy": r["accuracy"],
+                            "missed": missed_budgets(r, config.budgets), "val_accuracy": r["val_accuracy"],
                             "latency_ms": r["latency_ms"], "params": r["params"], "macs": r["macs"]})
     return {
         "run": str(run_dir),
@@ -147,6 +184,18 @@ def build_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
         "filter": filter_statistics(rows),
         "onnx_warning": onnx_warning,
     }
+
+
+def _space_of(config: SearchConfig, journal: Journal) -> Any:
+    """The run's search space, for ``genotype_summary``; None when it cannot be built here (a
+    space registered by a plugin this process does not load), since the report only reads it."""
+    from hostside.spaces import make_space
+
+    try:
+        data = journal.meta("dataset") or {}
+        return make_space(config.space, tuple(data["input_shape"]), data["num_classes"], **config.space_options)
+    except Exception:  # noqa: BLE001 - the report does not depend on the space
+        return None
 
 
 def check_onnx_files(run_dir: Path, rows: Sequence[Dict[str, Any]], models: Sequence[Dict[str, Any]]) -> Optional[str]:
@@ -189,7 +238,7 @@ def warn_about_onnx_files(report: Dict[str, Any]) -> None:
 
 def candidate_summaries(journal: Journal) -> List[Dict[str, Any]]:
     """One flat dict per candidate for ``runs show --json``."""
-    keys = ("id", "status", "generation", "operator", "parents", "accuracy", "val_accuracy", "params", "macs",
+    keys = ("id", "status", "generation", "operator", "parents", "val_accuracy", "params", "macs",
             "activation_bytes", "predicted_latency_ms", "latency_ms", "energy_mj", "train_seconds",
             "filter_accepted", "filter_reason", "onnx_path", "onnx_sha256", "arch_hash", "error", "spot_check")
     return [{k: r[k] for k in keys} for r in journal.candidates()]
@@ -221,7 +270,7 @@ def _axis_value(row: Dict[str, Any], name: str, rejected: bool) -> Optional[floa
 
 def plot_pairs(objectives: Sequence[str]) -> List[Tuple[str, str]]:
     """(x, y) pairs: accuracy on y against every other objective, else the first against the rest."""
-    y = "accuracy" if "accuracy" in objectives else objectives[0]
+    y = next((name for name in objectives if name in ("val_accuracy", "accuracy")), objectives[0])
     return [(x, y) for x in objectives if x != y]
 
 
@@ -252,7 +301,8 @@ def write_plots(run_dir: Path, journal: Journal, report: Dict[str, Any]) -> List
             ax.plot([p[0] for p in front], [p[1] for p in front], "o-", c="tab:blue", ms=6, label="search Pareto front")
         final_key, final_what = OBJECTIVES[y_name][0], ""
         if final_key == "val_accuracy" and config.get("final_data") == "train+val":
-            final_key, final_what = "accuracy", " on train+val, test accuracy"  # they have no validation figure
+            # They have no validation figure; the test one is shown, and said to be.
+            final_key, final_what = "test_accuracy", f" on train+val, {TEST_LABEL}"
         finals = [(_axis_value(m, x_name, False), m.get(final_key)) for m in report["models"]]
         finals = [p for p in finals if None not in p]
         if finals:
@@ -307,37 +357,45 @@ def markdown(report: Dict[str, Any]) -> str:
         lines += [f"**Warning:** {report['onnx_warning']}.", ""]
     if report["nothing_meets_budgets"]:
         lines += ["**No candidate meets the budgets.** Those that miss them by least:", "",
-                  "| id | missed budgets | accuracy | latency (ms) | params |", "|---|---|---|---|---|"]
+                  "| id | missed budgets | val. accuracy | latency (ms) | params |", "|---|---|---|---|---|"]
         for miss in report["nearest_misses"]:
             missed = "; ".join(f"{k} {_fmt(v['value'])} > {_fmt(v['limit'])}" if BUDGETS[k][1] == "max"
                                else f"{k} {_fmt(v['value'])} < {_fmt(v['limit'])}" for k, v in miss["missed"].items())
-            lines.append(f"| {miss['id']} | {missed} | {_fmt(miss['accuracy'], '.3f')} | {_fmt(miss['latency_ms'])} | {miss['params']} |")
+            lines.append(f"| {miss['id']} | {missed} | {_fmt(miss['val_accuracy'], '.3f')} | {_fmt(miss['latency_ms'])} | {miss['params']} |")
         lines.append("")
     if report["models"]:
         on = " on train+val" if config.get("final_data") == "train+val" else ""
         lines += [f"## Pareto front (re-trained for {config['final_epochs']} epochs{on}, measured on the board)", "",
-                  "| id | ONNX | accuracy | params | MACs | predicted ms | measured ms | energy mJ |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  f"| id | ONNX | val. accuracy (search) | {TEST_LABEL} | params | MACs | predicted ms | "
+                  "measured ms | energy mJ |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for m in report["models"]:
             mark = " **best trade-off**" if m.get("best_tradeoff") else ""
             problem = f" **({m['onnx_problem']})**" if m.get("onnx_problem") else ""
-            lines.append(f"| {m['id']}{mark} | `{m['onnx']}`{problem} | {_fmt(m['accuracy'], '.3f')} | {m['params']} | {m['macs']} | "
+            onnx = f"`{m['onnx']}`" if m["onnx"] else "none (table run)"
+            lines.append(f"| {m['id']}{mark} | {onnx}{problem} | {_fmt(m['search_val_accuracy'], '.3f')} | "
+                         f"{_fmt(m['test_accuracy'], '.3f')} | {m['params']} | {m['macs']} | "
                          f"{_fmt(m['predicted_latency_ms'])} | {_fmt(m['latency_ms'])} | {_fmt(m['energy_mj'])} |")
         lines.append("")
+        truncated = sorted({m["multiplier"] for m in report["models"] if m.get("trained_with_truncated_table")})
+        if truncated:
+            lines += [f"Multiplier{'s' if len(truncated) > 1 else ''} {', '.join(truncated)}: an error rank above 16, "
+                      "so training used the best rank-16 approximation of the product table (evaluation and the "
+                      "accuracies above use the exact table).", ""]
     if report.get("screened"):
         lines += [f"## Screening (the most accurate candidates trained {report['screened'][0]['epochs']} epochs on the "
                   f"whole training part before the front was chosen)", "",
-                  "| id | search val. accuracy | screened val. accuracy | screened test accuracy | params |",
-                  "|---|---|---|---|---|"]
+                  "| id | search val. accuracy | screened val. accuracy | params |",
+                  "|---|---|---|---|"]
         for s in report["screened"]:
             lines.append(f"| {s['id']} | {_fmt(s['search_val_accuracy'], '.3f')} | "
-                         f"{_fmt(s['val_accuracy'], '.3f') if s['error'] is None else s['error']} | "
-                         f"{_fmt(s['accuracy'], '.3f')} | {s['params']} |")
+                         f"{_fmt(s['val_accuracy'], '.3f') if s['error'] is None else s['error']} | {s['params']} |")
         lines.append("")
     best = report["best_tradeoff"]
     if best:
-        lines += [f"Best trade-off (smallest equally weighted distance to the ideal point): candidate {best['id']}, "
-                  f"`{best['onnx']}`.", ""]
+        where = f", `{best['onnx']}`" if best["onnx"] else ""
+        lines += [f"Best trade-off (smallest equally weighted distance to the ideal point): candidate "
+                  f"{best['id']}{where}.", ""]
     f = report["filter"]
     lines += ["## Pre-training filter", "",
               f"Rejected {f['rejected']} candidate(s) before training; trained {f['trained']}. "

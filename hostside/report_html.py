@@ -41,7 +41,8 @@ LINEAGE_DEPTH = 6
 
 #: Objective name -> what the chart and table call it, its candidate key, log axis or not.
 METRICS: Dict[str, Dict[str, Any]] = {
-    "accuracy": {"key": "accuracy", "label": "test accuracy", "log": False},
+    # ``accuracy`` is the older name of the validation-accuracy objective (no choice reads test).
+    "accuracy": {"key": "val_accuracy", "label": "validation accuracy", "log": False},
     "val_accuracy": {"key": "val_accuracy", "label": "validation accuracy", "log": False},
     "params": {"key": "params", "label": "parameters", "log": True},
     "macs": {"key": "macs", "label": "MACs", "log": True},
@@ -51,11 +52,17 @@ METRICS: Dict[str, Dict[str, Any]] = {
     "activation_memory": {"key": "activation_bytes", "label": "peak activation memory (bytes)", "log": True},
 }
 
-_CANDIDATE_KEYS = ("id", "status", "generation", "operator", "parents", "accuracy", "val_accuracy", "params", "macs",
+#: A candidate's test accuracy is not among them: the search never evaluates the test split
+#: (an older journal's ``accuracy`` column held it; the page does not show it).
+_CANDIDATE_KEYS = ("id", "status", "generation", "operator", "parents", "val_accuracy", "params", "macs",
                    "activation_bytes", "predicted_latency_ms", "latency_ms", "energy_mj", "train_seconds")
-_MODEL_KEYS = ("id", "onnx", "accuracy", "val_accuracy", "params", "macs", "activation_bytes", "predicted_latency_ms",
-               "latency_ms", "energy_mj", "search_accuracy", "search_latency_ms", "meets_budgets", "best_tradeoff",
-               "operator", "parents", "onnx_problem")
+_MODEL_KEYS = ("id", "onnx", "test_accuracy", "val_accuracy", "params", "macs", "activation_bytes",
+               "predicted_latency_ms", "latency_ms", "energy_mj", "search_val_accuracy", "search_latency_ms",
+               "meets_budgets", "best_tradeoff", "operator", "parents", "onnx_problem", "multiplier",
+               "trained_with_truncated_table")
+#: Keys of a model entry that are not a summary of its genotype (what is left is, e.g. ``arch_str``).
+_NOT_SUMMARY = set(_MODEL_KEYS) | {"accuracy", "onnx_sha256", "arch_hash", "genotype", "n_mult", "energy_per_mult_pj",
+                                   "mult_energy_mj"}
 
 
 def arch_summary(spec: Optional[Mapping[str, Any]]) -> str:
@@ -202,6 +209,7 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
         entry["onnx"] = _relative_link(run_dir, model.get("onnx"))
         entry["arch"] = arch_summary(specs.get(model["id"]))
         entry["spec"] = specs.get(model["id"])
+        entry["summary"] = {k: v for k, v in model.items() if k not in _NOT_SUMMARY}
         models.append(entry)
     spot_checks = [{"id": row["id"], "predicted_latency_ms": row.get("predicted_latency_ms"),
                     "latency_ms": row["spot_check"].get("latency_ms"), "meets_budget": row["spot_check"].get("meets_budget"),

@@ -73,7 +73,7 @@ def prune_network(spec_path: Path, weights_path: Path, dataset: str, split_path:
     with tempfile.TemporaryDirectory(dir=out) as scratch:
         base = train_and_export(spec.to_dict(), dataset, split, config, Path(scratch) / "base", init_weights=state)
         split = json.loads((Path(scratch) / "base" / "split.json").read_text())
-        original = {"params": spec.cost.params, "accuracy": base["accuracy"], "nid": base["accuracy"] / spec.cost.params}
+        original = {"params": spec.cost.params, "accuracy": base["test_accuracy"], "nid": base["test_accuracy"] / spec.cost.params}
         progress(f"prune: start {original['params']} params, accuracy {original['accuracy']:.4f}")
         final_dir = Path(scratch) / "base"
         for iteration in range(1, settings.iterations + 1):
@@ -87,8 +87,8 @@ def prune_network(spec_path: Path, weights_path: Path, dataset: str, split_path:
             state = load_weights(step_dir / "weights.npz")
             final_dir = step_dir
             row = {"iteration": iteration, "params": spec.cost.params, "macs": spec.cost.macs,
-                   "pruned_share": 1 - spec.cost.params / original["params"], "accuracy": metrics["accuracy"],
-                   "nid": metrics["accuracy"] / spec.cost.params, "layers_cut": cut,
+                   "pruned_share": 1 - spec.cost.params / original["params"], "accuracy": metrics["test_accuracy"],
+                   "nid": metrics["test_accuracy"] / spec.cost.params, "layers_cut": cut,
                    "filters": {n.id: n.attrs["out_channels"] for n in spec.nodes if n.op == "conv2d"}}
             rows.append(row)
             progress(f"prune: iteration {iteration}: {row['params']} params ({100 * row['pruned_share']:.1f} % "

@@ -77,11 +77,12 @@ def register_search_metrics() -> None:
 
 
 def precision_metrics(onnx_path: Any, dataset: Any, split: Any, precision: str, mode: str = DEFAULT_MODE,
-                      multiplications: Optional[int] = None) -> Dict[str, Any]:
-    """Metrics of a trained candidate under ``precision``: ``accuracy`` / ``val_accuracy`` with
-    the emulated format (the values the search optimises), ``float_accuracy`` /
-    ``float_val_accuracy`` of the float file, and ``mult_energy_mj`` / ``weight_bytes`` at the
-    format. ``split`` is a :class:`hostside.train.splits.Split`."""
+                      multiplications: Optional[int] = None, evaluate_test: bool = True) -> Dict[str, Any]:
+    """Metrics of a trained candidate under ``precision``: ``val_accuracy`` (and, with
+    ``evaluate_test``, ``test_accuracy``) with the emulated format (the search optimises the
+    validation one), the same of the float file prefixed ``float_``, and ``mult_energy_mj`` /
+    ``weight_bytes`` at the format. During a search ``evaluate_test`` is off: the test split is
+    read only for the final front. ``split`` is a :class:`hostside.train.splits.Split`."""
     from hostside.precision.analysis import parameter_counts, weight_bytes
     from hostside.precision.emulate import OnnxEmulator
 
@@ -94,9 +95,12 @@ def precision_metrics(onnx_path: Any, dataset: Any, split: Any, precision: str, 
     emulator = OnnxEmulator(onnx_path)
     emulator.check_input(dataset.input_shape, dataset.name)
     metrics: Dict[str, Any] = {PRECISION_KEY: fmt.name, "precision_mode": mode}
-    for key, indices in (("accuracy", split.test), ("val_accuracy", split.val)):
+    splits = [("val_accuracy", split.val)] + ([("test_accuracy", split.test)] if evaluate_test else [])
+    for key, indices in splits:
         metrics[f"float_{key}"] = _score(emulator, dataset, indices, None, mode)
         metrics[key] = _score(emulator, dataset, indices, fmt, mode)
+    metrics.setdefault("test_accuracy", None)
+    metrics["accuracy"] = metrics["test_accuracy"]  # the worker's legacy key, test or nothing
     counts = parameter_counts(onnx_path)
     metrics["weight_bytes"] = weight_bytes(fmt, counts["params"], counts["bias_params"])
     if multiplications is None:

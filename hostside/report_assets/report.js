@@ -11,6 +11,8 @@
   const BUDGET_OF = { measured_latency: "latency_ms", params: "params", macs: "macs",
                       activation_memory: "activation_bytes", energy: "energy_mj", accuracy: "accuracy",
                       val_accuracy: "val_accuracy" };
+  // The test split enters no choice: only the re-trained front has a test accuracy, and says so.
+  const TEST_LABEL = "test accuracy (not used in any choice)";
 
   // ---- small helpers -------------------------------------------------------------------
   function el(tag, attrs, children) {
@@ -75,7 +77,7 @@
     chip("candidates", Object.entries(r.counts).filter(([, v]) => v).map(([k, v]) => v + " " + k).join(", ") || "none yet");
     const best = modelById.get(data.best_tradeoff);
     if (best) {
-      chip("best trade-off", "#" + best.id + ": accuracy " + fmt(best.accuracy, "acc") + ", " + fmt(best.latency_ms) + " ms, " +
+      chip("best trade-off", "#" + best.id + ": " + TEST_LABEL + " " + fmt(best.test_accuracy, "acc") + ", " + fmt(best.latency_ms) + " ms, " +
            fmt(best.params, "int") + " params", "best");
     }
     if (r.live) {
@@ -143,7 +145,7 @@
     let measured = data.candidates.filter((c) => c.status === "measured" && num(c[mx.key]) && num(c[my.key]));
     const front = measured.filter((c) => c.front).sort((p, q) => p[mx.key] - q[mx.key]);
     // Models re-trained on train+val have no validation figure: they stand at their test accuracy.
-    const fy = my.key === "val_accuracy" && data.run.final_data === "train+val" ? "accuracy" : my.key;
+    const fy = my.key === "val_accuracy" && data.run.final_data === "train+val" ? "test_accuracy" : my.key;
     const finals = data.models.filter((m) => num(m[mx.key]) && num(m[fy]));
     let rejected = data.candidates.filter((c) => c.status === "rejected" && num(rejectedX(c, xName)));
     if (view.zoom && front.length + finals.length > 1) {
@@ -249,7 +251,7 @@
     item("var(--grey)", measured.length + " measured");
     if (front.length) item("var(--front)", front.length + " on the search front");
     if (finals.length) item("var(--final)", finals.length + " re-trained (" + data.run.final_epochs + " epochs" +
-      (fy === my.key ? "" : " on train+val, test accuracy") + ")", true);
+      (fy === my.key ? "" : " on train+val, " + TEST_LABEL) + ")", true);
     if (rejected.length) item("var(--reject)", rejected.length + " rejected before training" + (xName === "measured_latency" ? " (predicted)" : ""), true);
     box.append(legend);
     return box;
@@ -260,9 +262,11 @@
     const c = byId.get(id), m = modelById.get(id);
     const src = which === "final" && m ? m : c;
     const unit = (v, u) => num(v) ? fmt(v) + " " + u : "not measured";
-    const rows = [["accuracy", fmt(src.accuracy, "acc")], ["params", fmt(c.params, "int")], ["MACs", fmt(c.macs, "int")],
-                  ["predicted latency", unit(c.predicted_latency_ms, "ms")], ["measured latency", unit(src.latency_ms, "ms")],
-                  ["energy", unit(src.energy_mj, "mJ")]];
+    const rows = [["validation accuracy", fmt(src.val_accuracy, "acc")]];
+    if (src === m) rows.push([TEST_LABEL, fmt(m.test_accuracy, "acc")]);
+    rows.push(["params", fmt(c.params, "int")], ["MACs", fmt(c.macs, "int")],
+              ["predicted latency", unit(c.predicted_latency_ms, "ms")], ["measured latency", unit(src.latency_ms, "ms")],
+              ["energy", unit(src.energy_mj, "mJ")]);
     if (c.inherited_fraction > 0) rows.push(["inherited", Math.round(100 * c.inherited_fraction) + "% of the weights"]);
     for (const [k, v] of Object.entries(c.attrs || {})) rows.push([k, typeof v === "number" ? fmt(v) : JSON.stringify(v)]);
     if (which === "rejected") rows.push(["rejected", c.reason || ""]);
@@ -321,7 +325,11 @@
       if (m.onnx_problem) title.append(el("span", { cls: "badge miss", text: "ONNX file " + m.onnx_problem }));
       const kv = el("dl", { cls: "kv" });
       const add = (k, v) => kv.append(el("dt", { text: k }), el("dd", {}, [v]));
-      add("accuracy", fmt(m.accuracy, "acc") + " (search: " + fmt(m.search_accuracy, "acc") + ")");
+      add(TEST_LABEL, fmt(m.test_accuracy, "acc"));
+      add("validation accuracy", fmt(m.val_accuracy, "acc") + " (search: " + fmt(m.search_val_accuracy, "acc") + ")");
+      for (const [k, v] of Object.entries(m.summary || {})) add(k, typeof v === "string" ? v : JSON.stringify(v));
+      if (m.multiplier) add("multiplier", m.multiplier + (m.trained_with_truncated_table ?
+        " (error rank above 16: trained with the rank-16 approximation of its table, evaluated exactly)" : ""));
       add("params", fmt(m.params, "int"));
       add("MACs", fmt(m.macs, "int"));
       add("latency", fmt(m.latency_ms) + " ms measured, " + fmt(m.predicted_latency_ms) + " ms predicted");
@@ -342,7 +350,7 @@
   // ---- candidate table -------------------------------------------------------------------
   const COLUMNS = [
     ["id", "id", "num"], ["generation", "gen", "num"], ["status", "status"], ["operator", "operator"],
-    ["parents", "parents"], ["accuracy", "accuracy", "num"], ["params", "params", "num"], ["macs", "MACs", "num"],
+    ["parents", "parents"], ["val_accuracy", "val. accuracy", "num"], ["params", "params", "num"], ["macs", "MACs", "num"],
     ["predicted_latency_ms", "predicted ms", "num"], ["latency_ms", "measured ms", "num"], ["energy_mj", "energy mJ", "num"],
     ["train_seconds", "train s", "num"], ["inherited_fraction", "inherited", "num"], ["attrs", "strategy attributes", "wrap"],
     ["reason", "reason (rejected / failed)", "wrap"], ["arch", "layers", "wrap arch-cell"],
@@ -472,7 +480,7 @@
       const li = el("li", { "data-lineage": id }, [idLink(id)]);
       if (!c) return li;
       li.append(el("span", { cls: "op", text: " " + (c.operator || "") + ", gen " + fmt(c.generation, "int") +
-        (num(c.accuracy) ? ", accuracy " + fmt(c.accuracy, "acc") : "") }));
+        (num(c.val_accuracy) ? ", val. accuracy " + fmt(c.val_accuracy, "acc") : "") }));
       if (seen.has(id)) { li.append(el("span", { cls: "op", text: " (ancestry shown above)" })); return li; }
       seen.add(id);
       if (c.parents.length && depth < data.lineage.depth) li.append(el("ul", {}, c.parents.map((p) => node(p, depth + 1, seen))));

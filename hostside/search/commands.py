@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from hostside.errors import Interrupted, UserError
 from hostside.search.config import OBJECTIVES, POLICIES, build_config, load_toml, split_list
@@ -67,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--drift-tolerance", type=float, metavar="FRACTION",
                         help="allowed drift of the board from its calibration before the search starts (default "
                              "0.15, 0 skips the check); the one setting --resume may give anew")
+    search.add_argument("--table", type=Path, metavar="FILE.csv",
+                        help="look candidates up in a table of known figures (e.g. data/nb201/nb201_hw.csv with "
+                             "--space nasbench201) instead of training and measuring; columns in [table]")
     search.add_argument("--resume", metavar="RUN", help="continue a stopped or killed run (path or name under ./runs)")
     search.set_defaults(handler=run_search)
 
@@ -92,6 +95,21 @@ def _progress(message: str) -> None:
     print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
 
 
+def _deprecation_notes(file_values: Optional[Mapping[str, Any]], flags: Mapping[str, Any]) -> List[str]:
+    """One note per older name the user wrote (objectives, budgets, strategy fitness); the
+    defaults say nothing, since they are not the user's words."""
+    from hostside.search.objectives import deprecation_note
+
+    values = dict(file_values or {})
+    names = list(flags.get("objectives") or values.get("objectives") or [])
+    names += list((values.get("budgets") or {}) if isinstance(values.get("budgets"), Mapping) else [])
+    strategy = values.get("strategy_options") or values.get("strategy")
+    if isinstance(strategy, Mapping) and isinstance(strategy.get("fitness"), str):
+        names.append(strategy["fitness"])
+    notes = [deprecation_note(n) for n in dict.fromkeys(n for n in names if isinstance(n, str))]
+    return [n for n in notes if n]
+
+
 def flag_values(args: argparse.Namespace) -> Dict[str, Any]:
     values: Dict[str, Any] = {
         "dataset": args.dataset, "board": args.board, "budget": args.budget, "population": args.population,
@@ -102,6 +120,8 @@ def flag_values(args: argparse.Namespace) -> Dict[str, Any]:
         "objectives": split_list(args.objectives) if args.objectives is not None else None,
         "use_filter": False if args.no_filter else None, "precision": args.precision,
         "drift_tolerance": args.drift_tolerance,
+        # Absolute: a resume from another directory must find the same file.
+        "table.path": str(args.table.resolve()) if args.table is not None else None,
     }
     return values
 
@@ -187,10 +207,12 @@ def _run_search(args: argparse.Namespace) -> int:
         file_values = _with_seed_model(load_toml(args.config) if args.config else None, args.seed_model)
         flags = flag_values(args)
         config = build_config(file_values, flags, str(args.config) if args.config else None)
+        for note in _deprecation_notes(file_values, flags):
+            print(note, file=sys.stderr)
         if args.seed_model is not None and "seed_model" not in config.strategy_options:
             raise UserError(f"--seed-model: strategy {config.strategy!r} cannot start from a model; use --strategy ea4cnn")
         if args.datasets or args.constraints:
-            from hostside.laws.constraint import run_constraint_grid
+            from hostside.search.constraint_grid import run_constraint_grid
 
             datasets = split_list(args.datasets or config.dataset)
             constraints = _floats(args.constraints, "--constraints") if args.constraints else []
@@ -245,15 +267,64 @@ def show_run(args: argparse.Namespace) -> int:
         with sqlite_errors(journal.path, "search journal"):
             report = build_report(run_dir, journal)
         warn_about_onnx_files(report)
+        summaries = genotype_summaries(journal)
         if args.json:
-            report["candidates"] = with_lineage(candidate_summaries(journal), journal)
+            report["candidates"] = with_genotype_summaries(with_lineage(candidate_summaries(journal), journal),
+                                                           summaries)
             print(json.dumps(report, indent=1))
         else:
             print(markdown(report))
+            if any(summaries.values()):
+                print(summary_table(journal, summaries))
     finally:
         journal.close()
     return 0
 
+
+
+def genotype_summaries(journal: Any) -> Dict[int, Dict[str, Any]]:
+    """Each candidate's ``space.genotype_summary`` (NB201: its arch string); empty where the
+    space gives none or cannot be rebuilt (a journal from a hostside without that space)."""
+    from hostside.spaces import make_space
+
+    config = journal.meta("config") or {}
+    data = journal.meta("dataset") or {}
+    try:
+        space = make_space(config["space"], tuple(data["input_shape"]), data["num_classes"],
+                           **(config.get("space_options") or {}))
+    except (KeyError, UserError):
+        return {}
+    out: Dict[int, Dict[str, Any]] = {}
+    for row in journal.candidates():
+        try:
+            out[row["id"]] = dict(space.genotype_summary(row["genotype"]))
+        except Exception:  # noqa: BLE001 - a genotype the space no longer reads has no summary
+            out[row["id"]] = {}
+    return out
+
+
+def with_genotype_summaries(entries: List[Dict[str, Any]], summaries: Dict[int, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The summary fields beside each candidate (flat where no other key has the name, and as
+    ``genotype_summary``)."""
+    out = []
+    for entry in entries:
+        summary = summaries.get(entry["id"], {})
+        out.append({**{k: v for k, v in summary.items() if k not in entry}, **entry, "genotype_summary": summary})
+    return out
+
+
+def summary_table(journal: Any, summaries: Dict[int, Dict[str, Any]]) -> str:
+    """A markdown table of every candidate with its summary fields (what `runs show` adds)."""
+    fields = list(dict.fromkeys(k for s in summaries.values() for k in s))
+    lines = ["## Candidates", "", "| id | status | val accuracy | latency ms | " + " | ".join(fields) + " |",
+             "|---|---|---|---|" + "---|" * len(fields)]
+    for row in journal.candidates():
+        summary = summaries.get(row["id"], {})
+        acc = "" if row["val_accuracy"] is None else f"{row['val_accuracy']:.4f}"
+        latency = "" if row["latency_ms"] is None else f"{row['latency_ms']:.4g}"
+        lines.append(f"| {row['id']} | {row['status']} | {acc} | {latency} | "
+                     + " | ".join(f"`{summary[k]}`" if k in summary else "" for k in fields) + " |")
+    return "\n".join(lines)
 
 
 def with_lineage(summaries: List[Dict[str, Any]], journal: Any) -> List[Dict[str, Any]]:

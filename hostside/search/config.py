@@ -49,8 +49,12 @@ from hostside.train.splits import TRAINING_DATA
 
 #: How evaluations are scheduled (``hostside.search.scheduler``).
 POLICIES = ("generational", "steady-state")
-#: What ``budget`` counts: training exercises (a retrained survivor counts again) or epochs trained.
-BUDGET_UNITS = ("exercises", "epochs")
+#: What ``budget`` counts: training exercises (a retrained survivor counts again), epochs trained,
+#: or (table runs only) the simulated training seconds the table's fidelities stand for.
+BUDGET_UNITS = ("exercises", "epochs", "train_seconds")
+#: Epochs of a candidate's, the final and the screening trainings when the config names none
+#: (a table run uses its table's longest fidelity instead, ``hostside.search.table``).
+DEFAULT_EPOCHS = {"epochs": 5, "final_epochs": 30, "screen_epochs": 5}
 #: How the filter judges predicted latency: the point prediction; only rejecting when the whole
 #: 90% prediction interval is over the budget (fewest false rejects); or rejecting unless the
 #: whole interval is under it (every accepted model surely fits).
@@ -80,8 +84,9 @@ class SearchConfig:
     budgets: Dict[str, float] = field(default_factory=dict)
     use_filter: bool = True
     filter_rule: str = "interval"
-    epochs: int = 5
-    final_epochs: int = 30
+    #: None: 5, or a table run's longest fidelity (``DEFAULT_EPOCHS``).
+    epochs: Optional[int] = None
+    final_epochs: Optional[int] = None
     final_models: int = 0
     #: What the front is re-trained on: the train part, or "train+val" (the whole training
     #: part, as published figures are; the re-trained models then have no validation accuracy).
@@ -89,7 +94,7 @@ class SearchConfig:
     #: Before the front is chosen, the most accurate feasible candidates (this many, 0: none)
     #: are trained ``screen_epochs`` on the whole training part (``hostside.search.screening``).
     screen_models: int = 0
-    screen_epochs: int = 5
+    screen_epochs: Optional[int] = None
     train: Dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     workers: int = 2
@@ -100,12 +105,21 @@ class SearchConfig:
     calibration: Optional[str] = None
     drift_tolerance: float = 0.15
     precision: Optional[str] = None
+    #: The ``[table]`` section: with a ``path`` (``--table FILE.csv``), candidates are looked up
+    #: in that table instead of trained and measured (``hostside.search.table``).
+    table: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         load_extensions()
+        from hostside.search.table import TableSettings
+
+        table = TableSettings.from_config(self.table) if self.table else None
+        for key, default in DEFAULT_EPOCHS.items():
+            if getattr(self, key) is None:
+                setattr(self, key, default if table is None else table.final_fidelity)
         _positive_int("budget", self.budget)
         _positive_int("population", self.population)
         _positive_int("epochs", self.epochs)
@@ -144,6 +158,11 @@ class SearchConfig:
         if self.budget_unit not in BUDGET_UNITS:
             raise UserError(f"config key 'budget_unit': {self.budget_unit!r} is not allowed; "
                             f"choose one of {', '.join(BUDGET_UNITS)}")
+        if self.budget_unit == "train_seconds" and table is None:
+            raise UserError("config key 'budget_unit': \"train_seconds\" counts the simulated training of a table "
+                            "run; give --table FILE.csv, or count exercises or epochs")
+        if table is not None:
+            table.check_run(self)
         parse_options(strategy.Options, self.strategy_options, f"strategy {self.strategy!r}")
         from hostside.search.stop_rules import check_measurable
 
@@ -266,10 +285,11 @@ def build_config(file_values: Optional[Mapping[str, Any]], flag_values: Mapping[
     for key, value in flag_values.items():
         if value is None:
             continue
-        if key.startswith("budgets."):
-            budgets = dict(merged.get("budgets") or {})
-            budgets[key.split(".", 1)[1]] = value
-            merged["budgets"] = budgets
+        if key.startswith(("budgets.", "table.")):
+            section, name = key.split(".", 1)
+            table = dict(merged.get(section) or {})
+            table[name] = value
+            merged[section] = table
         else:
             merged[key] = value
     return SearchConfig.from_dict(merged, where)

@@ -16,6 +16,10 @@ Measurements are taken only while no training runs on a board that shares this h
 ``local`` board, emulated boards on loopback): the trainings would share the CPU with the
 model being timed and inflate its latency. A network measured once is not measured again
 (latency does not depend on the weights), so retraining a survivor costs no board time.
+
+A table run (``--table``, ``hostside.search.table_run``) passes a ``TableEvaluation``: the
+engine then asks it whether a proposal is known, ships look-up tasks instead of trainings
+and takes the table's latency instead of a board's; everything else is the same.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from time import monotonic
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -40,10 +44,12 @@ from hostside.search.cluster import ClusterLost
 from hostside.search.config import SearchConfig
 from hostside.search.executors import TrainingExecutor
 from hostside.search.filtering import PreTrainingFilter
+from hostside.search.journal_cache import CachedJournal
 from hostside.search.objectives import reads_board
 from hostside.search.pareto import pareto_front, violation
 from hostside.search.stop_rules import rule_metrics
 from hostside.search.strategies import AskContext, StrategySettings, make_strategy
+from hostside.search.table_run import TableEvaluation
 from hostside.search.tasks import training_task
 from hostside.spaces.base import SearchSpace
 
@@ -96,8 +102,10 @@ def measurement_fields(result: Dict[str, Any], need_energy: bool) -> Dict[str, A
 
 
 def write_files(out_dir: Path, files: Mapping[str, bytes]) -> Dict[str, Path]:
-    """Write a worker's returned files into ``out_dir`` (the master's side of the executor seam)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write a worker's returned files into ``out_dir`` (the master's side of the executor seam);
+    no folder for a result without files (a table look-up)."""
+    if files:
+        out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, data in files.items():
         if Path(name).name != name:
@@ -118,9 +126,13 @@ class SearchEngine:
 
     def __init__(self, run_dir: Path, journal: Journal, config: SearchConfig, space: SearchSpace,
                  split_dict: Dict[str, Any], pool: Any, candidate_filter: PreTrainingFilter,
-                 progress: Progress = print):
+                 progress: Progress = print, table: Optional[TableEvaluation] = None):
         self.run_dir = Path(run_dir)
-        self.journal = journal
+        self.table = table
+        self.journal = journal if isinstance(journal, CachedJournal) else CachedJournal(journal)
+        #: Frozen records by id, rebuilt only when the candidate's journal version changes.
+        self._records: Dict[int, Tuple[int, Candidate]] = {}
+        self._specs: Dict[str, Tuple[ArchSpec, str]] = {}
         self.config = config
         self.space = space
         self.split_dict = split_dict
@@ -130,7 +142,7 @@ class SearchEngine:
         self.settings = StrategySettings(tuple(config.objectives), dict(config.budgets), config.population,
                                          config.epochs, config.budget, config.seed, config.workers)
         self.strategy = make_strategy(config.strategy, config.strategy_options, self.settings)
-        self.measure_shares_host = any(shares_host(b) for b in getattr(pool, "boards", [None]))
+        self.measure_shares_host = table is None and any(shares_host(b) for b in getattr(pool, "boards", [None]))
         #: The strategy returned no proposal (it ended the search itself, e.g. a stop rule).
         self.strategy_finished = False
         self.judges_by_board = reads_board(config.objectives, config.budgets,
@@ -145,32 +157,54 @@ class SearchEngine:
         """Frozen records of every candidate (or of ``rows``), with their strategy attributes."""
         rows = self.journal.candidates() if rows is None else rows
         attrs = self.journal.all_attrs()
-        return [record_from_row(r, {k: v for k, v in attrs.get(r["id"], {}).items() if not k.startswith("engine.")},
-                                self.config.objectives, self.config.budgets, not self.judges_by_board) for r in rows]
+        out = []
+        for row in rows:
+            version = self.journal.version(row["id"])
+            cached = self._records.get(row["id"])
+            if cached is None or cached[0] != version:
+                own = {k: v for k, v in attrs.get(row["id"], {}).items() if not k.startswith("engine.")}
+                cached = (version, record_from_row(row, own, self.config.objectives, self.config.budgets,
+                                                   not self.judges_by_board))
+                self._records[row["id"]] = cached
+            out.append(cached[1])
+        return out
 
-    def used(self) -> int:
-        """Training exercises (or epochs, with ``budget_unit = "epochs"``) spent or committed."""
+    def used(self) -> float:
+        """Training exercises (or epochs, or a table run's simulated seconds, as ``budget_unit``
+        says) spent or committed."""
         rows = self.journal.candidates(["pending", "training", "trained", "measured", "failed"])
         if self.config.budget_unit == "exercises":
             return len(rows)
+        if self.config.budget_unit == "train_seconds":
+            return sum(self.table.cost_seconds(r, self.config.epochs) for r in rows)
         return sum(int((r["exercise"] or {}).get("epochs", self.config.epochs)) for r in rows)
 
-    def remaining(self) -> int:
+    def spent(self) -> float:
+        """What finished trainings have cost, in the budget's unit (failed ones count, as in
+        ``Journal.training_exercises``)."""
+        rows = self.journal.candidates(["trained", "measured", "failed"])
+        if self.config.budget_unit == "train_seconds":
+            return sum(r["train_seconds"] or 0.0 for r in rows)
+        if self.config.budget_unit == "exercises":
+            return len(rows)
+        return sum(int((r["exercise"] or {}).get("epochs") or ((r["train_metrics"] or {}).get("config") or {})
+                       .get("epochs") or 0) for r in rows)
+
+    def remaining(self) -> float:
         """What is left of the budget; 0 once ``search_minutes`` have passed (said once), so no new
         candidate is asked while those already training finish and count."""
         if self.deadline is not None and monotonic() >= self.deadline:
             if not self.out_of_time:
                 self.out_of_time = True
                 self.progress(f"search time limit of {self.config.search_minutes:g} min reached after "
-                              f"{self.journal.training_exercises(self.config.budget_unit)} of {self.config.budget} "
+                              f"{self.spent():g} of {self.config.budget} "
                               f"{self.config.budget_unit}; no new candidates")
             return 0
         return max(0, self.config.budget - self.used())
 
     def context(self, rng: np.random.Generator, generation: int) -> AskContext:
         records = self.records()
-        return AskContext(self.space, tuple(records), rng, generation,
-                          self.journal.training_exercises(self.config.budget_unit),
+        return AskContext(self.space, tuple(records), rng, generation, self.spent(),
                           tuple(r for r in records if r.status in UNFINISHED))
 
     # -- ask --------------------------------------------------------------------------------
@@ -201,12 +235,13 @@ class SearchEngine:
     def _journal_proposal(self, proposal: Proposal, generation: int) -> Optional[int]:
         """Journal one proposal; its id when accepted for training, None when dropped or rejected."""
         try:
-            spec = self.space.decode(dict(proposal.genotype))
+            spec, arch_hash = self._decoded(proposal.genotype)
         except SpecError as exc:
             self.progress(f"generation {generation}: the space produced an invalid network ({exc}); skipped")
             return None
         self._check_attrs(proposal.attrs)
-        arch_hash = structure_hash(spec)
+        if self.table is not None and not self.table.admits(proposal.genotype):
+            return None
         exercise = proposal.exercise()
         key = candidate_key(arch_hash, self.space.training_overrides(dict(proposal.genotype)), exercise)
         if self.journal.has_key(key):
@@ -226,6 +261,15 @@ class SearchEngine:
             self.journal.set_attrs(candidate_id, dict(proposal.attrs))
         return candidate_id if decision["filter_accepted"] else None
 
+    def _decoded(self, genotype: Mapping[str, Any]) -> Tuple[ArchSpec, str]:
+        """The genotype's spec and structure hash, decoded once per run: strategies propose the
+        same genotypes again and again (a duplicate is dropped only after its key is known)."""
+        text = json.dumps(genotype, sort_keys=True)
+        if text not in self._specs:
+            spec = self.space.decode(dict(genotype))
+            self._specs[text] = (spec, structure_hash(spec))
+        return self._specs[text]
+
     def _check_attrs(self, attrs: Mapping[str, Any]) -> None:
         prefix = f"{self.strategy.name}."
         for key, value in attrs.items():
@@ -239,9 +283,13 @@ class SearchEngine:
     def submit(self, candidate_id: int, executor: TrainingExecutor) -> Future:
         """Ship one pending candidate to the executor and journal it as ``training``."""
         row = self.journal.candidate(candidate_id)
+        if self.table is not None:
+            self.journal.update(candidate_id, status="training")
+            return executor.submit(self.table.task(row, self.config.epochs))
         exercise = row["exercise"] or {}
+        # No test split during the search: it is read only for the final front (final.py).
         config = {**self.config.train, "epochs": int(exercise.get("epochs", self.config.epochs)),
-                  "seed": self.config.seed, **self.space.training_overrides(row["genotype"])}
+                  "seed": self.config.seed, **self.space.training_overrides(row["genotype"]), "evaluate_test": False}
         parents = [self._weights_bytes(source) for source in exercise.get("weights_from", [])]
         task = training_task(row["spec"], self.config.dataset, self.split_dict, config,
                              [p for p in parents if p is not None], exercise.get("data_seed"),
@@ -298,13 +346,13 @@ class SearchEngine:
         metrics["onnx"] = relative.get("model.onnx")
         metrics["weights"] = relative.get("weights.npz")
         train_metrics = {k: v for k, v in metrics.items() if k != "history"}
-        if metrics.get("accuracy") is None:
+        if metrics.get("val_accuracy") is None:
             return {"status": "failed", "train_metrics": train_metrics, "error": "training diverged (accuracy is not finite)"}
         for kind, name, sha_key in (("onnx", "model.onnx", "onnx_sha256"), ("weights", "weights.npz", "weights_sha256")):
             if name in paths:
                 self.journal.add_artifact(candidate_id, kind, relative[name], metrics[sha_key], paths[name].stat().st_size)
         return {
-            "status": "trained", "accuracy": metrics["accuracy"], "val_accuracy": metrics.get("val_accuracy"),
+            "status": "trained", "accuracy": metrics.get("accuracy"), "val_accuracy": metrics.get("val_accuracy"),
             "train_seconds": metrics.get("train_seconds"), "train_metrics": train_metrics,
             "onnx_path": relative.get("model.onnx"), "onnx_sha256": metrics.get("onnx_sha256"),
             "weights_path": relative.get("weights.npz"), "weights_sha256": metrics.get("weights_sha256"),
@@ -335,8 +383,11 @@ class SearchEngine:
         seconds = 0.0
         if new:
             started = time.perf_counter()
-            measured = self.pool.measure_many([str(self.run_dir / r["onnx_path"]) for r in new.values()],
-                                              **measure_options(self.config))
+            if self.table is not None:
+                measured = self.table.measure(list(new.values()))
+            else:
+                measured = self.pool.measure_many([str(self.run_dir / r["onnx_path"]) for r in new.values()],
+                                                  **measure_options(self.config))
             seconds = (time.perf_counter() - started) / len(new)
             results.update(zip(new, measured))
         for row in rows:
@@ -381,7 +432,11 @@ class SearchEngine:
     # -- progress ---------------------------------------------------------------------------
 
     def write_live_report(self) -> None:
-        """Refresh report.html while the run goes on; a report failure never stops the search."""
+        """Refresh report.html while the run goes on; a report failure never stops the search.
+        A table run is over in seconds, and rebuilding the page from the whole journal after
+        every generation would be most of its time: its page is written once, at the end."""
+        if self.table is not None:
+            return
         try:
             from hostside.report_html import build_report_data, write_report_html
 
@@ -395,9 +450,9 @@ class SearchEngine:
         if status == "failed":
             detail = row["error"]
         elif status == "trained":
-            detail = f"accuracy {row['accuracy']:.3f}, {row['train_seconds'] or 0:.1f} s training"
+            detail = f"val accuracy {_fraction(row['val_accuracy'])}, {row['train_seconds'] or 0:.1f} s training"
         elif status == "measured":
-            detail = f"accuracy {row['accuracy']:.3f}, latency {row['latency_ms']:.4f} ms"
+            detail = f"val accuracy {_fraction(row['val_accuracy'])}, latency {row['latency_ms']:.4f} ms"
         else:
             detail = ""
         self.progress(f"  candidate {candidate_id} (generation {row['generation']}, {row['operator']}): {status}"
@@ -407,15 +462,19 @@ class SearchEngine:
         measured = self.journal.candidates(["measured"])
         feasible = [r for r in measured if violation(r, self.config.budgets) == 0]
         front = pareto_front(feasible, self.config.objectives)
-        best = max((r["accuracy"] for r in feasible), default=float("nan"))
-        unit = "epochs" if self.config.budget_unit == "epochs" else "exercises"
+        best = max((r["val_accuracy"] for r in feasible if r["val_accuracy"] is not None), default=float("nan"))
+        unit = self.config.budget_unit
         self.progress(
             f"{what}: {sum(r['status'] == 'measured' for r in rows)} measured, "
             f"{sum(r['status'] == 'rejected' for r in rows)} rejected by the filter, "
             f"{sum(r['status'] == 'failed' for r in rows)} failed in {seconds:.1f} s; "
-            f"trained {self.journal.training_exercises(self.config.budget_unit)}/{self.config.budget} {unit}; "
-            f"front {len(front)} model(s), best accuracy {best:.3f}"
+            f"trained {self.spent():g}/{self.config.budget} {unit}; "
+            f"front {len(front)} model(s), best val accuracy {best:.3f}"
         )
+
+
+def _fraction(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def measure_options(config: SearchConfig) -> Dict[str, Any]:

@@ -8,6 +8,10 @@ the same way the CLI does.
 Run directories live under ``./runs/<UTC timestamp>`` (relative to the current directory,
 like other experiment trackers) unless ``--out`` names one; ``hostside runs list`` looks
 there, and ``--resume`` / ``runs show`` accept either a path or a name under ``./runs``.
+
+A table run (``--table FILE.csv``, ``hostside.search.table_run``) has no dataset, split, board
+or calibration: its "dataset" record describes the table (input shape and classes from the
+``[table]`` section) and the table's sha256 is journaled, so a resume refuses a changed file.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -31,11 +36,15 @@ from hostside.run_lock import LOCK_FILE, hold_run_lock
 from hostside.search.config import SearchConfig
 from hostside.search.engine import SearchEngine
 from hostside.search.executors import TrainingExecutor
+from hostside.calibration.foreign import foreign_warning
 from hostside.search.filtering import PreTrainingFilter, open_calibration
+from hostside.search.journal_cache import CachedJournal
 from hostside.search.final import retrain_front, spot_check
 from hostside.search.scheduler import run_search
 from hostside.search.screening import screen_best
 from hostside.search.strategies import strategy_class
+from hostside.search.table_run import (TABLE_META, TableEvaluation, TableExecutor, check_space, final_from_table,
+                                       open_table, screen_from_table, table_provenance)
 from hostside.spaces import make_space
 
 RUNS_DIR = "runs"
@@ -93,6 +102,9 @@ def open_gate(config: SearchConfig, progress: Progress) -> Gate:
     pool = BoardPool(boards)
     pool.check_same_kind()
     calibration = open_calibration(config, boards[0], progress)
+    foreign = foreign_warning(calibration, boards[0].info())
+    if foreign:
+        progress(f"warning: {foreign}")
     judges_latency = config.use_filter and "latency_ms" in config.budgets
     record = drift_gate(boards[0], calibration, config.drift_tolerance if judges_latency else 0, progress)
     return Gate(boards, pool, calibration, record)
@@ -132,8 +144,12 @@ def _rmdir_if_empty(folder: Path) -> bool:
     return True
 
 
-def start_run(config: SearchConfig, run_dir: Optional[Path] = None, progress: Progress = print) -> Dict[str, Any]:
-    """Create a run directory and journal, then run the search; returns the report."""
+def start_run(config: SearchConfig, run_dir: Optional[Path] = None, progress: Progress = print,
+              reports: bool = True) -> Dict[str, Any]:
+    """Create a run directory and journal, then run the search; returns the report. ``reports``
+    False (a benchmark running hundreds of table searches) writes none and returns the counts."""
+    if config.table:
+        return _start_table_run(config, run_dir, progress, reports)
     from hostside.train.datasets import load_dataset
 
     dataset = load_dataset(config.dataset)  # fails with a clear line before anything is written
@@ -154,11 +170,47 @@ def start_run(config: SearchConfig, run_dir: Optional[Path] = None, progress: Pr
             with hold_run_lock(run_dir):
                 _journal_start(run_dir, journal, config, dataset)
                 progress(f"search run {run_dir}")
-                return execute(run_dir, journal, config, progress, gate, began)
+                return execute(run_dir, journal, config, progress, gate, began, reports)
         finally:
             journal.close()
     except BaseException as exc:
         if not began and not isinstance(exc, RunExists):  # RunExists: another process's run, now
+            files.undo()
+        raise
+
+
+def _start_table_run(config: SearchConfig, run_dir: Optional[Path], progress: Progress,
+                     reports: bool) -> Dict[str, Any]:
+    """``start_run`` for a table run: the table and the space are checked before anything is written."""
+    import numpy as np
+
+    if config.table.get("path"):  # absolute in the journal: a resume from elsewhere finds the same file
+        config = dataclasses.replace(config, table={**config.table, "path": str(Path(config.table["path"]).resolve())})
+    table = open_table(config)
+    settings = table.settings
+    space = make_space(config.space, settings.input_shape, settings.num_classes, **config.space_options)
+    check_space(table, space, np.random.default_rng(config.seed))
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
+    Journal.check_new(run_dir)
+    files = StartFiles(run_dir)
+    began: List[bool] = []
+    try:
+        journal = Journal.create(run_dir)
+        try:
+            with hold_run_lock(run_dir):
+                journal.set_meta("config", config.to_dict())
+                journal.set_meta("status", "running")
+                journal.set_meta("dataset", {"name": "table", "source": str(table.path), "sha256": table.sha256,
+                                             "input_shape": list(settings.input_shape),
+                                             "num_classes": settings.num_classes})
+                journal.set_meta(TABLE_META, table.describe())
+                (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+                progress(f"search run {run_dir} (table {table.path}, {len(table.rows)} rows)")
+                return execute(run_dir, journal, config, progress, None, began, reports)
+        finally:
+            journal.close()
+    except BaseException as exc:
+        if not began and not isinstance(exc, RunExists):
             files.undo()
         raise
 
@@ -195,7 +247,7 @@ def resume_run(run_dir: Union[str, Path], progress: Progress = print,
                 config = dataclasses.replace(config, **overrides)
             counts = journal.counts()
             progress(f"resuming search run {run_dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
-            gate = open_gate(config, progress)  # a refused resume leaves the run as it was
+            gate = None if config.table else open_gate(config, progress)  # a refused resume leaves the run as it was
             journal.set_meta("status", "running")
             return execute(run_dir, journal, config, progress, gate)
         finally:
@@ -203,25 +255,31 @@ def resume_run(run_dir: Union[str, Path], progress: Progress = print,
 
 
 def execute(run_dir: Path, journal: Journal, config: SearchConfig, progress: Progress,
-            gate: Optional[Gate] = None, began: Optional[List[bool]] = None) -> Dict[str, Any]:
+            gate: Optional[Gate] = None, began: Optional[List[bool]] = None, reports: bool = True) -> Dict[str, Any]:
     """Search, spot checks, screening, re-training of the front and report; ``began`` gets
     an entry once the search has started (from then on the run is one to resume)."""
     from hostside.report import write_report
     from hostside.train.splits import Split
 
-    gate = gate or open_gate(config, progress)
     data = journal.meta("dataset")
     space = make_space(config.space, tuple(data["input_shape"]), data["num_classes"], **config.space_options)
-    split_dict = Split.load(run_dir / SPLIT_FILE).to_dict()
-    candidate_filter = PreTrainingFilter(config, gate.calibration)
-    journal.set_meta("provenance", {**provenance(gate.boards[0], gate.calibration),
-                                    "calibration": gate.calibration_record})
+    if config.table:
+        table = open_table(config, journal)
+        search = functools.partial(_search_table, run_dir, journal, config, space, table, progress)
+        journal.set_meta("provenance", table_provenance(table))
+    else:
+        gate = gate or open_gate(config, progress)
+        split_dict = Split.load(run_dir / SPLIT_FILE).to_dict()
+        search = functools.partial(_search, run_dir, journal, config, space, split_dict, gate.pool,
+                                   PreTrainingFilter(config, gate.calibration), progress)
+        journal.set_meta("provenance", {**provenance(gate.boards[0], gate.calibration),
+                                        "calibration": gate.calibration_record})
     journal.set_meta("process", {"host": platform.node(), "pid": os.getpid()})
     started = time.perf_counter()
     if began is not None:
         began.append(True)
     try:
-        _search(run_dir, journal, config, space, split_dict, gate.pool, candidate_filter, progress)
+        search()
     except BaseException as exc:
         _add_search_seconds(journal, time.perf_counter() - started, quietly=True)
         stopped = _stopped(run_dir, journal, exc)
@@ -230,6 +288,8 @@ def execute(run_dir: Path, journal: Journal, config: SearchConfig, progress: Pro
         raise stopped from None
     _add_search_seconds(journal, time.perf_counter() - started)
     journal.set_meta("status", "finished")
+    if not reports:
+        return {"run": str(run_dir), "counts": journal.counts()}
     report = write_report(run_dir, journal)
     progress(summary_line(run_dir, report))
     return report
@@ -246,6 +306,30 @@ def _search(run_dir: Path, journal: Journal, config: SearchConfig, space: Any, s
         spot_check(journal, config, run_dir, pool, progress)
         screen_best(journal, config, space, split_dict, executor, progress)
         retrain_front(journal, config, space, run_dir, split_dict, executor, pool, progress)
+
+
+def _search_table(run_dir: Path, journal: Journal, config: SearchConfig, space: Any, table: Any,
+                  progress: Progress) -> None:
+    """The search with the table in place of training and board; screening and the final front
+    are look-ups (no spot checks: without a calibration the filter rejects on exact costs only)."""
+    from hostside.search.final import front_candidates
+    from hostside.search.screening import screening_pool
+
+    journal = CachedJournal(journal)  # the engine's view, shared by the table's cost look-ups
+    evaluation = TableEvaluation(table, space, journal, progress)
+    with TableExecutor(evaluation, config.workers) as executor:
+        progress(f"evaluating on {executor.describe()} ({config.policy})")
+        # Without a calibration the filter judges the exact costs only; the table's latency is
+        # judged against the budget once looked up, as a measurement is.
+        exact = dataclasses.replace(config, budgets={k: v for k, v in config.budgets.items() if k != "latency_ms"})
+        engine = SearchEngine(run_dir, journal, config, space, {}, None, PreTrainingFilter(exact, None), progress,
+                              table=evaluation)
+        run_search(engine, executor, config.policy)
+        if config.screen_models:
+            screen_from_table(journal, config, evaluation, screening_pool(journal, config, space), progress)
+        final_from_table(journal, config, evaluation, front_candidates(journal, config), progress)
+    if evaluation.skipped:
+        progress(f"the table lacked {len(evaluation.skipped)} proposed architecture(s); skipped (table.missing)")
 
 
 def _add_search_seconds(journal: Journal, seconds: float, quietly: bool = False) -> None:
@@ -296,5 +380,8 @@ def summary_line(run_dir: Path, report: Dict[str, Any]) -> str:
     best = report["best_tradeoff"]
     if best is None:
         return f"no model was measured; see {run_dir}/report.md"
+    which = best["onnx"] or f"candidate {best['id']}"
+    test = best.get("test_accuracy")
+    accuracy = "test accuracy not measured" if test is None else f"test accuracy {test:.3f}"
     return (f"done: {len(report['models'])} Pareto model(s) in {run_dir}/pareto.json; best trade-off "
-            f"{best['onnx']} (accuracy {best['accuracy']:.3f}, {best['latency_ms']:.4f} ms)")
+            f"{which} ({accuracy}, {best['latency_ms']:.4f} ms)")

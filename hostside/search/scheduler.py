@@ -118,7 +118,7 @@ class SteadyState:
     def generation(self) -> int:
         """Nominal generation of the next birth: finished trainings per population."""
         engine = self.engine
-        return engine.journal.training_exercises() // engine.config.population
+        return len(engine.journal.candidates(["trained", "measured", "failed"])) // engine.config.population
 
     def rng(self) -> np.random.Generator:
         birth = len(self.engine.journal.candidates())
@@ -182,7 +182,7 @@ class SteadyState:
         untold = engine.untold(trained_too=self.measure_at_end)
         if untold:
             engine.tell(untold, self.rng(), self.generation())
-        return engine.journal.training_exercises()
+        return len(engine.journal.candidates(["trained", "measured", "failed"]))
 
     def _restart(self) -> None:
         """A local worker died: every other future of that pool is lost too; re-submit them."""

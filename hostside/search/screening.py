@@ -19,8 +19,9 @@ near-copies of its best lineages, whose differences the proxy cannot resolve, so
 lineage tells the choice more than one more copy.
 
 Results are the candidate attributes ``screen.epochs``, ``screen.val_accuracy``,
-``screen.accuracy``, ``screen.train_seconds`` (or ``screen.error``), journaled as each
-training finishes, so a resumed run does not screen a candidate twice.
+``screen.train_seconds`` (or ``screen.error``), journaled as each training finishes, so a
+resumed run does not screen a candidate twice. Screening reads no test split: it helps choose
+the front.
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ HEARTBEAT_S = 120.0
 
 
 def with_screening(rows: Sequence[Dict[str, Any]], journal: Journal) -> List[Dict[str, Any]]:
-    """The rows, a screened candidate's with its screening accuracies in place of its search-time ones."""
+    """The rows, a screened candidate's with its screening validation accuracy in place of its
+    search-time one (the ``accuracy`` objective reads validation accuracy too)."""
     attrs = journal.all_attrs()
     out = []
     for row in rows:
         screened = attrs.get(row["id"], {})
         if "screen.val_accuracy" in screened:
-            row = {**row, "accuracy": screened["screen.accuracy"], "val_accuracy": screened["screen.val_accuracy"]}
+            row = {**row, "val_accuracy": screened["screen.val_accuracy"]}
         out.append(row)
     return out
 
@@ -123,7 +125,7 @@ def screen_best(journal: Journal, config: SearchConfig, space: SearchSpace, spli
     futures = {}
     for row in todo:
         train_config = {**config.train, "epochs": config.screen_epochs, "seed": config.seed,
-                        **space.training_overrides(row["genotype"])}
+                        **space.training_overrides(row["genotype"]), "evaluate_test": False}  # the front is not chosen yet
         futures[executor.submit(training_task(row["spec"], config.dataset, split_dict, train_config,
                                               precision=config.precision))] = row
     for future in as_completed_with_heartbeat(futures, started, progress, HEARTBEAT_S, "screening"):
@@ -133,10 +135,10 @@ def screen_best(journal: Journal, config: SearchConfig, space: SearchSpace, spli
         attrs: Dict[str, Any] = {"screen.epochs": config.screen_epochs}
         try:
             metrics = future.result()["metrics"]
-            if metrics.get("accuracy") is None or metrics.get("val_accuracy") is None:
+            if metrics.get("val_accuracy") is None:
                 attrs["screen.error"] = "screening training diverged (accuracy is not finite)"
             else:
-                attrs.update({"screen.accuracy": metrics["accuracy"], "screen.val_accuracy": metrics["val_accuracy"],
+                attrs.update({"screen.val_accuracy": metrics["val_accuracy"],
                               "screen.train_seconds": metrics.get("train_seconds")})
         except Exception as exc:  # noqa: BLE001 - one failed model keeps its search-time figures
             attrs["screen.error"] = f"screening failed: {type(exc).__name__}: {exc}"
@@ -158,8 +160,7 @@ def screened_summaries(journal: Journal) -> List[Dict[str, Any]]:
             continue
         row = rows[candidate_id]
         out.append({"id": candidate_id, "epochs": attrs["screen.epochs"],
-                    "search_val_accuracy": row["val_accuracy"], "search_accuracy": row["accuracy"],
-                    "val_accuracy": attrs.get("screen.val_accuracy"), "accuracy": attrs.get("screen.accuracy"),
+                    "search_val_accuracy": row["val_accuracy"], "val_accuracy": attrs.get("screen.val_accuracy"),
                     "train_seconds": attrs.get("screen.train_seconds"), "error": attrs.get("screen.error"),
                     "params": row["params"], "latency_ms": row["latency_ms"]})
     return sorted(out, key=lambda e: (e["val_accuracy"] is None, -(e["val_accuracy"] or 0.0), e["id"]))

@@ -25,7 +25,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hostside.errors import UserError
 
-#: Metrics a rule may name: Candidate.metrics keys (score = accuracy / params, NeuroPower's fitness).
+#: Metrics a rule may name: Candidate.metrics keys (accuracy means validation accuracy; score =
+#: validation accuracy / params, NeuroPower's fitness).
 METRICS = ("accuracy", "val_accuracy", "params", "macs", "latency_ms", "energy_mj", "predicted_latency_ms",
            "activation_bytes", "score")
 _COMPARE: Dict[str, Callable[[float, float], bool]] = {
@@ -52,8 +53,13 @@ class StopRule:
 
 
 def metric_value(metrics: Mapping[str, Any], metric: str) -> Optional[float]:
+    """The figure a rule compares. ``accuracy`` is the validation accuracy (and so is the
+    accuracy in ``score``): a rule that ends the search is a choice, and no choice reads the
+    test split."""
+    if metric == "accuracy":
+        metric = "val_accuracy"
     if metric == "score":
-        accuracy, params = metrics.get("accuracy"), metrics.get("params")
+        accuracy, params = metrics.get("val_accuracy"), metrics.get("params")
         return None if accuracy is None or not params else float(accuracy) / float(params)
     value = metrics.get(metric)
     if value is None or isinstance(value, bool):

@@ -55,7 +55,7 @@ def _precision_metrics(out: Path, task: Mapping[str, Any]) -> Dict[str, Any]:
     from hostside.train.splits import Split
 
     return precision_metrics(out / "model.onnx", cached_dataset(task["dataset"]), Split.from_dict(task["split"]),
-                             task["precision"])
+                             task["precision"], evaluate_test=bool(task["config"].get("evaluate_test", True)))
 
 
 def _inherited_state(task: Mapping[str, Any]):

@@ -7,8 +7,11 @@ is the network input and k + 1 is node k. A node of column c reads only from col
 (column -1 being the input), the L-back rule. Functions: CONV (conv-BN-ReLU, ``filters``,
 ``kernel``), MAX / AVG (2x2 pooling), SUM (two inputs; the ``add`` op aligns them CGP-style by
 max-pooling the larger map and zero-padding the narrower one), INC (inception: 1x1, 1x1->3x3,
-1x1->5x5 and pool->1x1 branches, concatenated), RES (NxN and MxM conv-BN(-ReLU) with a parallel
-1x1 conv-BN, summed, ReLU) and RES-B (the bottleneck), all built with ``hostside.arch.blocks``.
+1x1->5x5 and pool->1x1 branches, concatenated), RES (NxN conv-BN-ReLU at stride n, MxM
+conv-BN-ReLU, a parallel 1x1 conv-BN at stride n, summed, ReLU) and RES-B (1x1 conv-BN-ReLU at
+stride n, NxN conv-BN-ReLU, 1x1 conv-BN, a parallel 1x1 conv-BN at stride n, summed, ReLU), all
+built with ``hostside.arch.blocks``. The paper leaves n open; it is a node parameter in
+``STRIDES``.
 The paper's template fixes which columns hold what: the last column holds FC nodes (linear +
 ReLU, after a flatten, or a global average pool of maps larger than 4x4), every other column
 feature-map functions, and the first column convolutions. ``output`` names the FC node of the
@@ -21,10 +24,12 @@ network is an ``approx_conv2d`` with that circuit. A library of one circuit fixe
 Node ids are grid positions (``n<k>_<op><j>``, j counting within the node), so a node that
 stays active through a mutation keeps its ids and its weights (inheritance by node id).
 
-Mutation: a random node's function and parameters or its incoming edges (from the L previous
-columns) are re-drawn, repeated until an active node changed; with probability
-``p_output`` the output's source is re-drawn among the last column's FC nodes, and with
-probability ``p_mult`` the multiplier gene is re-drawn.
+Mutation, as the paper has it: a randomly chosen node (the output among them) loses its
+incoming edges and gets new ones to random nodes of the L previous columns (the output: to a
+random FC node of the last column); functions and parameters never change. Draws that hit an
+inactive node stay in the child and the mutation goes on until an active node's inputs changed,
+so the child is never functionally identical to its parent. With probability ``p_mult`` (the
+paper's 1.0) the multiplier gene is re-drawn.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from hostside.spaces.base import Genotype, SearchSpace, register_space
 MAP_FUNCTIONS = ("CONV", "MAX", "AVG", "SUM", "INC", "RES", "RES-B")
 FILTERS = (8, 16, 32, 64)
 KERNELS = (1, 3, 5)
+STRIDES = (1, 2)  # n of RES and RES-B
 FC_UNITS = (32, 64, 128)
 MAX_TRIES = 200
 GLOBAL_POOL_ABOVE = 16  # FC nodes reading maps larger than 4x4 average them first
@@ -56,8 +62,7 @@ class CgpOptions:
     cols: int = 23
     levels_back: int = 5
     multipliers: List[str] = field(default_factory=lambda: list(DEFAULT_LIBRARY))
-    p_mult: float = 0.5
-    p_output: float = 0.1
+    p_mult: float = 1.0
     #: A circuit of ``multipliers`` every network uses (the gene is not evolved): S3, S4.
     fixed_multiplier: str = ""
 
@@ -68,9 +73,8 @@ class CgpOptions:
         if self.levels_back < 1:
             raise UserError(f"levels_back (L) must be >= 1, got {self.levels_back}")
         check_names(self.multipliers)
-        for key in ("p_mult", "p_output"):
-            if not 0 <= getattr(self, key) <= 1:
-                raise UserError(f"option {key!r}: {getattr(self, key)!r} is not a probability in [0, 1]")
+        if not 0 <= self.p_mult <= 1:
+            raise UserError(f"option 'p_mult': {self.p_mult!r} is not a probability in [0, 1]")
         if self.fixed_multiplier and self.fixed_multiplier not in self.multipliers:
             raise UserError(f"fixed_multiplier {self.fixed_multiplier!r} is not in multipliers {self.multipliers}")
 
@@ -105,19 +109,19 @@ class CgpSpace(SearchSpace):
     mutation_operators = ("mutate_node",)
 
     def __init__(self, input_shape: Tuple[int, int, int], num_classes: int, rows: int = 6, cols: int = 23,
-                 levels_back: int = 5, multipliers: Sequence[str] = DEFAULT_LIBRARY, p_mult: float = 0.5,
-                 p_output: float = 0.1, fixed_multiplier: str = ""):
+                 levels_back: int = 5, multipliers: Sequence[str] = DEFAULT_LIBRARY, p_mult: float = 1.0,
+                 fixed_multiplier: str = ""):
         super().__init__(input_shape, num_classes)
-        options = CgpOptions(rows, cols, levels_back, list(multipliers), p_mult, p_output, fixed_multiplier)
+        options = CgpOptions(rows, cols, levels_back, list(multipliers), p_mult, fixed_multiplier)
         options.validate()
         self.rows, self.cols, self.levels_back = rows, cols, levels_back
         self.multipliers = tuple(multipliers)
-        self.p_mult, self.p_output = p_mult, p_output
+        self.p_mult = p_mult
         self.fixed_multiplier = fixed_multiplier
 
     def describe(self) -> Dict[str, Any]:
         return {**super().describe(), "rows": self.rows, "cols": self.cols, "levels_back": self.levels_back,
-                "multipliers": list(self.multipliers), "p_mult": self.p_mult, "p_output": self.p_output,
+                "multipliers": list(self.multipliers), "p_mult": self.p_mult,
                 "fixed_multiplier": self.fixed_multiplier}
 
     # -- grid ---------------------------------------------------------------------------------
@@ -149,6 +153,10 @@ class CgpSpace(SearchSpace):
             p["kernel"] = int(rng.choice(KERNELS))
         if f == "RES":
             p["kernel"], p["kernel2"] = int(rng.choice(KERNELS)), int(rng.choice(KERNELS))
+        if f == "RES-B":
+            p["kernel"] = int(rng.choice(KERNELS))
+        if f in ("RES", "RES-B"):
+            p["stride"] = int(rng.choice(STRIDES))
         return {"f": f, "p": p}
 
     def _edges(self, position: int, rng: np.random.Generator) -> List[int]:
@@ -171,23 +179,29 @@ class CgpSpace(SearchSpace):
 
     def mutate(self, genotype: Genotype, rng: np.random.Generator,
                operator: Optional[str] = None) -> Tuple[Genotype, str]:
-        """Re-draw genes of random nodes until an active node changed (and the net is valid)."""
+        """Re-draw the incoming edges of random nodes (or the output's source) until an active
+        node's inputs changed, and the multiplier gene with probability ``p_mult``; the child is
+        a valid network (else the parent is returned after ``MAX_TRIES``)."""
         self._check(genotype)
+        before = self.active(genotype)
+        output_gene = len(genotype["nodes"])
         for _ in range(MAX_TRIES):
             child = copy.deepcopy(genotype)
-            before = self.active(genotype)
             changed = False
-            if rng.random() < self.p_output:
-                child["output"] = int(rng.choice(self.fc_positions()))
-                changed = child["output"] != genotype["output"]
-            while not changed:
-                k = int(rng.integers(len(child["nodes"])))
-                node = child["nodes"][k]
-                if rng.random() < 0.5:
-                    node.update(self._function(k, rng, False))
+            for _ in range(MAX_TRIES * (output_gene + 1)):  # bounded: a tiny grid may have no other wiring
+                k = int(rng.integers(output_gene + 1))
+                if k == output_gene:
+                    child["output"] = int(rng.choice(self.fc_positions()))
+                    changed = child["output"] != genotype["output"]
                 else:
+                    node = child["nodes"][k]
                     node["in"] = self._edges(k, rng)
-                changed = k in before and child["nodes"][k] != genotype["nodes"][k]
+                    used = self.arity(node)
+                    changed = k in before and node["in"][:used] != genotype["nodes"][k]["in"][:used]
+                if changed:
+                    break
+            if not changed:
+                break
             if not self.fixed_multiplier and rng.random() < self.p_mult:
                 child["multiplier"] = self._draw_multiplier(rng)
             if self._valid(child):
@@ -280,9 +294,17 @@ class CgpSpace(SearchSpace):
         if f == "INC":
             return b.inception(x, branch1=filters // 2, branch3=(filters // 2, filters // 2),
                                branch5=(filters // 4, filters // 4), pool_proj=filters // 4)
+        # A genotype journaled before RES / RES-B had a stride (and RES-B a kernel) decodes at
+        # stride 1 with a 3x3 RES-B kernel, the values those nodes always had.
+        stride = p.get("stride", 1)
         if f == "RES":
-            y = b.conv_bn_act(x, filters, p["kernel"])
-            y = b.conv_bn_act(y, filters, p["kernel2"], act=None)
-            shortcut = b.conv_bn_act(x, filters, 1, act=None)
+            y = b.conv_bn_act(x, filters, p["kernel"], stride=stride)
+            y = b.conv_bn_act(y, filters, p["kernel2"])
+            shortcut = b.conv_bn_act(x, filters, 1, stride=stride, act=None)
             return b.add("relu", b.merge("add", [y, shortcut]))
-        return b.bottleneck(x, filters, mid_channels=max(1, filters // 4))
+        mid = max(1, filters // 4)
+        y = b.conv_bn_act(x, mid, 1, stride=stride)
+        y = b.conv_bn_act(y, mid, p.get("kernel", 3))
+        y = b.conv_bn_act(y, filters, 1, act=None)
+        shortcut = b.conv_bn_act(x, filters, 1, stride=stride, act=None)
+        return b.add("relu", b.merge("add", [y, shortcut]))

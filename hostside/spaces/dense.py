@@ -4,7 +4,7 @@ A genotype is one value per gene of the paper's table 1 (direct encoding, a fixe
 order, so one-point crossover cuts the same string in both parents)::
 
     {"left": "swish", "right": "relu", "condense_layers": 2, "fels": 28, "kernel": 3,
-     "optimizer": "adam", "lr": 0.001}
+     "optimizer": "adam"}
 
 The network: ``condense_layers`` condense layers, each a run of feature-extraction layers
 (FEL = batchnorm -> piecewise(left, right) activation -> kxk conv of ``growth`` channels ->
@@ -12,8 +12,10 @@ dropout) in which every FEL reads the concatenation of the condense layer's inpu
 earlier FEL outputs (DenseNet connectivity); a 2x2 max pool after each condense layer while the
 map is at least 2x2; flatten and a fully connected classifier. ``fels`` counts the FELs of the
 whole network (DenseNet's depth), spread evenly over the condense layers (the first ones take
-the remainder). The optimizer and learning rate are genes too and reach the trainer through
-``training_overrides``.
+the remainder). The optimizer is a gene too and reaches the trainer through
+``training_overrides``. Table 1 has no learning-rate gene (the rate is a setting of the run,
+``[train] lr``); ``lr_gene = true`` adds one over ``learning_rates``, which makes the space five
+times larger.
 
 Scaling: the table's sizes (16-52 FELs of 12 channels, DenseNet-40's growth) are for 32x32
 CIFAR images on a GPU. ``size_divisor`` divides the FEL counts and the growth; 0 (the default)
@@ -41,8 +43,10 @@ from hostside.spaces.base import Genotype, SearchSpace, register_space
 OPTIMIZERS = ("adam", "sgd", "adagrad", "adamax", "nadam")
 #: The paper's table 1 lists no learning rates; these span the usual range of the optimizers above.
 LEARNING_RATES = (0.0005, 0.001, 0.002, 0.005, 0.01)
-#: Gene order of the direct encoding (the crossover point cuts this string).
-GENES = ("left", "right", "condense_layers", "fels", "kernel", "optimizer", "lr")
+#: Gene order of the direct encoding (the crossover point cuts this string): table 1's genes,
+#: then the optional learning rate.
+TABLE_GENES = ("left", "right", "condense_layers", "fels", "kernel", "optimizer")
+GENES = TABLE_GENES + ("lr",)
 SMALL_INPUT_PIXELS = 16 * 16
 
 
@@ -54,6 +58,8 @@ class DenseOptions:
     kernels: list = field(default_factory=lambda: [3, 5])
     optimizers: list = field(default_factory=lambda: list(OPTIMIZERS))
     learning_rates: list = field(default_factory=lambda: list(LEARNING_RATES))
+    #: The learning rate as a gene (not in the paper's table 1, so off).
+    lr_gene: bool = False
     growth: int = 12
     dropout: float = 0.2
     size_divisor: int = 0
@@ -73,6 +79,8 @@ class DenseOptions:
         check("fels", None, lambda v: isinstance(v, int) and v >= 1)
         check("kernels", None, lambda v: isinstance(v, int) and v >= 1 and v % 2 == 1)
         check("learning_rates", None, lambda v: isinstance(v, (int, float)) and v > 0)
+        if not isinstance(self.lr_gene, bool):
+            raise UserError(f"space 'dense' option 'lr_gene': {self.lr_gene!r} is not allowed; give true or false")
         if self.growth < 1:
             raise UserError(f"space 'dense' option 'growth': {self.growth!r} is not allowed; give an integer >= 1")
         if not 0 <= self.dropout < 1:
@@ -87,7 +95,6 @@ class DenseSpace(SearchSpace):
     """NeuroPower's template over the genes of table 1."""
 
     Options = DenseOptions
-    mutation_operators = GENES
 
     def __init__(self, input_shape: Tuple[int, int, int], num_classes: int, **options: Any):
         super().__init__(input_shape, num_classes)
@@ -98,6 +105,8 @@ class DenseSpace(SearchSpace):
             "left": tuple(o.activations), "right": tuple(o.activations),
             "condense_layers": tuple(o.condense_layers), "fels": tuple(o.fels), "kernel": tuple(o.kernels),
             "optimizer": tuple(o.optimizers), "lr": tuple(float(v) for v in o.learning_rates)}
+        self.genes = GENES if o.lr_gene else TABLE_GENES
+        self.mutation_operators = self.genes
         pixels = self.input_shape[1] * self.input_shape[2]
         self.divisor = o.size_divisor or (4 if pixels <= SMALL_INPUT_PIXELS else 1)
 
@@ -109,11 +118,11 @@ class DenseSpace(SearchSpace):
     # -- genes ------------------------------------------------------------------------------
 
     def sample(self, rng: np.random.Generator) -> Genotype:
-        return {gene: _plain(self.choices[gene][int(rng.integers(len(self.choices[gene])))]) for gene in GENES}
+        return {gene: _plain(self.choices[gene][int(rng.integers(len(self.choices[gene])))]) for gene in self.genes}
 
     def check(self, genotype: Genotype) -> None:
         """UserError naming the gene whose value is not among the space's choices."""
-        for gene in GENES:
+        for gene in self.genes:
             if gene not in genotype:
                 raise UserError(f"dense genotype: gene {gene!r} is missing")
             if genotype[gene] not in self.choices[gene]:
@@ -123,9 +132,9 @@ class DenseSpace(SearchSpace):
     def mutate(self, genotype: Genotype, rng: np.random.Generator,
                operator: Optional[str] = None) -> Tuple[Genotype, str]:
         """One-point mutation: one gene (``operator`` names it) takes another of its values."""
-        open_genes = [g for g in GENES if len(self.choices[g]) > 1]
-        if operator is not None and operator not in GENES:
-            raise ValueError(f"dense has no mutation {operator!r}; choose from {', '.join(GENES)}")
+        open_genes = [g for g in self.genes if len(self.choices[g]) > 1]
+        if operator is not None and operator not in self.genes:
+            raise ValueError(f"dense has no mutation {operator!r}; choose from {', '.join(self.genes)}")
         if not open_genes:
             return copy.deepcopy(dict(genotype)), "none"
         gene = operator or open_genes[int(rng.integers(len(open_genes)))]
@@ -137,11 +146,16 @@ class DenseSpace(SearchSpace):
 
     def crossover(self, first: Genotype, second: Genotype, rng: np.random.Generator) -> Genotype:
         """One-point crossover on the gene string: genes before the cut from ``first``."""
-        cut = int(rng.integers(1, len(GENES)))
-        return {gene: copy.deepcopy((first if i < cut else second)[gene]) for i, gene in enumerate(GENES)}
+        cut = int(rng.integers(1, len(self.genes)))
+        return {gene: copy.deepcopy((first if i < cut else second)[gene]) for i, gene in enumerate(self.genes)}
 
     def training_overrides(self, genotype: Genotype) -> Dict[str, Any]:
-        return {"optimizer": str(genotype["optimizer"]), "lr": float(genotype["lr"])}
+        """The optimizer gene, and the learning rate where the genotype has that gene (with
+        ``lr_gene``, or journaled by a run made when it was always one)."""
+        overrides: Dict[str, Any] = {"optimizer": str(genotype["optimizer"])}
+        if "lr" in genotype:
+            overrides["lr"] = float(genotype["lr"])
+        return overrides
 
     # -- decoding ---------------------------------------------------------------------------
 

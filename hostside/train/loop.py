@@ -52,6 +52,10 @@ class TrainConfig:
     device: str = "cpu"
     seed: int = 0
     threads: int = 1
+    #: Whether the trained module is also judged on the test split. A search turns it off for
+    #: every candidate it trains, so the test split cannot enter any choice; only the models
+    #: re-trained after the search (the final front) and stand-alone trainings report it.
+    evaluate_test: bool = True
 
     def __post_init__(self) -> None:
         checks = [
@@ -67,6 +71,7 @@ class TrainConfig:
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
             (isinstance(self.threads, int) and self.threads >= 1, "threads must be an integer >= 1"),
             (isinstance(self.seed, int), "seed must be an integer"),
+            (isinstance(self.evaluate_test, bool), "evaluate_test must be true or false"),
         ]
         for ok, message in checks:
             if not ok:
@@ -86,7 +91,8 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """The trained module (on the CPU, eval mode) and what the training measured."""
+    """The trained module (on the CPU, eval mode) and what the training measured
+    (``test_accuracy`` is NaN when the config did not ask for it)."""
 
     module: nn.Module
     val_accuracy: float
@@ -158,7 +164,8 @@ def train_model(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainCon
                 progress: Optional[Callable[[Dict[str, float]], None]] = None,
                 init_state: Optional[Mapping[str, np.ndarray]] = None, data_seed: Optional[int] = None,
                 train_fraction: float = 1.0) -> TrainResult:
-    """Train a module for ``spec`` on ``split.train``; report val and test accuracy.
+    """Train a module for ``spec`` on ``split.train``; report val and (with
+    ``config.evaluate_test``) test accuracy.
 
     The module starts from ``init_state`` (a ``hostside.arch.weights`` state of exactly this
     network: inherited or imported weights) or, without one, from a fresh initialisation.
@@ -208,7 +215,6 @@ def _train(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig, 
         train_indices = np.sort(np.random.default_rng(data_seed).choice(train_indices, size=count, replace=False))
     x_train, y_train = _tensors(dataset, train_indices, mean, std, device)
     x_val, y_val = _tensors(dataset, split.val, mean, std, device)
-    x_test, y_test = _tensors(dataset, split.test, mean, std, device)
     if config.crop_padding:
         x_train = pad_with_fill(x_train, config.crop_padding, [-m / s for m, s in zip(mean, std)])
     height, width = dataset.input_shape[1:]
@@ -257,7 +263,8 @@ def _train(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig, 
         if diverged:
             break
     val_accuracy = history[-1]["val_accuracy"] if history else accuracy(module, x_val, y_val)
-    test_accuracy = accuracy(module, x_test, y_test)
+    test_accuracy = accuracy(module, *_tensors(dataset, split.test, mean, std, device)) if config.evaluate_test \
+        else float("nan")
     train_seconds = time.perf_counter() - started
     module = module.to("cpu", memory_format=torch.contiguous_format).eval()
     return TrainResult(module, val_accuracy, test_accuracy, train_seconds, mean, std, history, diverged)

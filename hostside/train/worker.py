@@ -37,8 +37,9 @@ def _finite(value: float) -> Optional[float]:
 def export_and_measure(spec: ArchSpec, dataset: Dataset, split: Split, config: TrainConfig,
                        result: TrainResult, out_dir: Union[str, Path]) -> Dict[str, Any]:
     """Write ``model.onnx``, ``weights.npz`` (the unfolded, trainable state), ``split.json``
-    and ``metrics.json`` for a finished training and return the metrics; the ONNX accuracy is
-    measured on the same test indices."""
+    and ``metrics.json`` for a finished training and return the metrics. The ONNX accuracy is
+    measured on the same test indices, and like the test accuracy only when ``config.evaluate_test``:
+    a search's candidates never touch the test split."""
     from hostside.arch.export import export_onnx
     from hostside.arch.weights import save_state, state_of, with_normalisation
 
@@ -48,10 +49,14 @@ def export_and_measure(spec: ArchSpec, dataset: Dataset, split: Split, config: T
     weights_sha256 = save_state(with_normalisation(state_of(result.module), result.mean, result.std), out / WEIGHTS_FILE)
     report = export_onnx(result.module, out / MODEL_FILE, mean=result.mean, std=result.std)
     cost = analyze(spec)
+    test_accuracy = _finite(result.test_accuracy)
     metrics: Dict[str, Any] = {
-        "accuracy": _finite(result.test_accuracy),
         "val_accuracy": _finite(result.val_accuracy),
-        "onnx_accuracy": _finite(evaluate_onnx(report.path, dataset, split.test, threads=config.threads)),
+        "test_accuracy": test_accuracy,
+        # The older name of test_accuracy, still read by the search engine and ``hostside prune``.
+        "accuracy": test_accuracy,
+        "onnx_accuracy": (_finite(evaluate_onnx(report.path, dataset, split.test, threads=config.threads))
+                          if config.evaluate_test else None),
         "params": cost.params,
         "deployed_params": cost.deployed_params,
         "macs": cost.macs,
@@ -105,7 +110,8 @@ def train_and_export(spec_dict: Mapping[str, Any], dataset_source: str, split_di
     ``init_weights`` (an ``.npz`` path, its bytes or a state) are the starting weights, which
     must fit the spec exactly (else one ``UserError`` naming the first tensor that differs);
     ``data_seed`` and ``train_fraction`` as in :func:`train_model`. Returns the metrics dict
-    also written to ``metrics.json``: ``accuracy`` (test), ``val_accuracy``, ``onnx_accuracy``,
+    also written to ``metrics.json``: ``val_accuracy``, ``test_accuracy`` and ``onnx_accuracy``
+    (null unless the config's ``evaluate_test``),
     ``params``, ``macs``, ``train_seconds``, ``onnx``, ``onnx_sha256``, ``weights``,
     ``weights_sha256``, ``max_abs_diff`` and more.
     """

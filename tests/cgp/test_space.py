@@ -67,6 +67,52 @@ def test_every_mutation_respects_l_back_and_changes_an_active_node():
         g = child
 
 
+def test_a_mutation_rewires_inputs_only_and_always_changes_an_active_node():
+    s = space(rows=3, cols=6, levels_back=2, fixed_multiplier="mul8u_1JFF")
+    rng = np.random.default_rng(11)
+    g = s.sample(rng)
+    for _ in range(40):
+        child, _ = s.mutate(g, rng)
+        assert [(n["f"], n["p"]) for n in child["nodes"]] == [(n["f"], n["p"]) for n in g["nodes"]]
+        rewired = [k for k in s.active(g) if child["nodes"][k]["in"][:s.arity(g["nodes"][k])]
+                   != g["nodes"][k]["in"][:s.arity(g["nodes"][k])]]
+        assert rewired or child["output"] != g["output"]
+        g = child
+
+
+def test_the_multiplier_gene_is_redrawn_at_every_mutation_by_default():
+    s = space(rows=3, cols=6, levels_back=2)
+    assert s.p_mult == 1.0
+    rng = np.random.default_rng(2)
+    g = s.sample(rng)
+    drawn = {s.mutate(g, rng)[0]["multiplier"] for _ in range(30)}
+    assert len(drawn) > 3  # 14 circuits, one fresh draw per mutation
+    still = space(rows=3, cols=6, levels_back=2, p_mult=0.0)
+    assert {still.mutate(g, rng)[0]["multiplier"] for _ in range(10)} == {g["multiplier"]}
+
+
+@pytest.mark.parametrize("function", ["RES", "RES-B"])
+def test_residual_modules_take_their_stride_on_the_first_conv_and_the_shortcut(function):
+    s = space(rows=2, cols=3, levels_back=2)
+    g = hand_genotype()
+    g["levels_back"] = 2
+    params = {"filters": 16, "kernel": 3, "stride": 2, **({"kernel2": 3} if function == "RES" else {})}
+    g["nodes"][2] = {"f": function, "p": params, "in": [1, 1]}
+    g["nodes"][4] = {"f": "FC", "p": {"units": 32}, "in": [3, 3]}
+    g["nodes"][3] = {"f": "CONV", "p": {"filters": 8, "kernel": 1}, "in": [3, 3]}
+    g["output"] = 4
+    spec = s.decode(g)
+    convs = [n for n in spec.nodes if n.id.startswith("n2_") and n.op == "approx_conv2d"]
+    strides = [tuple(np.broadcast_to(n.attrs["stride"], 2)) for n in convs]
+    assert strides.count((2, 2)) == 2 and len(convs) == (3 if function == "RES" else 4)
+    assert strides[0] == (2, 2) and strides[-1] == (2, 2)  # the first conv and the parallel 1x1 shortcut
+    relus = [n for n in spec.nodes if n.id.startswith("n2_") and n.op == "relu"]
+    assert len(relus) == 3  # RES: after both convs and the sum; RES-B: after the first two convs and the sum
+    out = s.decode(g).cost
+    g["nodes"][2]["p"]["stride"] = 1
+    assert s.decode(g).cost.macs > out.macs  # stride 2 quarters the module's maps
+
+
 def test_nodes_that_stay_active_keep_their_ids():
     s = space(rows=3, cols=6, levels_back=2)
     rng = np.random.default_rng(5)

@@ -75,8 +75,8 @@ def test_seed_model_starts_the_population_from_the_trained_model(tmp_path, capsy
     split = Split.load(run / "split.json")
     seeded = [c for c in candidates if c["operator"] == "seed"]
     assert len(seeded) == 1
-    want = evaluate_onnx(seed, load_dataset("digits"), split.test)
-    assert seeded[0]["accuracy"] == pytest.approx(want) and want > 0.8  # evaluated unchanged
+    want = evaluate_onnx(seed, load_dataset("digits"), split.val)
+    assert seeded[0]["val_accuracy"] == pytest.approx(want) and want > 0.8  # evaluated unchanged
     assert seeded[0]["attrs"]["ea4cnn.s_rel"] == 1.0  # sizes are relative to the seed
     initial = [c for c in candidates if c["generation"] == min(x["generation"] for x in candidates)]
     assert all(c["operator"].startswith("seed") and c["inherited_fraction"] > 0 for c in initial)

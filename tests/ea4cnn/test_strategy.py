@@ -76,7 +76,11 @@ def test_bad_options_are_one_line(options, message):
 def test_paper_defaults():
     strategy = make_strategy("ea4cnn", {}, settings(population=8))
     o = strategy.options
-    assert (o.p_c, o.p_m, o.mo_probabilities, o.k, o.a_min) == (0.35, 0.7, [0.41, 0.07, 0.03, 0.29, 0.10, 0.10], 0.5, 0.8)
+    assert (o.p_c, o.mutation_probability, o.mo_probabilities, o.k, o.a_min) == (
+        0.35, 0.7, [0.41, 0.07, 0.03, 0.29, 0.10, 0.10], 0.5, 0.8)
+    # The ablation study's EA2 mutates with 0.8 unless p_m says otherwise.
+    assert make_strategy("ea4cnn", {"ablation": "EA2"}, settings()).options.mutation_probability == 0.8
+    assert make_strategy("ea4cnn", {"ablation": "EA2", "p_m": 0.3}, settings()).options.mutation_probability == 0.3
     assert o.epochs_per_generation == 1 and strategy.age_max == 4 and strategy.split_fractions == (0.10, 0.15)
 
 

@@ -56,5 +56,5 @@ def test_constraint_grid_on_digits_trains_only_feasible_networks(tmp_path, shipp
         assert all(r["operator"] == "narrow_pick" for r in trained)
         largest.append(max(r["params"] for r in trained))
         best = result["best"]
-        assert best is not None and best["params"] <= result["params_constraint"] and best["accuracy"] > 0.3
+        assert best is not None and best["params"] <= result["params_constraint"] and best["test_accuracy"] > 0.3
     assert largest[0] <= 1500 < largest[1]  # the first pick is the largest network the constraint allows

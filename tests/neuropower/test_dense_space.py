@@ -1,5 +1,6 @@
 """The dense template: DenseNet connectivity inside each condense layer, costs equal in the
-cost model, torch and the ONNX read-back, genes of table 1, optimizer and lr reaching training."""
+cost model, torch and the ONNX read-back, genes of table 1 (the learning rate only when asked
+for), optimizer and lr reaching training."""
 
 import numpy as np
 import pytest
@@ -10,10 +11,9 @@ from hostside.arch.export import export_onnx
 from hostside.arch.onnx_stats import onnx_stats
 from hostside.errors import UserError
 from hostside.spaces import make_space
-from hostside.spaces.dense import GENES, OPTIMIZERS
+from hostside.spaces.dense import GENES, OPTIMIZERS, TABLE_GENES
 
-G = {"left": "swish", "right": "relu", "condense_layers": 2, "fels": 16, "kernel": 3, "optimizer": "adamax",
-     "lr": 0.001}
+G = {"left": "swish", "right": "relu", "condense_layers": 2, "fels": 16, "kernel": 3, "optimizer": "adamax"}
 
 
 def test_every_fel_reads_all_earlier_maps_of_its_condense_layer():
@@ -56,20 +56,26 @@ def test_full_size_template_for_cifar_inputs():
 
 
 def test_operators_keep_genes_in_table_values_and_optimizer_reaches_training():
-    space = make_space("dense", (1, 8, 8), 10)
-    rng = np.random.default_rng(3)
-    for _ in range(40):
-        a, b = space.sample(rng), space.sample(rng)
-        child = space.crossover(a, b, rng)
-        assert all(child[g] in (a[g], b[g]) for g in GENES)
-        mutant, gene = space.mutate(child, rng)
-        assert [g for g in GENES if mutant[g] != child[g]] == [gene]
-        space.check(mutant)
-    assert set(OPTIMIZERS) == {"adam", "sgd", "adagrad", "adamax", "nadam"}
-    assert space.training_overrides(G) == {"optimizer": "adamax", "lr": 0.001}
     from hostside.train.loop import TrainConfig
 
-    TrainConfig(**space.training_overrides(G))
+    for lr_gene, genes in ((False, TABLE_GENES), (True, GENES)):
+        space = make_space("dense", (1, 8, 8), 10, lr_gene=lr_gene)
+        rng = np.random.default_rng(3)
+        for _ in range(40):
+            a, b = space.sample(rng), space.sample(rng)
+            assert set(a) == set(genes)
+            child = space.crossover(a, b, rng)
+            assert all(child[g] in (a[g], b[g]) for g in genes)
+            mutant, gene = space.mutate(child, rng)
+            assert [g for g in genes if mutant[g] != child[g]] == [gene]
+            space.check(mutant)
+        TrainConfig(**space.training_overrides(space.sample(rng)))
+    assert set(OPTIMIZERS) == {"adam", "sgd", "adagrad", "adamax", "nadam"}
+    assert make_space("dense", (1, 8, 8), 10).training_overrides(G) == {"optimizer": "adamax"}
+    with_lr = make_space("dense", (1, 8, 8), 10, lr_gene=True)
+    assert with_lr.training_overrides({**G, "lr": 0.002}) == {"optimizer": "adamax", "lr": 0.002}
+    with pytest.raises(UserError, match="gene 'lr' is missing"):
+        with_lr.check(G)
 
 
 def test_bad_genes_and_options_are_one_line():

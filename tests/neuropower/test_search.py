@@ -29,7 +29,7 @@ def test_a_stop_rule_ends_the_search_after_the_first_iteration(tmp_path, capsys,
     candidates = json.loads(capsys.readouterr().out)["candidates"]
     assert len(candidates) == 2  # nothing was asked after the rule was met
     for c in candidates:
-        assert c["attrs"]["spea2.score"] == pytest.approx(c["accuracy"] / c["params"])
+        assert c["attrs"]["spea2.score"] == pytest.approx(c["val_accuracy"] / c["params"])
         assert c["latency_ms"] > 0
     assert sum("spea2.stopped_by" in c["attrs"] for c in candidates) == 1
     # a run's candidate folder is a --spec: the spec comes from the run's journal

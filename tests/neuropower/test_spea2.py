@@ -76,8 +76,9 @@ def _settings(population=6):
 class Run:
     """Journal-like records over ask/tell with a synthetic accuracy (no training)."""
 
-    def __init__(self, strategy, space, latency=lambda spec: 5.0):
+    def __init__(self, strategy, space, latency=lambda spec: 5.0, test_accuracy=lambda g: 0.5):
         self.strategy, self.space, self.records, self.latency = strategy, space, [], latency
+        self.test_accuracy = test_accuracy
 
     def ctx(self, generation):
         return AskContext(space=self.space, records=tuple(self.records),
@@ -91,7 +92,8 @@ class Run:
             spec = self.space.decode(p.genotype)
             accuracy = 0.8 + 0.04 * p.genotype["condense_layers"] - (0.1 if p.genotype["left"] == "linear" else 0)
             params = spec.cost.params
-            metrics = {"accuracy": accuracy, "params": params, "latency_ms": self.latency(spec)}
+            metrics = {"val_accuracy": accuracy, "accuracy": self.test_accuracy(p.genotype), "params": params,
+                       "latency_ms": self.latency(spec)}
             born.append(Candidate(id=len(self.records) + len(born), genotype=p.genotype, parents=p.parents,
                                   operator=p.operator, generation=g, status="measured", arch_hash=structure_hash(spec),
                                   objectives=(1 - accuracy, float(params)), violation=0.0, metrics=metrics,
@@ -109,13 +111,36 @@ def test_iterations_over_ask_and_tell_record_score_and_stop_at_the_limit(capsys)
     for g in range(3):
         assert len(run.generation(g)) == 6
     for c in run.records:
-        assert c.attrs["spea2.score"] == pytest.approx(c.metrics["accuracy"] / c.metrics["params"])
+        assert c.attrs["spea2.score"] == pytest.approx(c.metrics["val_accuracy"] / c.metrics["params"])
         assert "spea2.in_archive" in c.attrs
         if c.generation:
             assert c.parents and "forced_mutation" in c.operator
     assert len({c.arch_hash for c in run.records}) == len(run.records)
     assert run.strategy.ask(6, run.ctx(3)) == []
     assert "iteration limit (3 iterations) reached" in capsys.readouterr().err
+
+
+def test_score_is_the_fitness_the_archive_keeps_the_best_scores_and_test_accuracy_changes_nothing():
+    space = make_space("dense", (1, 8, 8), 10)
+    runs = []
+    for test_accuracy in (lambda g: 0.5, lambda g: float(np.random.default_rng(len(str(g))).random())):
+        run = Run(make_strategy("spea2", {"iterations": 3}, _settings()), space, test_accuracy=test_accuracy)
+        for g in range(3):
+            run.generation(g)
+        runs.append(run)
+    assert [c.genotype for c in runs[0].records] == [c.genotype for c in runs[1].records]
+    run = runs[0]
+    _, archive, fitness = run.strategy.archives(run.records)[-1]
+    scores = {c.id: c.metrics["val_accuracy"] / c.metrics["params"] for c in run.records}
+    best = sorted(scores, key=lambda i: -scores[i])[: len(archive)]
+    assert {c.id for c in archive} == set(best)
+    assert fitness and all(f == pytest.approx(-scores[i]) for i, f in fitness.items())
+    spea = Run(make_strategy("spea2", {"iterations": 3, "fitness": "spea"}, _settings()), space)
+    for g in range(3):
+        spea.generation(g)
+    assert [c.genotype for c in spea.records] != [c.genotype for c in run.records]
+    with pytest.raises(UserError, match="option 'fitness': 'nid' is not allowed; choose one of score, spea"):
+        make_strategy("spea2", {"fitness": "nid"}, _settings())
 
 
 def test_a_stop_rule_met_by_an_archive_member_ends_the_search(capsys):

@@ -42,9 +42,16 @@ def test_registered_objective_and_budgets_read_analytic_rows(registries):
 def test_precision_metrics_of_a_trained_candidate(trained_digits):
     m = precision_metrics(trained_digits.onnx, trained_digits.dataset, trained_digits.split, "fx16")
     assert m["precision"] == "fx16" and m["precision_mode"] == "multiplication"
-    assert m["float_accuracy"] == pytest.approx(trained_digits.metrics["onnx_accuracy"])
-    assert abs(m["accuracy"] - m["float_accuracy"]) <= 0.02
+    assert m["float_test_accuracy"] == pytest.approx(trained_digits.metrics["onnx_accuracy"])
+    assert abs(m["test_accuracy"] - m["float_test_accuracy"]) <= 0.02
     assert m["weight_bytes"] == 2 * trained_digits.metrics["deployed_params"]
     assert m["mult_energy_mj"] == pytest.approx(mult_energy_mj(trained_digits.metrics["macs"], FX16))
     coarse = precision_metrics(trained_digits.onnx, trained_digits.dataset, trained_digits.split, "q2.1")
-    assert coarse["accuracy"] < m["accuracy"]
+    assert coarse["val_accuracy"] < m["val_accuracy"] and coarse["test_accuracy"] < m["test_accuracy"]
+
+
+def test_a_search_reads_no_test_split_under_a_precision(trained_digits):
+    m = precision_metrics(trained_digits.onnx, trained_digits.dataset, trained_digits.split, "fx16",
+                          evaluate_test=False)
+    assert m["test_accuracy"] is None and m["accuracy"] is None and "float_test_accuracy" not in m
+    assert m["val_accuracy"] is not None

@@ -27,7 +27,7 @@ HOSTILE = "</script><script>window.__pwned = 1</script><b>bold</b>"
 
 def _candidate(cid: int, status: str, **values: Any) -> Dict[str, Any]:
     entry = {"id": cid, "status": status, "generation": values.pop("generation", 0), "operator": "sample",
-             "parents": [], "accuracy": None, "val_accuracy": None, "params": 1000 * cid, "macs": 20000 * cid,
+             "parents": [], "val_accuracy": None, "params": 1000 * cid, "macs": 20000 * cid,
              "activation_bytes": 4096, "predicted_latency_ms": 0.01 * cid, "latency_ms": None, "energy_mj": None,
              "train_seconds": None, "reason": None, "arch": "conv2d 8 3x3 > relu > flatten > linear 10",
              "onnx": None, "front": False, "final": False, "attrs": {}, "inherited_fraction": None}
@@ -39,32 +39,33 @@ def sample_data(run_name: str = "run-a") -> Dict[str, Any]:
     """Eight candidates: six measured (three on the front, one re-trained twice over), one
     rejected on predicted latency, one failed; candidate 6 descends from 2 and 3, 7 from 6."""
     c = [
-        _candidate(1, "measured", accuracy=0.71, latency_ms=0.011, energy_mj=0.020, train_seconds=1.5, front=True,
+        _candidate(1, "measured", val_accuracy=0.71, latency_ms=0.011, energy_mj=0.020, train_seconds=1.5, front=True,
                    onnx="candidates/00001/model.onnx"),
-        _candidate(2, "measured", accuracy=0.86, latency_ms=0.024, energy_mj=0.041, train_seconds=2.0, front=True, final=True,
+        _candidate(2, "measured", val_accuracy=0.86, latency_ms=0.024, energy_mj=0.041, train_seconds=2.0, front=True, final=True,
                    onnx="candidates/00002/model.onnx"),
-        _candidate(3, "measured", accuracy=0.80, latency_ms=0.040, energy_mj=0.070, train_seconds=2.5),
+        _candidate(3, "measured", val_accuracy=0.80, latency_ms=0.040, energy_mj=0.070, train_seconds=2.5),
         _candidate(4, "rejected", reason="predicted latency 0.31 ms exceeds the budget of 0.08 ms by 287%",
                    predicted_latency_ms=0.31),
         _candidate(5, "failed", reason="training failed: RuntimeError: out of memory", operator=HOSTILE),
-        _candidate(6, "measured", generation=1, operator="crossover+add_layer", parents=[2, 3], accuracy=0.93,
+        _candidate(6, "measured", generation=1, operator="crossover+add_layer", parents=[2, 3], val_accuracy=0.93,
                    latency_ms=0.035, energy_mj=0.066, train_seconds=3.0, front=True, final=True,
                    attrs={"age": 2, "species": 1, "fitness": 0.913}, inherited_fraction=0.75),
-        _candidate(7, "measured", generation=2, operator="modify_lr", parents=[6], accuracy=0.90, latency_ms=0.05,
+        _candidate(7, "measured", generation=2, operator="modify_lr", parents=[6], val_accuracy=0.90, latency_ms=0.05,
                    energy_mj=0.09, train_seconds=3.1),
-        _candidate(8, "measured", generation=2, operator="immigrant", accuracy=0.52, latency_ms=0.06, energy_mj=0.1,
+        _candidate(8, "measured", generation=2, operator="immigrant", val_accuracy=0.52, latency_ms=0.06, energy_mj=0.1,
                    train_seconds=0.9),
     ]
     spec = digits_small_cnn()
     models = [
-        {"id": 2, "onnx": "final/00002/model.onnx", "accuracy": 0.88, "val_accuracy": 0.87, "params": 2000, "macs": 40000,
+        {"id": 2, "onnx": "final/00002/model.onnx", "test_accuracy": 0.88, "val_accuracy": 0.87, "params": 2000, "macs": 40000,
          "activation_bytes": 4096, "predicted_latency_ms": 0.02, "latency_ms": 0.023, "energy_mj": 0.04,
-         "search_accuracy": 0.86, "search_latency_ms": 0.024, "meets_budgets": True, "best_tradeoff": False,
+         "search_val_accuracy": 0.86, "search_latency_ms": 0.024, "meets_budgets": True, "best_tradeoff": False,
          "operator": "sample", "parents": [], "arch": arch_summary(spec), "spec": spec},
-        {"id": 6, "onnx": "final/00006/model.onnx", "accuracy": 0.95, "val_accuracy": 0.94, "params": 6000, "macs": 120000,
+        {"id": 6, "onnx": "final/00006/model.onnx", "test_accuracy": 0.95, "val_accuracy": 0.88, "params": 6000, "macs": 120000,
          "activation_bytes": 4096, "predicted_latency_ms": 0.06, "latency_ms": 0.034, "energy_mj": 0.065,
-         "search_accuracy": 0.93, "search_latency_ms": 0.035, "meets_budgets": True, "best_tradeoff": True,
-         "operator": "crossover+add_layer", "parents": [2, 3], "arch": arch_summary(spec), "spec": spec},
+         "search_val_accuracy": 0.93, "search_latency_ms": 0.035, "meets_budgets": True, "best_tradeoff": True,
+         "operator": "crossover+add_layer", "parents": [2, 3], "arch": arch_summary(spec), "spec": spec,
+         "summary": {"arch_str": "|nor_conv_3x3~0|+|skip_connect~0|"}},
     ]
     return {
         "format": DATA_FORMAT, "version": DATA_VERSION,
@@ -137,6 +138,11 @@ def test_report_shows_the_front_the_models_and_every_candidate_with_its_reason(b
     assert [c["id"] for c in cards] == [2, 6] and [c["best"] for c in cards] == [False, True]
     assert cards[1]["onnx"] == "final/00006/model.onnx" and (page.parent / cards[1]["onnx"]).is_file()
     assert "conv2d" in cards[1]["text"] and "0.950" in cards[1]["text"] and "best trade-off" in cards[1]["text"]
+    assert "test accuracy (not used in any choice)0.950" in cards[1]["text"]  # the split is named
+    assert "validation accuracy0.880 (search: 0.930)" in cards[1]["text"]
+    assert "arch_str|nor_conv_3x3~0|+|skip_connect~0|" in cards[1]["text"]  # the genotype summary
+    assert "validation accuracy" in browser.evaluate("document.getElementById('charts').textContent")
+    assert "test accuracy" not in browser.evaluate("document.getElementById('charts').textContent")
 
     spot = browser.evaluate("Array.from(document.querySelectorAll('#spot-check-table tbody tr')).map(r => r.textContent)")
     assert len(spot) == 1 and "false reject" in spot[0]
@@ -200,7 +206,7 @@ def test_zooming_to_the_front_keeps_the_front_and_drops_the_far_points(browser, 
 def test_table_sorts_by_a_column_and_filters_by_status_and_text(browser, tmp_path):
     page = _write(tmp_path, sample_data())
     browser.open(page.as_uri())
-    accuracy = _header_index(browser, "accuracy")
+    accuracy = _header_index(browser, "val. accuracy")
     browser.click(f"#candidate-table thead th:nth-child({accuracy + 1})")
     ids = [int(r["id"]) for r in _rows(browser)]
     assert ids == [8, 1, 3, 2, 7, 6, 4, 5]  # ascending; no accuracy (rejected, failed) last
@@ -227,7 +233,7 @@ def test_a_live_run_reloads_itself_and_keeps_the_view(browser, tmp_path):
     browser.evaluate("window.__before_reload = true")
     browser.click('#status-filters input[data-status="rejected"]')
     # The run moves on: the file is rewritten, the page picks it up on its next reload.
-    data["candidates"].append(_candidate(9, "measured", generation=3, accuracy=0.97, latency_ms=0.02, front=True))
+    data["candidates"].append(_candidate(9, "measured", generation=3, val_accuracy=0.97, latency_ms=0.02, front=True))
     write_report_html(page.parent, data)
     browser.wait_for("window.__before_reload === undefined && document.body.getAttribute('data-rendered') === 'true'")
     ids = [int(r["id"]) for r in _rows(browser)]
@@ -251,7 +257,7 @@ def test_when_nothing_meets_the_budgets_the_page_lists_the_nearest_misses(browse
     data = sample_data("miss-run")
     data["run"]["budgets"] = {"latency_ms": 0.005}
     data.update(models=[], best_tradeoff=None, nothing_meets_budgets=True, nearest_misses=[
-        {"id": 1, "violation": 1.2, "missed": {"latency_ms": {"value": 0.011, "limit": 0.005}}, "accuracy": 0.71,
+        {"id": 1, "violation": 1.2, "missed": {"latency_ms": {"value": 0.011, "limit": 0.005}}, "val_accuracy": 0.71,
          "latency_ms": 0.011, "params": 1000, "macs": 20000}])
     for candidate in data["candidates"]:
         candidate.update(front=False, final=False)

@@ -64,7 +64,7 @@ def test_a_toml_syntax_error_names_the_file(tmp_path):
 
 
 def _row(i, accuracy, latency):
-    return {"id": i, "accuracy": accuracy, "latency_ms": latency, "params": 100}
+    return {"id": i, "val_accuracy": accuracy, "latency_ms": latency, "params": 100}
 
 
 def test_front_ranks_crowding_and_budgets():

@@ -30,7 +30,7 @@ def test_search_writes_a_measured_front_split_plots_and_runs_show(in_tmp_cwd, di
     trained = [r for r in rows if r["status"] in ("measured", "failed")]
     assert len(trained) == 6 and all(r["status"] == "measured" for r in trained)
     assert len({r["key"] for r in rows}) == len(rows)
-    assert all(r["latency_ms"] > 0 and 0 <= r["accuracy"] <= 1 and r["predicted_latency_ms"] > 0 for r in trained)
+    assert all(r["latency_ms"] > 0 and 0 <= r["val_accuracy"] <= 1 and r["predicted_latency_ms"] > 0 for r in trained)
     assert {r["generation"] for r in trained} == {0, 1}
 
     pareto = json.loads((run_dir / "pareto.json").read_text())
@@ -38,8 +38,8 @@ def test_search_writes_a_measured_front_split_plots_and_runs_show(in_tmp_cwd, di
     for model in pareto:
         assert (run_dir / model["onnx"]).is_file() and model["onnx"].startswith("final/")
         assert model["latency_ms"] > 0 and model["predicted_latency_ms"] > 0 and model["params"] > 0
-        assert 0 < model["accuracy"] <= 1
-    assert max(m["accuracy"] for m in pareto) > 0.8  # real training on digits, not a constant
+        assert 0 < model["test_accuracy"] <= 1 and 0 < model["search_val_accuracy"] <= 1
+    assert max(m["test_accuracy"] for m in pareto) > 0.8  # real training on digits, not a constant
     split = json.loads((run_dir / "split.json").read_text())
     assert len(split["train"]) + len(split["val"]) + len(split["test"]) == 1797
     plots = list(run_dir.glob("pareto_*.png"))
@@ -51,7 +51,10 @@ def test_search_writes_a_measured_front_split_plots_and_runs_show(in_tmp_cwd, di
     shown = json.loads(capsys.readouterr().out)
     assert [c["id"] for c in shown["candidates"]] == [r["id"] for r in rows]
     assert {c["status"] for c in shown["candidates"]} <= {"pending", "rejected", "training", "trained", "measured", "failed"}
-    assert shown["candidates"][0]["accuracy"] == rows[0]["accuracy"]
+    assert shown["candidates"][0]["val_accuracy"] == rows[0]["val_accuracy"]
+    assert all("accuracy" not in c for c in shown["candidates"])  # a candidate has no test figure to show
+    report_md = (run_dir / "report.md").read_text()
+    assert "test accuracy (not used in any choice)" in report_md
 
 
 def test_nothing_meets_the_budget_report_lists_the_nearest_misses(in_tmp_cwd, digits_calibration, capsys):
@@ -127,7 +130,7 @@ def test_the_front_re_trained_on_train_and_val_learns_from_both_and_is_reported_
         metrics = json.loads((run_dir / model["onnx"]).with_name("metrics.json").read_text())
         assert metrics["split_sizes"] == {"train": len(split["train"]) + len(split["val"]), "val": 0,
                                           "test": len(split["test"])}
-        assert model["val_accuracy"] is None and 0 < model["accuracy"] <= 1
+        assert model["val_accuracy"] is None and 0 < model["test_accuracy"] <= 1
     assert sum(m["best_tradeoff"] for m in report["models"]) == 1  # chosen on the search's validation figures
     assert "re-trained for 1 epochs on train+val" in (run_dir / "report.md").read_text()
 

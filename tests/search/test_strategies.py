@@ -27,7 +27,7 @@ def _evaluated(space, count, rng, budgets=None, objectives=OBJECTIVES):
         genotype = space.sample(rng)
         cost = space.decode(genotype).cost
         row = {"id": i, "genotype": genotype, "parents": [], "operator": "sample", "generation": 0,
-               "status": "measured", "arch_hash": str(i), "accuracy": float(rng.uniform(0.5, 1.0)),
+               "status": "measured", "arch_hash": str(i), "val_accuracy": float(rng.uniform(0.5, 1.0)),
                "latency_ms": float(rng.uniform(0.1, 2.0)), "params": cost.params}
         records.append(record_from_row(row, {}, objectives, budgets or {}))
     return records
@@ -47,7 +47,7 @@ def test_nsga2_breeds_from_the_elite_of_feasible_candidates():
     survivors, rank, _ = strategy.survivors(evaluated)
     feasible = [r for r in evaluated if r.metrics["latency_ms"] <= 1.0]
     assert len(survivors) == 6 and all(r.metrics["latency_ms"] <= 1.0 for r in survivors) and len(feasible) > 6
-    front = {r.id for r in feasible if not any(o.metrics["accuracy"] >= r.metrics["accuracy"]
+    front = {r.id for r in feasible if not any(o.metrics["val_accuracy"] >= r.metrics["val_accuracy"]
                                                and o.metrics["latency_ms"] <= r.metrics["latency_ms"]
                                                and o is not r for o in feasible)}
     assert len(front) <= 6 and {r.id for r, k in zip(survivors, rank) if k == 0} == front
@@ -131,7 +131,7 @@ def test_records_are_frozen_and_retrain_proposals_continue_a_lineage():
     (record,) = _evaluated(space, 1, np.random.default_rng(2))
     with pytest.raises(FrozenInstanceError):
         record.status = "failed"
-    assert record.objectives[0] == pytest.approx(1 - record.metrics["accuracy"]) and record.complete
+    assert record.objectives[0] == pytest.approx(1 - record.metrics["val_accuracy"]) and record.complete
     again = Proposal.retrain(record, epochs=1, data_seed=7, attrs={"ea4cnn.age": 2})
     assert (again.operator, again.parents, again.weights_from) == ("retrain", (record.id,), (record.id,))
     assert again.exercise() == {"weights_from": [record.id], "epochs": 1, "data_seed": 7}

@@ -23,7 +23,7 @@ import numpy as np
 
 from hostside.errors import UserError
 from hostside.search.candidate import Candidate, Proposal
-from hostside.search.options import parse_options
+from hostside.options import parse_options
 from hostside.spaces.base import SearchSpace
 
 
@@ -80,6 +80,9 @@ class Strategy(ABC):
     #: The space and scheduling policy a run gets when the config names none.
     default_space: ClassVar[str] = "layer_list"
     default_policy: ClassVar[str] = "generational"
+    #: Whether proposals depend on the run's evaluation budget. When they do not, the first b
+    #: evaluations of a longer run are exactly a run of budget b (benchmarks score them so).
+    budget_aware: ClassVar[bool] = False
 
     def __init__(self, options: Any, settings: StrategySettings):
         self.options = options
@@ -117,7 +120,8 @@ def register_strategy(name: str):
 def _load_builtin() -> None:
     from hostside.search.strategies import nsga2, random  # noqa: F401 - registers them
 
-    for module in ("ea4cnn", "rs_cnn", "narrow", "cgp_nsga2", "spea2", "menndl"):
+    for module in ("ea4cnn", "rs_cnn", "narrow", "cgp_nsga2", "spea2", "menndl", "optuna_samplers",
+                   "regularized_evolution", "surrogate", "asha"):
         try:
             __import__(f"hostside.search.strategies.{module}")
         except ModuleNotFoundError as exc:

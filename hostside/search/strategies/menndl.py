@@ -4,10 +4,11 @@ MENNDL's master never waits for a generation: whenever a worker returns a traine
 master puts it into the population (keeping the best ``population`` by fitness), picks two
 parents by tournament, crosses them over, mutates the child and sends it to the free worker.
 Here that is the ``steady-state`` policy (default) asking for one child per freed slot. Fitness
-is accuracy (minimised as 1 - accuracy), as in MENNDL; ``fitness = "<objective>"`` makes any
-other configured objective the one optimised, and all objectives are still measured and
-journaled for the post-hoc analysis (``hostside runs analyze``). Children are trained from
-scratch, like MENNDL's.
+is validation accuracy (minimised as 1 - accuracy), as in MENNDL, which judges each network on
+held-out validation data; ``fitness = "<objective>"`` makes any other configured objective the
+one optimised, and all objectives are still measured and journaled for the post-hoc analysis
+(``hostside runs analyze``). Children train from a fresh initialisation: the paper does not say
+whether a child inherits weights, and a fresh start keeps every network's accuracy comparable.
 
 Stateless: the population is recomputed from the records at every ask, so a resumed run
 continues with the population the killed one had.
@@ -27,7 +28,7 @@ import hostside.spaces.menndl  # noqa: F401 - registers the default space
 
 @dataclass
 class MenndlOptions:
-    fitness: str = "accuracy"   # the objective the GA optimises (others are measured all the same)
+    fitness: str = "val_accuracy"  # the objective the GA optimises (others are measured all the same)
     tournament: int = 2         # candidates drawn per parent selection
     p_crossover: float = 0.5    # odds a child has two parents (else: a mutated copy of one)
 
@@ -45,11 +46,18 @@ class Menndl(Strategy):
     default_policy = "steady-state"
 
     def _fitness_index(self) -> int:
+        """The run's objective that is ``fitness``, by what it reads (``accuracy`` is the older
+        name of ``val_accuracy``, so either names the other)."""
+        from hostside.search.objectives import objective
+
         objectives = list(self.settings.objectives)
-        if self.options.fitness not in objectives:
+        wanted = objective(self.options.fitness)
+        same = [i for i, name in enumerate(objectives)
+                if (objective(name).column, objective(name).sense) == (wanted.column, wanted.sense)]
+        if not same:
             raise UserError(f"strategy 'menndl' option 'fitness' is {self.options.fitness!r}, which is not one of the "
                             f"run's objectives ({', '.join(objectives)}); add it to --objectives")
-        return objectives.index(self.options.fitness)
+        return same[0]
 
     def fitness(self, candidate: Candidate) -> float:
         """Lower is better (the objective in minimisation form); NaN (missing) is worst."""

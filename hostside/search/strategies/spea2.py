@@ -10,9 +10,14 @@ deterministic, so a resumed run continues with the same archive.
 
 ForcedMutation: at least one gene changes, and the child is never a network the run has
 already tried (its structure hash is not among the records' nor among this ask's other
-children); mutations are stacked until that holds. The paper's Score = accuracy / params is
-recorded for every candidate (``spea2.score``), as are its SPEA fitness and archive membership
-at the iteration it was judged in.
+children); mutations are stacked until that holds.
+
+Fitness (``fitness`` option): NeuroPower's Score = accuracy / params (``"score"``, the paper's and
+the default, with validation accuracy) drives both the archive (the N best scores, the one
+non-dominated order a scalar fitness has) and the binary tournament, higher winning; ``"spea"``
+uses SPEA-II's strength + density over the run's objectives instead. Every candidate records
+its Score (``spea2.score``), its fitness (lower is better) and archive membership at the
+iteration it was judged in.
 
 Iterations: generation 0 is the initial random population U_0; after generation ``iterations -
 1`` has been judged the search ends ("iteration limit"), or earlier when an archive member
@@ -30,10 +35,11 @@ import numpy as np
 
 from hostside.errors import UserError
 from hostside.search.candidate import Candidate, Proposal
-from hostside.search.stop_rules import StopRule, metric_value, parse_rules
+from hostside.search.stop_rules import StopRule, parse_rules
 from hostside.search.strategies.base import AskContext, Strategy, register_strategy
 
 FORCED_TRIES = 200
+FITNESSES = ("score", "spea")
 
 
 @dataclass
@@ -43,6 +49,9 @@ class SPEA2Options:
     #: G, the paper's maximum number of iterations (generation 0 included).
     iterations: int = 8
     crossover_rate: float = 0.9
+    #: ``"score"``: NeuroPower's Score = validation accuracy / params (the paper); ``"spea"``:
+    #: SPEA-II strength + density over the run's objectives.
+    fitness: str = "score"
     #: ``"name: condition"`` rules (the config's ``[stop]`` table lands here).
     stop: list = field(default_factory=list)
 
@@ -53,7 +62,28 @@ class SPEA2Options:
             raise UserError(f"option 'iterations': {self.iterations!r} is not allowed; give an integer >= 1")
         if not 0 <= self.crossover_rate <= 1:
             raise UserError(f"option 'crossover_rate': {self.crossover_rate!r} is not allowed; give a probability")
+        if self.fitness not in FITNESSES:
+            raise UserError(f"option 'fitness': {self.fitness!r} is not allowed; choose one of {', '.join(FITNESSES)}")
         parse_rules(self.stop)
+
+
+def score(metrics: Dict[str, Any]) -> Optional[float]:
+    """NeuroPower's Score: validation accuracy / params (None when either is missing)."""
+    accuracy, params = metrics.get("val_accuracy"), metrics.get("params")
+    if accuracy is None or not params or not np.isfinite(accuracy):
+        return None
+    return float(accuracy) / float(params)
+
+
+def score_survival(scores: np.ndarray, cv: np.ndarray, n: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(indices of the ``n`` survivors, fitness of every row; lower is better) when Score is the
+    fitness: feasible rows by descending Score (a missing one last), ties to the earlier row,
+    then infeasible rows by violation."""
+    fitness = np.where(np.isfinite(scores), -scores, np.inf)
+    top = fitness[np.isfinite(fitness)].max() if np.isfinite(fitness).any() else 0.0
+    fitness = np.where(cv > 0, top + 1 + cv, fitness)
+    feasible_first = np.lexsort((np.arange(len(cv)), fitness, cv > 0))
+    return feasible_first[:n], fitness
 
 
 def spea2_survival(F: np.ndarray, cv: np.ndarray, n: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -102,9 +132,13 @@ class SPEA2(Strategy):
         archive: List[Candidate] = []
         for generation in sorted({c.generation for c in judged}):
             pool = archive + [c for c in judged if c.generation == generation]
-            F = np.array([c.objectives for c in pool], dtype=float)
             cv = np.array([c.violation for c in pool], dtype=float)
-            keep, fitness = spea2_survival(F, cv, self.archive_size)
+            if self.options.fitness == "score":
+                scores = np.array([np.nan if score(c.metrics) is None else score(c.metrics) for c in pool])
+                keep, fitness = score_survival(scores, cv, self.archive_size)
+            else:
+                F = np.array([c.objectives for c in pool], dtype=float)
+                keep, fitness = spea2_survival(F, cv, self.archive_size)
             archive = [pool[i] for i in keep]
             out.append((generation, archive, {c.id: float(f) for c, f in zip(pool, fitness)}))
         return out
@@ -166,8 +200,8 @@ class SPEA2(Strategy):
         members, fitness = (set(), {}) if not archives else ({c.id for c in archives[-1][1]}, archives[-1][2])
         updates: Dict[int, Dict[str, Any]] = {}
         for c in finished:
-            score = metric_value(c.metrics, "score") if c.evaluated else None
-            entry: Dict[str, Any] = {"spea2.score": score, "spea2.in_archive": c.id in members}
+            entry: Dict[str, Any] = {"spea2.score": score(c.metrics) if c.evaluated else None,
+                                     "spea2.in_archive": c.id in members}
             if c.id in fitness:
                 entry["spea2.fitness"] = fitness[c.id]
             updates[c.id] = entry
