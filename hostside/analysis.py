@@ -387,7 +387,7 @@ def _run_analyze(args: Any) -> int:
 
     from hostside.boards import open_board
     from hostside.boards.inventory import LOCAL
-    from hostside.search.run import find_run
+    from hostside.run_dirs import find_run
 
     if args.board != LOCAL and args.sysfs_root is not None:
         raise UserError(f"--sysfs-root applies to --board local only; board {args.board!r} reads its own sensors")

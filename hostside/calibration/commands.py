@@ -226,14 +226,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _board_info(name: Optional[str]) -> dict:
-    """The agent facts of the named board, or of this machine without a name."""
-    if name is None:
-        from device_agent.system import info
-
-        return info()
+    """The agent facts of the named board, or of this machine (the ``local`` board) without a
+    name: asked of its agent, like any board's, so the host needs none of the agent's modules."""
     from hostside.boards.board import open_board
+    from hostside.boards.inventory import LOCAL
 
-    return open_board(name).info()
+    with open_board(name or LOCAL) as board:
+        return board.info()
 
 
 def _warn_if_foreign(calibration, board_info: dict) -> None:

@@ -71,7 +71,7 @@ def precision_of_run(run: Union[str, Path], mode: str = "extrinsic", part: str =
     from hostside.journal import Journal
     from hostside.precision.analysis import analyze_model
     from hostside.precision.formats import grid
-    from hostside.search.run import find_run
+    from hostside.run_dirs import find_run
     from hostside.train.datasets import load_dataset
     from hostside.train.splits import Split
 

@@ -66,14 +66,14 @@ def weight_bytes_of(row: Mapping[str, Any]) -> Optional[float]:
     return float(weight_bytes(fmt, int(params), int(biases)))
 
 
-def register_search_metrics() -> None:
-    """Add ``mult_energy`` (objective), ``mult_energy_mj`` and ``weight_bytes`` (budgets) to
-    the search's registries."""
-    from hostside.search.objectives import register_budget, register_objective
-
-    register_objective("mult_energy", "min", column="mult_energy_mj", read=mult_energy_of)
-    register_budget("mult_energy_mj", "max", read=mult_energy_of)
-    register_budget("weight_bytes", "max", read=weight_bytes_of)
+#: The figures this package adds to a search, as (kind, name, sense or budget kind, journal
+#: column, reader): declared here, registered by ``hostside.search.objectives.load_extensions``,
+#: so this package never imports the search.
+SEARCH_METRICS = (
+    ("objective", "mult_energy", "min", "mult_energy_mj", mult_energy_of),
+    ("budget", "mult_energy_mj", "max", None, mult_energy_of),
+    ("budget", "weight_bytes", "max", None, weight_bytes_of),
+)
 
 
 def precision_metrics(onnx_path: Any, dataset: Any, split: Any, precision: str, mode: str = DEFAULT_MODE,

@@ -16,5 +16,5 @@ ask, train, measure, tell), ``scheduler`` (generational or steady-state), ``task
 plain-data training task), ``executors`` (process pool or Dask), ``pareto`` (rows to objective
 matrices; the arithmetic is ``hostside.metrics``), ``filtering`` (calibration + pre-training
 filter), ``final`` (filter spot checks, re-training of the front), ``run`` (a whole run). The
-journal is ``hostside.journal``, weights ``hostside.arch.weights``, the report ``hostside.report``.
+journal is ``hostside.journal``, weights ``hostside.arch.weights``, the report ``hostside.search.report``.
 """

@@ -226,7 +226,7 @@ def list_runs(args: argparse.Namespace) -> int:
     from hostside.journal import JOURNAL_FILE, Journal
     from hostside.journal import run_status
     from hostside.safe_io import sqlite_errors
-    from hostside.search.run import runs_root
+    from hostside.run_dirs import runs_root
 
     root = runs_root()
     runs = sorted(p.parent for p in root.glob(f"*/{JOURNAL_FILE}")) if root.is_dir() else []
@@ -257,9 +257,9 @@ def list_runs(args: argparse.Namespace) -> int:
 
 def show_run(args: argparse.Namespace) -> int:
     from hostside.journal import Journal
-    from hostside.report import build_report, candidate_summaries, markdown, warn_about_onnx_files
+    from hostside.search.report import build_report, candidate_summaries, markdown, warn_about_onnx_files
     from hostside.safe_io import sqlite_errors
-    from hostside.search.run import find_run
+    from hostside.run_dirs import find_run
 
     run_dir = find_run(args.run)
     journal = Journal.open(run_dir)

@@ -78,6 +78,8 @@ class SearchConfig:
     budget_unit: str = "exercises"
     #: Wall-clock limit of the search phase in minutes (0: none); the budget still caps it.
     search_minutes: float = 0.0
+    #: The ``[stop]`` rules as ``"name: condition"`` strings; checked by the scheduler with any strategy.
+    stop: List[str] = field(default_factory=list)
     space: Optional[str] = None
     space_options: Dict[str, Any] = field(default_factory=dict)
     objectives: List[str] = field(default_factory=lambda: ["accuracy", "measured_latency"])
@@ -166,7 +168,12 @@ class SearchConfig:
         parse_options(strategy.Options, self.strategy_options, f"strategy {self.strategy!r}")
         from hostside.search.stop_rules import check_measurable
 
-        check_measurable(self.strategy_options.get("stop") or [], self.power)
+        from hostside.search.stop_rules import parse_rules
+
+        if not isinstance(self.stop, list):
+            raise UserError('config key \'stop\': give a table of named rules, e.g. [stop] fast = "latency_ms <= 2"')
+        parse_rules(self.stop)
+        check_measurable(self.stop, self.power)
         if self.precision is not None:
             from hostside.precision.formats import parse_format
 
@@ -232,23 +239,23 @@ class SearchConfig:
         prefix = f"{where}: " if where else ""
         known = [f.name for f in dataclasses.fields(cls)]
         for key in data:
-            if key not in known and key != "stop":
-                raise UserError(f"{prefix}config key {key!r} is unknown; allowed keys: {', '.join(known)}, stop")
+            if key not in known:
+                raise UserError(f"{prefix}config key {key!r} is unknown; allowed keys: {', '.join(known)}")
         values = dict(data)
-        if "stop" in values:  # the [stop] table: named stop rules, an option of the strategy (spea2)
+        if isinstance(values.get("stop"), Mapping):  # the [stop] table: named rules; a journal has the list
             from hostside.search.stop_rules import table_to_option
 
-            rules = table_to_option(values.pop("stop"))
-            if isinstance(values.get("strategy"), dict):
-                values["strategy"] = {**values["strategy"], "stop": rules}
-            else:
-                values["strategy_options"] = {**dict(values.get("strategy_options") or {}), "stop": rules}
+            values["stop"] = table_to_option(values["stop"])
         if isinstance(values.get("strategy"), dict):  # the [strategy] table: name plus options
             table = dict(values["strategy"])
             if "name" not in table:
                 raise UserError(f"{prefix}config table [strategy] needs a name, e.g. name = \"nsga2\"")
             values["strategy"] = table.pop("name")
             values["strategy_options"] = {**dict(values.get("strategy_options") or {}), **table}
+        options = dict(values.get("strategy_options") or {})
+        if "stop" in options:  # a journal from when stop rules were spea2's option
+            values["stop"] = list(values.get("stop") or []) + list(options.pop("stop") or [])
+            values["strategy_options"] = options
         if isinstance(values.get("objectives"), str):
             values["objectives"] = split_list(values["objectives"])
         try:

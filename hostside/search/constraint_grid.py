@@ -41,7 +41,8 @@ def run_constraint_grid(config: Any, datasets: Sequence[str], constraints: Seque
     A run directory that already holds a journal is resumed, so a killed grid loses nothing.
     """
     from hostside.journal import JOURNAL_FILE
-    from hostside.search.run import new_run_dir, resume_run, start_run
+    from hostside.run_dirs import new_run_dir
+    from hostside.search.run import resume_run, start_run
 
     if config.strategy != "narrow":
         raise UserError(f"--datasets/--constraints repeat the narrow constraint search; use --strategy narrow "

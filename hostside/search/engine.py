@@ -31,7 +31,6 @@ import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from time import monotonic
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -48,6 +47,7 @@ from hostside.search.journal_cache import CachedJournal
 from hostside.search.objectives import reads_board
 from hostside.search.pareto import pareto_front, violation
 from hostside.search.stop_rules import rule_metrics
+from hostside.search.terminations import EvaluationBudget, terminations_for
 from hostside.search.strategies import AskContext, StrategySettings, make_strategy
 from hostside.search.table_run import TableEvaluation
 from hostside.search.tasks import training_task
@@ -145,11 +145,11 @@ class SearchEngine:
         self.measure_shares_host = table is None and any(shares_host(b) for b in getattr(pool, "boards", [None]))
         #: The strategy returned no proposal (it ended the search itself, e.g. a stop rule).
         self.strategy_finished = False
-        self.judges_by_board = reads_board(config.objectives, config.budgets,
-                                           rule_metrics(config.strategy_options.get("stop") or []))
-        #: ``search_minutes`` counts from here, per invocation: a resumed run gets the limit again.
-        self.deadline = monotonic() + 60 * config.search_minutes if config.search_minutes else None
-        self.out_of_time = False
+        self.judges_by_board = reads_board(config.objectives, config.budgets, rule_metrics(config.stop))
+        #: Budget, time limit (counted from here: a resumed run gets it again) and stop rules.
+        self.terminations = terminations_for(config)
+        #: The first termination's reason, once one has ended the search.
+        self.stopped_by: Optional[str] = None
 
     # -- records and budget -----------------------------------------------------------------
 
@@ -191,14 +191,17 @@ class SearchEngine:
                        .get("epochs") or 0) for r in rows)
 
     def remaining(self) -> float:
-        """What is left of the budget; 0 once ``search_minutes`` have passed (said once), so no new
-        candidate is asked while those already training finish and count."""
-        if self.deadline is not None and monotonic() >= self.deadline:
-            if not self.out_of_time:
-                self.out_of_time = True
-                self.progress(f"search time limit of {self.config.search_minutes:g} min reached after "
-                              f"{self.spent():g} of {self.config.budget} "
-                              f"{self.config.budget_unit}; no new candidates")
+        """What is left of the budget; 0 once a termination ends the search (its reason said and
+        journaled once), so no new candidate is asked while those already training finish and count."""
+        for termination in self.terminations:
+            reason = termination.reason(self)
+            if reason is None:
+                continue
+            if self.stopped_by is None:
+                self.stopped_by = reason
+                self.journal.set_meta("stopped_by", reason)
+                if not isinstance(termination, EvaluationBudget):
+                    self.progress(f"search ends: {reason}; no new candidates")
             return 0
         return max(0, self.config.budget - self.used())
 
@@ -438,7 +441,7 @@ class SearchEngine:
         if self.table is not None:
             return
         try:
-            from hostside.report_html import build_report_data, write_report_html
+            from hostside.search.report_html import build_report_data, write_report_html
 
             write_report_html(self.run_dir, build_report_data(self.run_dir, self.journal))
         except Exception as exc:  # noqa: BLE001 - the live page is a convenience, the search is the work

@@ -162,6 +162,10 @@ def load_extensions() -> None:
     if _EXTENSIONS_LOADED:
         return
     _EXTENSIONS_LOADED = True
-    from hostside.precision.search import register_search_metrics
+    from hostside.precision.search import SEARCH_METRICS
 
-    register_search_metrics()
+    for kind, name, sense, column, read in SEARCH_METRICS:
+        if kind == "objective":
+            register_objective(name, sense, column=column, read=read)
+        else:
+            register_budget(name, sense, column=column, read=read)

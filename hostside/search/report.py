@@ -246,7 +246,7 @@ def candidate_summaries(journal: Journal) -> List[Dict[str, Any]]:
 
 def write_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
     """Write pareto.json, report.json, report.md, report.html and the plots; return the report dict."""
-    from hostside.report_html import build_report_data, write_report_html
+    from hostside.search.report_html import build_report_data, write_report_html
 
     run_dir = Path(run_dir)
     report = build_report(run_dir, journal)

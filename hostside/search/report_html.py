@@ -32,7 +32,7 @@ from hostside.journal import Journal
 from hostside.search.screening import SCREEN_PREFIX, with_screening
 
 REPORT_HTML = "report.html"
-DATA_FORMAT = "hostside.report-data"
+DATA_FORMAT = "hostside.search.report-data"
 DATA_VERSION = 1
 #: Seconds between reloads of the page while the run is live.
 REFRESH_S = 10
@@ -161,7 +161,7 @@ def _extra_value(row: Mapping[str, Any], name: str) -> Any:
 
 def _charts(objectives: Sequence[str]) -> List[Dict[str, str]]:
     """(x, y) pairs as in the PNG plots: accuracy on y against every other objective."""
-    from hostside.report import plot_pairs
+    from hostside.search.report import plot_pairs
 
     return [{"x": x, "y": y} for x, y in plot_pairs(objectives)]
 
@@ -172,7 +172,7 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
     Works on a live run (no front models yet) as on a finished one; every value is plain
     JSON, so a notebook or another tool can render the same dict.
     """
-    from hostside.report import build_report
+    from hostside.search.report import build_report
 
     run_dir = Path(run_dir)
     own = journal is None

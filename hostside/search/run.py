@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import functools
 import json
 import os
@@ -32,11 +31,12 @@ from typing import Any, Callable, Dict, List, Optional, Union
 from hostside import __version__
 from hostside.errors import Interrupted, UserError
 from hostside.journal import JOURNAL_FILE, DiskFull, Journal, RunExists, is_disk_full
+from hostside.calibration.foreign import foreign_warning
+from hostside.run_dirs import find_run, new_run_dir
 from hostside.run_lock import LOCK_FILE, hold_run_lock
 from hostside.search.config import SearchConfig
 from hostside.search.engine import SearchEngine
 from hostside.search.executors import TrainingExecutor
-from hostside.calibration.foreign import foreign_warning
 from hostside.search.filtering import PreTrainingFilter, open_calibration
 from hostside.search.journal_cache import CachedJournal
 from hostside.search.final import retrain_front, spot_check
@@ -47,34 +47,10 @@ from hostside.search.table_run import (TABLE_META, TableEvaluation, TableExecuto
                                        open_table, screen_from_table, table_provenance)
 from hostside.spaces import make_space
 
-RUNS_DIR = "runs"
 SPLIT_FILE = "split.json"
 CONFIG_FILE = "config.json"
 
 Progress = Callable[[str], None]
-
-
-def runs_root() -> Path:
-    return Path.cwd() / RUNS_DIR
-
-
-def new_run_dir() -> Path:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    path = runs_root() / stamp
-    suffix = 1
-    while path.exists():
-        suffix += 1
-        path = runs_root() / f"{stamp}-{suffix}"
-    return path
-
-
-def find_run(name: Union[str, Path]) -> Path:
-    """A run directory from a path or a name under ``./runs``."""
-    for candidate in (Path(name), runs_root() / str(name)):
-        if (candidate / JOURNAL_FILE).is_file():
-            return candidate
-    raise UserError(f"no search run at {name!r} (looked for {JOURNAL_FILE} there and under {runs_root()}); "
-                    f"list runs with `hostside runs list`")
 
 
 #: Settings that only decide whether a search may start (or go on), not what it computes:
@@ -258,7 +234,7 @@ def execute(run_dir: Path, journal: Journal, config: SearchConfig, progress: Pro
             gate: Optional[Gate] = None, began: Optional[List[bool]] = None, reports: bool = True) -> Dict[str, Any]:
     """Search, spot checks, screening, re-training of the front and report; ``began`` gets
     an entry once the search has started (from then on the run is one to resume)."""
-    from hostside.report import write_report
+    from hostside.search.report import write_report
     from hostside.train.splits import Split
 
     data = journal.meta("dataset")

@@ -69,7 +69,7 @@ def metric_value(metrics: Mapping[str, Any], metric: str) -> Optional[float]:
 
 
 def table_to_option(table: Any) -> List[str]:
-    """The ``[stop]`` table as the strategy's ``stop`` option (``["name: condition", ...]``)."""
+    """The ``[stop]`` table as the config's ``stop`` list (``["name: condition", ...]``)."""
     if not isinstance(table, Mapping):
         raise UserError('config key \'stop\': give a table of named rules, e.g. [stop] fast = "latency_ms <= 2"')
     out = []

@@ -143,19 +143,31 @@ def test_score_is_the_fitness_the_archive_keeps_the_best_scores_and_test_accurac
         make_strategy("spea2", {"fitness": "nid"}, _settings())
 
 
-def test_a_stop_rule_met_by_an_archive_member_ends_the_search(capsys):
+def test_a_stop_rule_met_by_an_archive_member_ends_the_search():
+    from types import SimpleNamespace
+
+    from hostside.journal import Journal
+    from hostside.search.terminations import StopRules
+
     space = make_space("dense", (1, 8, 8), 10)
-    rules = ["fast: accuracy >= 0.8 and latency_ms <= 2", "frugal: accuracy >= 0.99 and energy_mj <= 0.5"]
-    run = Run(make_strategy("spea2", {"iterations": 8, "stop": rules}, _settings()), space,
-              latency=lambda spec: 1.0 if spec.cost.params < 1500 else 9.0)
+    rules = parse_rules(["fast: accuracy >= 0.8 and latency_ms <= 2", "frugal: accuracy >= 0.99 and energy_mj <= 0.5"])
+    strategy = make_strategy("spea2", {"iterations": 8}, _settings())
+    run = Run(strategy, space, latency=lambda spec: 1.0 if spec.cost.params < 1500 else 9.0)
+    journal = Journal.in_memory()
+    engine = SimpleNamespace(records=lambda: run.records, strategy=strategy, journal=journal)
+    termination = StopRules(rules)
     generations = 0
-    while run.generation(generations):
+    while termination.reason(engine) is None:
+        assert run.generation(generations)
         generations += 1
         assert generations < 8
-    stopped = [c for c in run.records if "spea2.stopped_by" in c.attrs]
-    assert len(stopped) == 1 and "stop rule 'fast'" in stopped[0].attrs["spea2.stopped_by"]
-    assert stopped[0].metrics["latency_ms"] <= 2
-    assert "search ends: stop rule 'fast'" in capsys.readouterr().err
+    reason = termination.reason(engine)
+    assert reason.startswith("stop rule 'fast'")
+    archive_ids = {c.id for c in strategy.stop_candidates(run.records)}
+    stopped = [cid for cid, attrs in journal.all_attrs().items() if "engine.stopped_by" in attrs]
+    assert len(stopped) == 1 and stopped[0] in archive_ids
+    met = next(c for c in run.records if c.id == stopped[0])
+    assert met.metrics["latency_ms"] <= 2 and met.metrics["val_accuracy"] >= 0.8
 
 
 def test_rules_parse_and_bad_ones_are_one_line():
@@ -173,7 +185,12 @@ def test_an_energy_rule_without_a_power_source_is_refused_before_the_search():
     with pytest.raises(UserError, match="stop rule 'frugal' needs energy_mj, but this run measures no energy"):
         SearchConfig.from_dict(table)
     config = SearchConfig.from_dict({**table, "power": "rapl"})
-    assert config.strategy_options["stop"] == ["frugal: accuracy >= 0.97 and energy_mj <= 0.5"]
+    assert config.stop == ["frugal: accuracy >= 0.97 and energy_mj <= 0.5"]
     assert SearchConfig.from_dict({"strategy": {"name": "spea2", "iterations": 2},
-                                   "stop": {"fast": "latency_ms <= 2"}}).strategy_options == {
-        "iterations": 2, "stop": ["fast: latency_ms <= 2"]}
+                                   "stop": {"fast": "latency_ms <= 2"}}).strategy_options == {"iterations": 2}
+    # any strategy takes stop rules: the scheduler checks them
+    assert SearchConfig.from_dict({"strategy": "nsga2", "stop": {"fast": "latency_ms <= 2"}}).stop == [
+        "fast: latency_ms <= 2"]
+    # a journal from when the rules were spea2's option still loads
+    old = SearchConfig.from_dict({"strategy": "spea2", "strategy_options": {"stop": ["fast: latency_ms <= 2"]}})
+    assert old.stop == ["fast: latency_ms <= 2"] and old.strategy_options == {}

@@ -6,7 +6,7 @@ from hostside.arch.examples import digits_small_cnn
 from hostside.arch.spec import ArchSpec
 from hostside.precision.energy import mult_energy_mj
 from hostside.precision.formats import FX16, parse_format
-from hostside.precision.search import mult_energy_of, precision_metrics, register_search_metrics, weight_bytes_of
+from hostside.precision.search import mult_energy_of, precision_metrics, weight_bytes_of
 
 
 @pytest.fixture
@@ -16,16 +16,19 @@ def registries():
 
     tables = (objectives._OBJECTIVES, objectives.OBJECTIVES, objectives._BUDGETS, objectives.BUDGETS)
     saved = [dict(t) for t in tables]
+    loaded = objectives._EXTENSIONS_LOADED
+    objectives._EXTENSIONS_LOADED = False  # so the test's load_extensions registers them again
     yield
+    objectives._EXTENSIONS_LOADED = loaded
     for table, copy in zip(tables, saved):
         table.clear()
         table.update(copy)
 
 
 def test_registered_objective_and_budgets_read_analytic_rows(registries):
-    from hostside.search.objectives import budget, objective, objective_value
+    from hostside.search.objectives import budget, load_extensions, objective, objective_value
 
-    register_search_metrics()
+    load_extensions()
     cost = ArchSpec.from_dict(digits_small_cnn()).cost.to_dict(per_layer=False)
     row = {"macs": cost["macs"], "params": cost["params"], "cost": cost}
     assert objective_value(row, "mult_energy") == pytest.approx(mult_energy_mj(cost["macs"], parse_format("float")))

@@ -81,7 +81,7 @@ import json, sys
 from pathlib import Path
 import hostside
 from hostside.calibration.registry import CALIBRATION_DATA, find_calibration
-from hostside.report_html import write_report_html
+from hostside.search.report_html import write_report_html
 assert Path(hostside.__file__).is_relative_to({str(target)!r}), hostside.__file__
 found = find_calibration({board_key!r}, {threads!r}, roots=[CALIBRATION_DATA])
 page = write_report_html({str(tmp_path)!r}, {{"run": {{"name": "x"}}, "candidates": [], "models": []}})

@@ -18,9 +18,9 @@ from typing import Any, Dict, List
 import pytest
 
 from hostside.arch.examples import digits_small_cnn
-from hostside.report_html import (DATA_FORMAT, DATA_VERSION, METRICS, REPORT_HTML, arch_summary, build_report_data,
+from hostside.search.report_html import (DATA_FORMAT, DATA_VERSION, METRICS, REPORT_HTML, arch_summary, build_report_data,
                                   metric_table, render_html, strategy_attributes, write_report_html)
-from hostside.report_html import _extra_value
+from hostside.search.report_html import _extra_value
 
 HOSTILE = "</script><script>window.__pwned = 1</script><b>bold</b>"
 

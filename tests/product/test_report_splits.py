@@ -4,7 +4,7 @@ the space's genotype summary and says which models trained with a truncated mult
 
 from __future__ import annotations
 
-from hostside.report import TEST_LABEL, _LABELS, _model_entry, genotype_fields, markdown, plot_pairs
+from hostside.search.report import TEST_LABEL, _LABELS, _model_entry, genotype_fields, markdown, plot_pairs
 
 
 class _SummarisingSpace:

@@ -106,7 +106,7 @@ def _journal_row(i, status, macs, train_seconds=None, spot=None):
 
 
 def test_filter_statistics_estimate_savings_from_macs_and_count_false_rejects():
-    from hostside.report import filter_statistics
+    from hostside.search.report import filter_statistics
 
     rows = [_journal_row(1, "measured", 1000, 1.0), _journal_row(2, "measured", 2000, 2.0),
             _journal_row(3, "measured", 3000, 3.0),

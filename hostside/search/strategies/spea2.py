@@ -1,6 +1,6 @@
 """SPEA-II (Zitzler et al. 2001) as NeuroPower drives it: an archive of N, binary tournament,
-one-point crossover and ForcedMutation, and the user's stop rules checked on the archive after
-every iteration.
+one-point crossover and ForcedMutation; the user's stop rules (checked by the scheduler,
+``hostside.search.terminations``) are judged on the archive, as in the paper.
 
 Environmental selection (strength fitness R + density D = 1 / (sigma_k + 2), non-dominated
 members first, truncation by nearest-neighbour distance when they are more than N, filling by
@@ -21,21 +21,21 @@ iteration it was judged in.
 
 Iterations: generation 0 is the initial random population U_0; after generation ``iterations -
 1`` has been judged the search ends ("iteration limit"), or earlier when an archive member
-meets a stop rule (``hostside.search.stop_rules``; ``spea2.stopped_by`` on that member).
+meets a stop rule (``stop_candidates`` offers the archive; the scheduler journals
+``engine.stopped_by`` on that member).
 Infeasible candidates (over a budget) rank after every feasible one, by violation.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 from hostside.errors import UserError
 from hostside.search.candidate import Candidate, Proposal
-from hostside.search.stop_rules import StopRule, parse_rules
 from hostside.search.strategies.base import AskContext, Strategy, register_strategy
 
 FORCED_TRIES = 200
@@ -52,8 +52,6 @@ class SPEA2Options:
     #: ``"score"``: NeuroPower's Score = validation accuracy / params (the paper); ``"spea"``:
     #: SPEA-II strength + density over the run's objectives.
     fitness: str = "score"
-    #: ``"name: condition"`` rules (the config's ``[stop]`` table lands here).
-    stop: list = field(default_factory=list)
 
     def validate(self) -> None:
         if self.archive_size < 0:
@@ -64,7 +62,6 @@ class SPEA2Options:
             raise UserError(f"option 'crossover_rate': {self.crossover_rate!r} is not allowed; give a probability")
         if self.fitness not in FITNESSES:
             raise UserError(f"option 'fitness': {self.fitness!r} is not allowed; choose one of {', '.join(FITNESSES)}")
-        parse_rules(self.stop)
 
 
 def score(metrics: Dict[str, Any]) -> Optional[float]:
@@ -119,10 +116,6 @@ class SPEA2(Strategy):
     def archive_size(self) -> int:
         return self.options.archive_size or self.settings.population
 
-    @property
-    def rules(self) -> List[StopRule]:
-        return parse_rules(self.options.stop)
-
     # -- the archive, rebuilt from records -------------------------------------------------
 
     def archives(self, records: Sequence[Candidate]) -> List[Tuple[int, List[Candidate], Dict[int, float]]]:
@@ -143,23 +136,21 @@ class SPEA2(Strategy):
             out.append((generation, archive, {c.id: float(f) for c, f in zip(pool, fitness)}))
         return out
 
-    def stop_reason(self, records: Sequence[Candidate]) -> Optional[Tuple[str, Optional[Candidate]]]:
-        """(why the search is over, the archive member that met a rule) or None to go on."""
+    def iterations_done(self, records: Sequence[Candidate]) -> bool:
+        """Whether generation ``iterations - 1`` has been judged: the paper's iteration limit."""
         archives = self.archives(records)
-        for generation, archive, _ in archives:
-            for rule in self.rules:
-                for member in archive:
-                    if rule.met_by(member.metrics):
-                        return f"stop rule {rule.name!r} ({rule.text}) met by candidate {member.id} " \
-                               f"after iteration {generation}", member
-        if archives and archives[-1][0] >= self.options.iterations - 1:
-            return f"iteration limit ({self.options.iterations} iterations) reached", None
-        return None
+        return bool(archives) and archives[-1][0] >= self.options.iterations - 1
+
+    def stop_candidates(self, records: Sequence[Candidate]) -> Sequence[Candidate]:
+        """The archive after the last judged iteration: NeuroPower stops when one of its members
+        meets a user criterion."""
+        archives = self.archives(records)
+        return archives[-1][1] if archives else []
 
     # -- ask / tell ------------------------------------------------------------------------
 
     def ask(self, n: int, ctx: AskContext) -> List[Proposal]:
-        if ctx.generation >= self.options.iterations or self.stop_reason(ctx.records) is not None:
+        if ctx.generation >= self.options.iterations or self.iterations_done(ctx.records):
             return []
         archives = self.archives(ctx.records)
         if not archives:
@@ -205,12 +196,9 @@ class SPEA2(Strategy):
             if c.id in fitness:
                 entry["spea2.fitness"] = fitness[c.id]
             updates[c.id] = entry
-        reason = self.stop_reason(ctx.records)
-        if reason is not None and any(c.generation == (archives[-1][0] if archives else -1) for c in finished):
-            text, member = reason
-            print(f"spea2: search ends: {text}", file=sys.stderr, flush=True)
-            if member is not None:
-                updates.setdefault(member.id, {})["spea2.stopped_by"] = text
+        if self.iterations_done(ctx.records) and any(c.generation == archives[-1][0] for c in finished):
+            print(f"spea2: search ends: iteration limit ({self.options.iterations} iterations) reached",
+                  file=sys.stderr, flush=True)
         return updates
 
 
