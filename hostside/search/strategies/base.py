@@ -96,6 +96,11 @@ class Strategy(ABC):
         """Called once before the first ask of every start and resume (e.g. convert a seed
         model into ``run_dir``); must be idempotent. Nothing by default."""
 
+    def stop_candidates(self, records: Sequence[Candidate]) -> Sequence[Candidate]:
+        """The candidates the user's stop rules are judged on: every evaluated one by default (a
+        strategy with a population of its own, such as SPEA-II's archive, names that)."""
+        return [c for c in records if c.evaluated]
+
     def tell(self, finished: Sequence[Candidate], ctx: AskContext) -> Dict[int, Dict[str, Any]]:
         """Attribute updates ``{candidate id: {"<name>.<key>": value}}`` for newly finished candidates."""
         return {}
