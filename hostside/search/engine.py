@@ -143,7 +143,7 @@ class SearchEngine:
                                          config.epochs, config.budget, config.seed, config.workers)
         self.strategy = make_strategy(config.strategy, config.strategy_options, self.settings)
         self.measure_shares_host = table is None and any(shares_host(b) for b in getattr(pool, "boards", [None]))
-        #: The strategy returned no proposal (it ended the search itself, e.g. a stop rule).
+        #: The strategy returned no proposal (it ended the search itself, e.g. its iteration limit).
         self.strategy_finished = False
         self.judges_by_board = reads_board(config.objectives, config.budgets, rule_metrics(config.stop))
         #: Budget, time limit (counted from here: a resumed run gets it again) and stop rules.
@@ -265,12 +265,19 @@ class SearchEngine:
         return candidate_id if decision["filter_accepted"] else None
 
     def _decoded(self, genotype: Mapping[str, Any]) -> Tuple[ArchSpec, str]:
-        """The genotype's spec and structure hash, decoded once per run: strategies propose the
-        same genotypes again and again (a duplicate is dropped only after its key is known)."""
+        """The genotype's spec and identity (its structure hash), decoded once per run: strategies
+        propose the same genotypes again and again (a duplicate is dropped only after its key is
+        known)."""
         text = json.dumps(genotype, sort_keys=True)
         if text not in self._specs:
             spec = self.space.decode(dict(genotype))
-            self._specs[text] = (spec, structure_hash(spec))
+            identity = structure_hash(spec)
+            if self.table is not None:
+                # A table's figures belong to its key: NAS-Bench-201 trained and timed every arch
+                # string on its own, also where two build the same deployed network, so in a
+                # table run the key is part of the network's identity.
+                identity = hashlib.sha256(f"{identity} {self.table.key(genotype)}".encode()).hexdigest()
+            self._specs[text] = (spec, identity)
         return self._specs[text]
 
     def _check_attrs(self, attrs: Mapping[str, Any]) -> None:
