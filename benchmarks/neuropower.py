@@ -54,7 +54,7 @@ def run_search(strategy_name: str, seed: int, dataset_source: str, population: i
 
     from hostside.metrics import hypervolume
     from hostside.search.candidate import Candidate
-    from hostside.search.engine import candidate_key, structure_hash
+    from hostside.search.engine import candidate_key
     from hostside.search.strategies.base import AskContext, StrategySettings, make_strategy
     from hostside.spaces import make_space
     from hostside.train.datasets import cached_dataset
@@ -82,7 +82,7 @@ def run_search(strategy_name: str, seed: int, dataset_source: str, population: i
                 break
             for proposal in proposals:
                 spec = space.decode(proposal.genotype)
-                key = candidate_key(structure_hash(spec), space.training_overrides(proposal.genotype), {})
+                key = candidate_key(spec.structure_hash(), space.training_overrides(proposal.genotype), {})
                 if key in seen:
                     continue
                 seen.add(key)
@@ -94,7 +94,7 @@ def run_search(strategy_name: str, seed: int, dataset_source: str, population: i
                 born.append(Candidate(
                     id=len(records) + len(born), genotype=dict(proposal.genotype), parents=proposal.parents,
                     operator=proposal.operator, generation=generation, status="measured",
-                    arch_hash=structure_hash(spec), objectives=(1 - accuracy, float(spec.cost.params)), violation=0.0,
+                    arch_hash=spec.structure_hash(), objectives=(1 - accuracy, float(spec.cost.params)), violation=0.0,
                     metrics=metrics, attrs=dict(proposal.attrs)))
             if len(born) >= population:
                 break

@@ -121,6 +121,18 @@ class ArchSpec:
         data.pop("name", None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
+    def structure_hash(self) -> str:
+        """sha256 of the network with node ids replaced by positions: equal networks collide
+        whatever their (lineage-stable) node names. A search's identity of a network."""
+        data = self.to_dict()
+        data.pop("name", None)
+        names = {"input": "input", **{node["id"]: f"n{i}" for i, node in enumerate(data["nodes"])}}
+        for node in data["nodes"]:
+            node["id"] = names[node["id"]]
+            node["inputs"] = [names[i] for i in node["inputs"]]
+        data["output"] = names[data["output"]]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
     def save(self, path: Union[str, Path]) -> None:
         Path(path).write_text(self.to_json(indent=1) + "\n")
 

@@ -64,19 +64,6 @@ UNFINISHED = ("pending", "training")
 Progress = Callable[[str], None]
 
 
-def structure_hash(spec: ArchSpec) -> str:
-    """sha256 of the network with node ids replaced by positions: equal networks collide
-    whatever their (lineage-stable) node names."""
-    data = spec.to_dict()
-    data.pop("name", None)
-    names = {"input": "input", **{node["id"]: f"n{i}" for i, node in enumerate(data["nodes"])}}
-    for node in data["nodes"]:
-        node["id"] = names[node["id"]]
-        node["inputs"] = [names[i] for i in node["inputs"]]
-    data["output"] = names[data["output"]]
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
 def candidate_key(arch_hash: str, training: Mapping[str, Any], exercise: Mapping[str, Any]) -> str:
     """The experiment's identity: network, genotype training settings and, when any is set,
     the lineage (inherited weights) and this exercise's settings. A fresh training of the same
@@ -271,7 +258,7 @@ class SearchEngine:
         text = json.dumps(genotype, sort_keys=True)
         if text not in self._specs:
             spec = self.space.decode(dict(genotype))
-            identity = structure_hash(spec)
+            identity = spec.structure_hash()
             if self.table is not None:
                 # A table's figures belong to its key: NAS-Bench-201 trained and timed every arch
                 # string on its own, also where two build the same deployed network, so in a

@@ -10,7 +10,6 @@ import pytest
 from hostside.errors import UserError
 from hostside.search.candidate import Candidate
 from hostside.search.config import SearchConfig
-from hostside.search.engine import structure_hash
 from hostside.search.stop_rules import parse_rules
 from hostside.search.strategies.base import AskContext, StrategySettings, make_strategy
 from hostside.search.strategies.spea2 import forced_mutation, spea2_survival
@@ -53,7 +52,7 @@ def test_forced_mutation_never_repeats_a_tried_network():
                        fels=[16, 28], kernels=[3])
     rng = np.random.default_rng(0)
     parent = space.sample(rng)
-    tried = {structure_hash(space.decode(parent))}
+    tried = {space.decode(parent).structure_hash()}
     children = []
     while True:
         child = forced_mutation(space, parent, rng, tried)
@@ -61,7 +60,7 @@ def test_forced_mutation_never_repeats_a_tried_network():
             break
         children.append(child[0])
         assert child[1]
-    hashes = [structure_hash(space.decode(c)) for c in children]
+    hashes = [space.decode(c).structure_hash() for c in children]
     assert len(set(hashes)) == len(hashes)
     # 3 x 3 activations x 2 layer counts x 2 FEL counts = 36 networks, the parent among them: the
     # random walk finds (nearly) all the others, then gives up rather than repeat one
@@ -95,7 +94,7 @@ class Run:
             metrics = {"val_accuracy": accuracy, "accuracy": self.test_accuracy(p.genotype), "params": params,
                        "latency_ms": self.latency(spec)}
             born.append(Candidate(id=len(self.records) + len(born), genotype=p.genotype, parents=p.parents,
-                                  operator=p.operator, generation=g, status="measured", arch_hash=structure_hash(spec),
+                                  operator=p.operator, generation=g, status="measured", arch_hash=spec.structure_hash(),
                                   objectives=(1 - accuracy, float(params)), violation=0.0, metrics=metrics,
                                   attrs={}))
         self.records += born

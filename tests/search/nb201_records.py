@@ -16,7 +16,6 @@ import numpy as np
 
 from hostside.arch.ops.base import SpecError
 from hostside.search.candidate import Candidate, Proposal, record_from_row
-from hostside.search.engine import structure_hash
 from hostside.search.strategies import AskContext, Strategy, StrategySettings
 from hostside.spaces.nasbench201 import Nasbench201Space
 
@@ -64,7 +63,7 @@ def drive(strategy: Strategy, space_: Nasbench201Space, evaluations: int, seed: 
         assert proposals, "the strategy stopped proposing"
         for proposal in proposals:
             try:
-                arch_hash = structure_hash(space_.decode(dict(proposal.genotype)))
+                arch_hash = space_.decode(dict(proposal.genotype)).structure_hash()
             except SpecError:
                 continue
             if arch_hash in seen:

@@ -12,7 +12,6 @@ from hostside.search.strategies import AskContext, make_strategy
 from hostside.spaces import make_space
 from hostside.arch.nb201 import parse_arch_str
 from hostside.search.candidate import Proposal
-from hostside.search.engine import structure_hash
 from hostside.spaces.nasbench201 import NB201_OPS
 from tests.search.nb201_records import drive, figures, record, settings, space
 
@@ -29,7 +28,7 @@ def test_proposes_unseen_networks_the_space_builds():
     records = drive(strategy, nb201, 30, seed=0, batch=5)
     assert [r.operator for r in records[:10]] == ["sample"] * 10 and records[-1].operator == "model"
     proposals = strategy.ask(8, _ctx(nb201, records, 1))
-    networks = [structure_hash(nb201.decode(dict(p.genotype))) for p in proposals]
+    networks = [nb201.decode(dict(p.genotype)).structure_hash() for p in proposals]
     assert len(networks) == 8 and len(set(networks)) == 8 and not set(networks) & {r.arch_hash for r in records}
 
 
@@ -40,12 +39,12 @@ def test_genes_that_build_a_known_network_are_not_proposed():
     nb201 = space()
     ops = ["nor_conv_3x3", "nor_conv_3x3", "none", "nor_conv_3x3", "none", "skip_connect"]
     variants = [{"ops": [op] + ops[1:]} for op in NB201_OPS]
-    assert len({structure_hash(nb201.decode(v)) for v in variants}) == 1
+    assert len({nb201.decode(v).structure_hash() for v in variants}) == 1
     known = {"ops": ["skip_connect"] + ops[1:]}
     accuracy, latency_ms = figures()[nb201.genotype_summary(known)["arch_str"]]
     worse = [arch for arch, (a, lat) in sorted(figures().items()) if a < accuracy and lat > latency_ms]
     genotypes = [known] + [{"ops": list(parse_arch_str(arch))} for arch in worse[:3]]
-    records = [record(nb201, i + 1, Proposal(g, "sample"), settings(), structure_hash(nb201.decode(g)))
+    records = [record(nb201, i + 1, Proposal(g, "sample"), settings(), nb201.decode(g).structure_hash())
                for i, g in enumerate(genotypes)]
     options = {"trees": 10, "pool": 24, "initial": 2, "radius": 1, "explore": 0.0}
     strategy = make_strategy("surrogate-hv", options, settings())

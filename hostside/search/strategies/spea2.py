@@ -207,7 +207,6 @@ def forced_mutation(space: Any, genotype: Dict[str, Any], rng: np.random.Generat
     """NeuroPower's ForcedMutation: mutate (at least one gene) until the network is one the run
     has not tried; adds its hash to ``tried``. None when ``FORCED_TRIES`` stacked mutations
     and fresh samples found nothing new (a nearly exhausted space)."""
-    from hostside.search.engine import structure_hash
 
     current, genes = genotype, []
     for attempt in range(FORCED_TRIES):
@@ -215,7 +214,7 @@ def forced_mutation(space: Any, genotype: Dict[str, Any], rng: np.random.Generat
             current, genes = genotype, []
         current, gene = space.mutate(current, rng)
         genes.append(gene)
-        digest = structure_hash(space.decode(current))
+        digest = space.decode(current).structure_hash()
         if digest not in tried and current != genotype:
             tried.add(digest)
             return current, genes

@@ -214,16 +214,15 @@ def _changed(code: Tuple[int, ...], genes: Sequence[int], sizes: Sequence[int]) 
 
 
 def _network(space: SearchSpace, genotype: Mapping[str, Any]) -> Optional[str]:
-    """The structure hash of the network these genes build (the journal's ``arch_hash``), or
-    None when the space builds none (an NB201 cell without a path from input to output).
+    """The structure hash of the network these genes build (the journal's ``arch_hash`` outside
+    a table run), or None when the space builds none (an NB201 cell without a path from input to
+    output).
 
     Why not the genes alone: different genes can build the same network (an NB201 edge into a
     node that reaches no output is pruned), and the engine drops such a proposal as already
     trained without telling the strategy, which would then propose it again at every ask."""
-    from hostside.search.engine import structure_hash  # the engine's identity of a network
-
     try:
-        return structure_hash(space.decode(dict(genotype)))
+        return space.decode(dict(genotype)).structure_hash()
     except SpecError:
         return None
 
