@@ -345,12 +345,20 @@ def _fmt(value: Any, spec: str = ".4g") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _evaluated_on(config: Dict[str, Any]) -> str:
+    """Where the figures come from: a dataset and board, or a table's columns (nothing trained)."""
+    table = config.get("table") or {}
+    if table.get("path"):
+        return f"looked up in the table **{Path(table['path']).name}** (nothing trained or measured)"
+    return f"on **{config['dataset']}**, board **{config['board']}**"
+
+
 def markdown(report: Dict[str, Any]) -> str:
     """The report a person reads first."""
     config = report["config"]
     lines = [f"# Search run {Path(report['run']).name}", "",
-             f"Strategy **{config['strategy']}** over the **{config['space']}** space on **{config['dataset']}**, "
-             f"board **{config['board']}**; objectives: {', '.join(config['objectives'])}; "
+             f"Strategy **{config['strategy']}** over the **{config['space']}** space {_evaluated_on(config)}; "
+             f"objectives: {', '.join(config['objectives'])}; "
              f"budgets: {', '.join(f'{k} {v}' for k, v in config['budgets'].items()) or 'none'}.", "",
              "Candidates: " + ", ".join(f"{v} {k}" for k, v in report["counts"].items() if v) + ".", ""]
     if report.get("onnx_warning"):
@@ -365,7 +373,9 @@ def markdown(report: Dict[str, Any]) -> str:
         lines.append("")
     if report["models"]:
         on = " on train+val" if config.get("final_data") == "train+val" else ""
-        lines += [f"## Pareto front (re-trained for {config['final_epochs']} epochs{on}, measured on the board)", "",
+        how = (f"looked up at {config['final_epochs']} epochs" if (config.get("table") or {}).get("path") else
+               f"re-trained for {config['final_epochs']} epochs{on}, measured on the board")
+        lines += [f"## Pareto front ({how})", "",
                   f"| id | ONNX | val. accuracy (search) | {TEST_LABEL} | params | MACs | predicted ms | "
                   "measured ms | energy mJ |",
                   "|---|---|---|---|---|---|---|---|---|"]
