@@ -94,9 +94,10 @@ def test_search_minutes_stops_asking_once_passed_and_the_front_is_still_re_train
     """The clock jumps past the limit when the first training finishes: the rest of that
     generation still finishes and counts, no later generation is asked."""
     from hostside.search import engine as engine_module
+    from hostside.search import terminations
 
     now = [1000.0]
-    monkeypatch.setattr(engine_module, "monotonic", lambda: now[0])  # the engine's clock only
+    monkeypatch.setattr(terminations, "monotonic", lambda: now[0])  # the time limit's clock only
     finish = engine_module.SearchEngine.finish_training
 
     def finish_then_jump(self, candidate_id, future):
@@ -111,7 +112,8 @@ def test_search_minutes_stops_asking_once_passed_and_the_front_is_still_re_train
     assert main(["search", "--config", str(config), "--out", str(run_dir)]) == 0
     trained = [r for r in _journal_rows(run_dir) if r["status"] == "measured"]
     assert len(trained) == 3 and {r["generation"] for r in trained} == {0}
-    assert "search time limit of 20 min reached after 3 of 30 exercises; no new candidates" in capsys.readouterr().err
+    assert "search ends: search time limit of 20 min reached after 3 of 30 exercises; no new candidates" in \
+        capsys.readouterr().err
     assert json.loads((run_dir / "pareto.json").read_text())
 
 
