@@ -33,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--budget", type=int, help="training exercises (a retrained survivor counts again; default 40)")
     search.add_argument("--population", type=int, help="candidates trained per generation (default 8)")
     search.add_argument("--out", type=Path, help="run directory (default ./runs/<UTC timestamp>)")
-    search.add_argument("--strategy", help="search strategy, e.g. nsga2 (default), random, ea4cnn, rs-cnn; "
-                                           "options in the config's [strategy] table")
+    search.add_argument("--strategy", help="search strategy, e.g. nsga2 (default; surrogate-hv over nasbench201), "
+                                           "random, optuna:tpe, ea4cnn; options in the config's [strategy] table")
     search.add_argument("--space", help="search space (default layer_list); options in [space_options]")
     search.add_argument("--policy", choices=POLICIES, help="generational (default; a barrier per generation) or "
                                                            "steady-state (ask one as a training slot frees)")

@@ -7,7 +7,8 @@ the key and what is allowed. A config file looks like::
 
     dataset = "digits"
     board = "pi4-a,pi4-b"          # a pool of boards of one kind
-    strategy = "nsga2"             # or "random", "ea4cnn", ... (or a [strategy] table, below)
+    strategy = "nsga2"             # or "random", "ea4cnn", ... (or a [strategy] table, below);
+                                   # unset: surrogate-hv over nasbench201, nsga2 elsewhere
     policy = "generational"        # or "steady-state" (no generation barrier)
     space = "layer_list"
     objectives = ["accuracy", "measured_latency", "params"]
@@ -64,6 +65,19 @@ SCREENED_OBJECTIVES = ("val_accuracy", "accuracy")
 TRAIN_KEYS = ("batch_size", "optimizer", "weight_decay", "momentum", "cosine", "crop_padding", "hflip")
 
 
+def default_strategy(space: Optional[str]) -> str:
+    """The strategy a run gets when its config names none: ``surrogate-hv`` where the space has
+    categorical genes (it needs them; on NAS-Bench-201 it found better fronts than random search
+    and Optuna's TPE), ``nsga2`` otherwise (any space)."""
+    if isinstance(space, str):
+        from hostside.spaces.base import SearchSpace, registered_spaces
+
+        cls = registered_spaces().get(space)
+        if cls is not None and cls.categorical_genes is not SearchSpace.categorical_genes:
+            return "surrogate-hv"
+    return "nsga2"
+
+
 @dataclass
 class SearchConfig:
     """Settings of one search run; see ``docs`` in ``hostside search --help``."""
@@ -72,7 +86,9 @@ class SearchConfig:
     board: str = "local"
     budget: int = 40
     population: int = 8
-    strategy: str = "nsga2"
+    #: None: ``surrogate-hv`` over a space of categorical genes (it found the best NAS-Bench-201
+    #: fronts, benchmarks/search_quality_nb201.py), ``nsga2`` elsewhere.
+    strategy: Optional[str] = None
     strategy_options: Dict[str, Any] = field(default_factory=dict)
     policy: Optional[str] = None
     budget_unit: str = "exercises"
@@ -146,6 +162,8 @@ class SearchConfig:
             raise UserError(f"config key 'spot_checks': {self.spot_checks!r} is not allowed; give an integer >= 0")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise UserError(f"config key 'seed': {self.seed!r} is not allowed; give an integer")
+        if self.strategy is None:
+            self.strategy = default_strategy(self.space)
         if not isinstance(self.strategy, str):
             raise UserError(f"config key 'strategy': {self.strategy!r} is not allowed; give a strategy name")
         from hostside.search.strategies import parse_options, strategy_class

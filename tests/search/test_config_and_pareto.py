@@ -136,3 +136,12 @@ def test_a_long_final_re_training_says_it_is_still_going():
                 threading.Timer(0.3, release.set).start()
     assert finished == [quick, slow]
     assert messages and all(m.startswith("  re-training: 1/2 finished after") for m in messages)
+
+
+def test_the_default_strategy_is_the_benchmark_winner_where_the_space_allows():
+    from hostside.search.config import SearchConfig, build_config
+
+    assert SearchConfig().strategy == "nsga2"  # the layer list has no categorical genes
+    assert build_config({"space": "nasbench201"}, {}).strategy == "surrogate-hv"
+    assert build_config({"space": "nasbench201", "strategy": "random"}, {}).strategy == "random"
+    assert build_config({"space": "dense"}, {}).strategy == "nsga2"
