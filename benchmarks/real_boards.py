@@ -53,19 +53,6 @@ TRANSFER_ROWS = 10
 DEPLOYMENTS = ("dead edges left out", "zero-input edges kept")
 
 
-def zero_inputs_kept(arch_str: str) -> str:
-    """An arch string whose deployed network costs what HW-NAS-Bench's graph of ``arch_str``
-    runs: a node receiving only ``none`` edges is wired to node 0 (a ``skip_connect``: wiring,
-    no operator), so the edges leaving it are computed as they are on its zero tensor there."""
-    from hostside.arch.nb201 import EDGES, format_arch_str, parse_arch_str
-
-    ops = list(parse_arch_str(arch_str))
-    for node in (1, 2):
-        if all(op == "none" for (target, _), op in zip(EDGES, ops) if target == node):
-            ops[EDGES.index((node, 0))] = "skip_connect"
-    return format_arch_str(ops)
-
-
 def load_rows() -> Tuple[List[str], Dict[str, np.ndarray]]:
     """Connected architectures and each board's latency column (NaN where not measured)."""
     from hostside.arch.nb201 import is_connected, parse_arch_str
@@ -131,7 +118,7 @@ def plot(path: Path, board: str, measured: np.ndarray, predicted: np.ndarray, la
 
 
 def real_boards(out: Path, draws: int) -> None:
-    from hostside.arch.nb201 import nb201_spec
+    from hostside.arch.nb201 import nb201_spec, zero_inputs_kept
     from hostside.calibration.artifact import load_calibration
     from hostside.calibration.features import features_matrix
 

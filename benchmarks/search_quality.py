@@ -42,7 +42,7 @@ from hostside.search.pareto import hypervolume, objective_matrix, violation
 from hostside.search.run import start_run
 from hostside.spaces import make_space
 
-OBJECTIVES = ["accuracy", "measured_latency"]
+OBJECTIVES = ["accuracy", "latency_ms"]
 CHANCE_ERROR = 0.9  # ten digit classes
 DEFAULT_BUDGET_PERCENTILE = 30
 CALIBRATION_SIZE = 40

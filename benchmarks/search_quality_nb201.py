@@ -1,7 +1,7 @@
 """Search quality on NAS-Bench-201 with Raspberry Pi 4 latencies: strategies x seeds x budgets.
 
 Every search runs through the real engine against the table (``hostside search --table``,
-``hostside.search.table_run``) in a temporary directory, in two worker processes. Objectives:
+``hostside.search.table_run``) in a temporary directory, in ``--workers`` processes. Objectives:
 validation accuracy (``c10valid_val_acc_200ep``) up, measured latency (``raspi4_latency_ms``)
 down. Per run and budget b (the first b evaluations; every evaluation counts, a network
 evaluated again included):
@@ -22,18 +22,26 @@ A strategy whose proposals do not depend on the budget is run once per seed at t
 budget and scored at each smaller b on its first b evaluations; those that read the budget
 (``Strategy.budget_aware``) are run once per budget. A multi-fidelity strategy
 (``asha``) runs with ``budget_unit = "train_seconds"`` and is scored at the same simulated
-training cost as b full-fidelity evaluations (b x ``train_seconds`` of 200 epochs); its curve
-is also drawn against simulated training hours, next to the single-fidelity ones.
+training cost as b full-fidelity evaluations (b x ``train_seconds`` of 200 epochs), and also
+at half that cost, where the multi-fidelity target is judged: its HV share at half the
+training time of b full-fidelity evaluations against the best single-fidelity strategy's at
+b. Its curve is drawn against simulated training hours, next to the single-fidelity ones.
+
+Every finished search is appended to ``DIR/runs.jsonl`` (its evaluations, not its scores); a
+rerun with the same ``--out`` runs only the searches missing there, so a long grid can be
+stopped, resumed, or grown by strategies and seeds in later calls, and scoring covers the
+current grid only.
 
 Statistics over seeds: median and interquartile range; one-sided Mann-Whitney U
 (``scipy.stats.mannwhitneyu``) of each strategy against random (HV share greater, regret less)
 and against the best optuna sampler (by median HV share at that budget), where one exists.
 
-    python benchmarks/search_quality_nb201.py [--seeds 30] [--strategies random,nsga2]
-        [--budgets 50,100,300,1000] [--table data/nb201/nb201_hw.csv] [--out DIR]
+    python benchmarks/search_quality_nb201.py [--seeds 30] [--first-seed 0] [--strategies random,nsga2]
+        [--budgets 50,100,300,1000] [--table data/nb201/nb201_hw.csv] [--workers 2] [--out DIR]
+        [--figures PREFIX]
 
-Writes ``DIR/results.json``, ``DIR/hv_share.png`` and ``DIR/hv_share_vs_hours.png`` and prints
-the table.
+Writes ``DIR/results.json``, ``DIR/hv_share.png`` and ``DIR/hv_share_vs_hours.png`` (or
+``PREFIX.png`` and ``PREFIX_hours.png``) and prints the table and the targets' verdicts.
 """
 
 from __future__ import annotations
@@ -56,6 +64,11 @@ LATENCY = "raspi4_latency_ms"
 FINAL_EPOCHS = 200
 LATENCY_QUANTILES = (0.10, 0.25, 0.50)
 MULTI_FIDELITY = ("asha",)
+#: The targets: the best strategy's median HV share at these budgets, better than random at this p.
+HV_TARGETS = {100: 0.75, 300: 0.90}
+P_TARGET = 0.01
+#: Multi-fidelity: the best single-fidelity HV share at this budget, in at most this share of its training time.
+MF_BUDGET, MF_TIME_SHARE = 300, 0.5
 #: Strategies that cannot search a fixed-cell space at all (their own genotypes or a grid of laws).
 NOT_GENERAL = ("narrow", "cgp-nsga2", "ea4cnn", "rs-cnn")
 
@@ -167,38 +180,85 @@ def general_strategies() -> List[str]:
     return [name for name in strategy_names() if name not in NOT_GENERAL]
 
 
+def job_key(job: Dict[str, Any]) -> Tuple[str, int, int]:
+    return job["strategy"], job["seed"], job["budget"]
+
+
+def load_runs(path: Path) -> Dict[Tuple[str, int, int], Dict[str, Any]]:
+    """Searches already finished in an earlier call (``runs.jsonl``), by (strategy, seed, budget)."""
+    if not path.exists():
+        return {}
+    runs = {}
+    for line in path.read_text().splitlines():
+        try:
+            run = json.loads(line)
+        except json.JSONDecodeError:  # the last line of a call killed while writing it: run it again
+            continue
+        runs[job_key(run)] = run
+    return runs
+
+
+def scored_run(job: Dict[str, Any], done: Dict[Tuple[str, int, int], Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The finished search a job is scored on: its own, or for a strategy that does not read the
+    budget, the longest search of that strategy and seed there is (its prefixes score every
+    smaller budget: a longer search makes the job's own unnecessary, and a shorter one stands in
+    for it with ``--score-only``)."""
+    if job_key(job) in done or job["per_budget"]:
+        return done.get(job_key(job))
+    runs = [r for (strategy, seed, _), r in done.items()
+            if strategy == job["strategy"] and seed == job["seed"] and "error" not in r]
+    return max(runs, key=lambda r: r["budget"], default=None)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=30, help="seeds 0..N-1 (default 30)")
+    parser.add_argument("--seeds", type=int, default=30, help="number of seeds (default 30)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first..first+N-1 (default 0; another range to tune on seeds not scored)")
     parser.add_argument("--strategies", help="comma-separated (default: every general strategy)")
     parser.add_argument("--budgets", default="50,100,300,1000", help="evaluations (default 50,100,300,1000)")
     parser.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("search_quality_nb201"))
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmark-runs" / "search_quality_nb201")
+    parser.add_argument("--figures", type=Path, help="write the PNGs as PREFIX.png and PREFIX_hours.png")
+    parser.add_argument("--score-only", action="store_true",
+                        help="run nothing; score the searches in runs.jsonl (a strategy's budgets beyond its "
+                             "longest search there are left out)")
     args = parser.parse_args(argv)
     budgets = sorted(int(b) for b in args.budgets.split(","))
     strategies = args.strategies.split(",") if args.strategies else general_strategies()
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     from hostside.search.table import TableSettings
 
     seconds_per_eval = TableSettings.from_config({"path": str(args.table)}).seconds(FINAL_EPOCHS)
     jobs = []
     for strategy in strategies:
         per_budget = budget_dependent(strategy)
-        for seed in range(args.seeds):
+        for seed in seeds:
             for budget in (budgets if per_budget else budgets[-1:]):
                 cost = int(budget * seconds_per_eval) if strategy in MULTI_FIDELITY else budget
                 jobs.append({"strategy": strategy, "seed": seed, "budget": cost, "evals": budget,
                              "per_budget": per_budget, "table": str(args.table.resolve())})
     truth = Truth(args.table)
-    started = time.perf_counter()
-    results = []
-    with ProcessPoolExecutor(args.workers) as pool:
-        for result in as_completed([pool.submit(run_one, job) for job in jobs]):
-            results.append(result.result())
-            done = results[-1]
-            print(f"[{len(results)}/{len(jobs)}] {done['strategy']} seed {done['seed']} budget {done['budget']}: "
-                  + (done["error"] if "error" in done else f"{done['seconds']:.1f} s"), file=sys.stderr, flush=True)
-    wall_s = time.perf_counter() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs_path = args.out / "runs.jsonl"
+    done = load_runs(runs_path)
+    todo = [] if args.score_only else [job for job in jobs if (scored_run(job, done) or {"budget": -1})["budget"]
+                                       < job["budget"]]
+    print(f"{len(jobs) - len(todo)} of {len(jobs)} searches already in {runs_path}", file=sys.stderr, flush=True)
+    # Unbuffered appends, one write per search, so calls sharing an --out do not interleave lines.
+    with ProcessPoolExecutor(args.workers) as pool, open(runs_path, "ab", buffering=0) as log:
+        for count, future in enumerate(as_completed([pool.submit(run_one, job) for job in todo]), 1):
+            result = future.result()
+            if "error" not in result:
+                log.write((json.dumps(result) + "\n").encode())
+                done[job_key(result)] = result
+            print(f"[{count}/{len(todo)}] {result['strategy']} seed {result['seed']} budget {result['budget']}: "
+                  + (result["error"] if "error" in result else f"{result['seconds']:.1f} s"),
+                  file=sys.stderr, flush=True)
+            if "error" in result:
+                done[job_key(result)] = result
+    results = [run for run in (scored_run(job, done) for job in jobs) if run is not None]
     errors = {r["strategy"]: r["error"] for r in results if "error" in r}
     scores: Dict[str, Dict[int, Dict[str, List[float]]]] = {}
     hours: Dict[str, Dict[float, List[float]]] = {}
@@ -206,33 +266,81 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if "error" in result:
             continue
         strategy, evaluations = result["strategy"], result["evaluations"]
-        for budget in budgets:
-            if result["per_budget"] and result["evals"] != budget:
+        multi = strategy in MULTI_FIDELITY
+        points = sorted(set(budgets) | ({b * MF_TIME_SHARE for b in budgets} if multi else set()))
+        for budget in points:
+            if (result["per_budget"] and result["evals"] != budget) or budget > result["evals"]:
                 continue
-            if strategy in MULTI_FIDELITY:
+            if multi:
                 found = prefix_found(evaluations, seconds=budget * seconds_per_eval)
             else:
-                found = prefix_found(evaluations, count=budget)
+                found = prefix_found(evaluations, count=int(budget))
             share, regret = truth.scores(found)
-            entry = scores.setdefault(strategy, {}).setdefault(budget, {"hv_share": [], "regret": []})
-            entry["hv_share"].append(share)
-            entry["regret"].append(regret)
+            if budget in budgets:
+                entry = scores.setdefault(strategy, {}).setdefault(int(budget), {"hv_share": [], "regret": []})
+                entry["hv_share"].append(share)
+                entry["regret"].append(regret)
             hours.setdefault(strategy, {}).setdefault(budget * seconds_per_eval / 3600, []).append(share)
     summary = summarise(scores, budgets)
-    report = {"table": str(args.table), "seeds": args.seeds, "budgets": budgets, "wall_s": wall_s,
+    verdicts = targets(scores, hours, summary, seconds_per_eval)
+    report = {"table": str(args.table), "seeds": seeds, "budgets": budgets,
               "reference": {"median_accuracy": truth.reference[0], "median_latency_ms": truth.reference[1]},
-              "latency_budgets_ms": truth.budgets_ms, "errors": errors, "summary": summary,
+              "latency_budgets_ms": truth.budgets_ms, "errors": errors, "summary": summary, "targets": verdicts,
               "budget_dependent": [s for s in strategies if budget_dependent(s)],
-              "run_seconds": {s: float(np.median([r["seconds"] for r in results if r["strategy"] == s and "seconds" in r]))
-                              for s in scores}}
-    args.out.mkdir(parents=True, exist_ok=True)
+              "evaluations_per_run": {s: float(np.median([len(r["evaluations"]) for r in results
+                                                          if r["strategy"] == s and "evaluations" in r]))
+                                      for s in scores}}
     (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
-    plot(scores, budgets, args.out / "hv_share.png", "evaluations (full-fidelity equivalents)")
+    figures = (args.figures.parent / (args.figures.name + ".png"), args.figures.parent / (args.figures.name + "_hours.png")) \
+        if args.figures else (args.out / "hv_share.png", args.out / "hv_share_vs_hours.png")
+    plot(scores, budgets, figures[0], "evaluations (full-fidelity equivalents)")
     plot({s: {h: {"hv_share": v} for h, v in by.items()} for s, by in hours.items()},
-         sorted({h for by in hours.values() for h in by}), args.out / "hv_share_vs_hours.png",
-         "simulated training hours")
-    print(markdown(summary, budgets, args.seeds, wall_s, errors))
+         sorted({h for by in hours.values() for h in by}), figures[1], "simulated training hours")
+    print(markdown(summary, budgets, seeds, errors))
+    print()
+    print("\n".join(f"- {line}" for line in verdicts["lines"]))
     return 0
+
+
+def targets(scores: Dict[str, Dict[int, Dict[str, List[float]]]], hours: Dict[str, Dict[float, List[float]]],
+            summary: Dict[str, Any], seconds_per_eval: float) -> Dict[str, Any]:
+    """The verdicts, each with its numbers: the best strategy (highest median HV share at the
+    largest target budget) against the HV targets and random, and multi-fidelity against the best
+    single-fidelity strategy at a share of its training time."""
+    from scipy.stats import mannwhitneyu
+
+    out: Dict[str, Any] = {"lines": []}
+    target_budget = max(HV_TARGETS)
+    candidates = [s for s in scores if target_budget in scores[s] and s != "random"]
+    if candidates and all(b in scores.get("random", {}) for b in HV_TARGETS):
+        best = max(candidates, key=lambda s: np.median(scores[s][target_budget]["hv_share"]))
+        parts, met = [], True
+        for budget, goal in sorted(HV_TARGETS.items()):
+            median = float(np.median(scores[best][budget]["hv_share"]))
+            p = summary[best][str(budget)]["vs_random"]["hv_share_p"]
+            met &= median >= goal and p < P_TARGET
+            parts.append(f"{median:.3f} at {budget} (target >= {goal}, p vs random {p:.2g})")
+        out["best"] = {"strategy": best, "met": bool(met)}
+        out["lines"].append(f"best strategy {best}: median HV share " + ", ".join(parts)
+                            + f": {'met' if met else 'missed'}")
+    single = [s for s in scores if s not in MULTI_FIDELITY and MF_BUDGET in scores[s]]
+    if single:
+        reference = max(single, key=lambda s: np.median(scores[s][MF_BUDGET]["hv_share"]))
+        goal = scores[reference][MF_BUDGET]["hv_share"]
+        at = MF_BUDGET * MF_TIME_SHARE * seconds_per_eval / 3600
+        for strategy in (s for s in MULTI_FIDELITY if s in hours and at in hours[s]):
+            reached = hours[strategy][at]
+            p = float(mannwhitneyu(reached, goal, alternative="less").pvalue)
+            met = float(np.median(reached)) >= float(np.median(goal))
+            out.setdefault("multi_fidelity", {})[strategy] = {
+                "against": reference, "hours": at, "median": float(np.median(reached)),
+                "target_median": float(np.median(goal)), "p_less": p, "met": met}
+            out["lines"].append(
+                f"{strategy} at {at:.1f} simulated training hours ({MF_TIME_SHARE:.0%} of {MF_BUDGET} full-fidelity "
+                f"evaluations): median HV share {np.median(reached):.3f} [{np.quantile(reached, 0.25):.3f}, "
+                f"{np.quantile(reached, 0.75):.3f}] vs {reference} at {MF_BUDGET}: {np.median(goal):.3f} "
+                f"(one-sided Mann-Whitney p that {strategy} is lower: {p:.2g}): {'met' if met else 'missed'}")
+    return out
 
 
 def summarise(scores: Dict[str, Dict[int, Dict[str, List[float]]]], budgets: Sequence[int]) -> Dict[str, Any]:
@@ -262,11 +370,10 @@ def summarise(scores: Dict[str, Dict[int, Dict[str, List[float]]]], budgets: Seq
     return out
 
 
-def markdown(summary: Dict[str, Any], budgets: Sequence[int], seeds: int, wall_s: float,
-             errors: Dict[str, str]) -> str:
-    lines = [f"NB201 search quality, {seeds} seeds, {wall_s:.0f} s wall", "",
-             "| strategy | budget | HV share median [IQR] | regret pts median [IQR] | p vs random (HV, regret) | "
-             "p vs best optuna (HV, regret) |", "|---|---|---|---|---|---|"]
+def markdown(summary: Dict[str, Any], budgets: Sequence[int], seeds: Sequence[int], errors: Dict[str, str]) -> str:
+    lines = [f"NB201 search quality, seeds {seeds[0]}..{seeds[-1]} (fewer where the seeds column says)", "",
+             "| strategy | budget | seeds | HV share median [IQR] | regret pts median [IQR] | p vs random (HV, regret) | "
+             "p vs best optuna (HV, regret) |", "|---|---|---|---|---|---|---|"]
     for strategy in sorted(summary):
         for budget in budgets:
             row = summary[strategy].get(str(budget))
@@ -277,8 +384,13 @@ def markdown(summary: Dict[str, Any], budgets: Sequence[int], seeds: int, wall_s
             for name in ("vs_random", "vs_best_optuna"):
                 test = row.get(name)
                 cells.append("" if test is None else f"{test['hv_share_p']:.3g}, {test['regret_p']:.3g}")
-            lines.append(f"| {strategy} | {budget} | {hv['median']:.3f} [{hv['q25']:.3f}, {hv['q75']:.3f}] | "
+            lines.append(f"| {strategy} | {budget} | {hv['n']} | {hv['median']:.3f} [{hv['q25']:.3f}, {hv['q75']:.3f}] | "
                          f"{rg['median']:.2f} [{rg['q25']:.2f}, {rg['q75']:.2f}] | {cells[0]} | {cells[1]} |")
+    against = {b: row[str(b)]["vs_best_optuna"]["against"] for row in summary.values()
+               for b in budgets if "vs_best_optuna" in row.get(str(b), {})}
+    if against:
+        lines.append("\nbest optuna sampler (by median HV share): "
+                     + ", ".join(f"{against[b]} at {b}" for b in budgets if b in against))
     for strategy, error in errors.items():
         lines.append(f"\n{strategy}: not run on nasbench201 ({error})")
     return "\n".join(lines)
@@ -286,6 +398,7 @@ def markdown(summary: Dict[str, Any], budgets: Sequence[int], seeds: int, wall_s
 
 def plot(scores: Dict[str, Dict[Any, Dict[str, List[float]]]], xs: Sequence[float], path: Path, xlabel: str) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -300,6 +413,7 @@ def plot(scores: Dict[str, Dict[Any, Dict[str, List[float]]]], xs: Sequence[floa
         ax.fill_between(x, [np.quantile(v, 0.25) for _, v in points], [np.quantile(v, 0.75) for _, v in points],
                         alpha=0.15)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on a short log axis
     ax.set_xlabel(xlabel)
     ax.set_ylabel("HV share of the true front (median, IQR)")
     ax.grid(alpha=0.3)

@@ -4,8 +4,8 @@ One file per run (``<run dir>/journal.sqlite``). Every status transition is comm
 once, so a run killed at any instant (even by SIGKILL) leaves a journal a resume can trust:
 candidates found ``pending`` or ``training`` are trained again, ``trained`` ones are measured,
 finished ones (``measured``, ``rejected``, ``failed``) are never touched. As in Optuna's
-storage contract, finished candidates are immutable except for the annotations the report
-adds (spot checks of rejected candidates).
+storage contract, finished candidates are immutable; what happens to one after the search
+(a spot check, a screening, a final re-training) is a row of ``results``.
 
 A candidate is one training exercise of one network. Its ``key`` (the network's structure
 hash, the training settings its genotype carries and, when set, where its initial weights
@@ -13,9 +13,10 @@ came from and how this exercise trains) is unique, so the same experiment is nev
 twice, while a survivor trained again or the same network with other inherited weights is a
 new candidate. Structured fields are stored as JSON text, never pickled.
 
-Two extension tables: ``attrs`` (namespaced strategy attributes such as ``ea4cnn.age``,
-written by the engine from ``Strategy.tell``) and ``artifacts`` (every file a candidate owns,
-ONNX, weights ``.npz`` and later pruned or quantised variants, with its sha256).
+Three extension tables: ``attrs`` (namespaced strategy attributes such as ``ea4cnn.age``,
+written by the engine from ``Strategy.tell``), ``artifacts`` (every file a candidate owns,
+ONNX, weights ``.npz`` and later pruned or quantised variants, with its sha256) and
+``results`` (spot checks, screening and final re-training, one model for all three).
 
 Schema versions: a journal of an older version is migrated in place when opened (one
 transaction per step, each step in ``MIGRATIONS``); a newer one is refused with both version
@@ -35,18 +36,23 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Union
 
 from hostside.errors import UserError
+from hostside.processes import process_alive
 from hostside.safe_io import open_sqlite, sqlite_errors
 
 JOURNAL_FILE = "journal.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("pending", "rejected", "training", "trained", "measured", "failed")
 FINISHED = ("rejected", "measured", "failed")
 
 #: Columns holding JSON text; decoded on read, encoded on write.
 JSON_COLUMNS = frozenset({
     "parents", "genotype", "spec", "cost", "filter_margins", "train_metrics", "measurement", "timings",
-    "spot_check", "exercise",
+    "exercise",
 })
+#: What happens to a candidate after the search's own training and measurement, each a result
+#: of the one ``results`` model: a rejected candidate measured anyway, a candidate trained
+#: longer before the front is chosen, a front model re-trained and measured.
+RESULT_STAGES = ("spot_check", "screening", "final")
 
 #: Version 1: the first journal (kept verbatim: new journals are created as v1, then migrated).
 _SCHEMA_V1 = f"""
@@ -129,8 +135,54 @@ INSERT INTO artifacts (candidate_id, kind, path, sha256, size_bytes, meta, creat
     WHERE onnx_path IS NOT NULL AND onnx_sha256 IS NOT NULL;
 """
 
-#: version -> SQL that brings a journal of that version to the next one.
-MIGRATIONS = {1: _V2}
+_V3 = f"""
+CREATE TABLE results (
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id),
+    stage TEXT NOT NULL CHECK (stage IN ({", ".join(repr(s) for s in RESULT_STAGES)})),
+    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
+    figures TEXT NOT NULL,
+    error TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (candidate_id, stage)
+);
+"""
+
+
+def _v3_results(db: "_Connection") -> None:
+    """Version 3: spot checks (a column of candidates), screening (``screen.*`` attributes) and
+    final models (their own table) become rows of the one ``results`` table. In Python, not
+    SQL: figures journaled by Python's json may hold NaN, which SQLite's JSON functions refuse.
+    Statement by statement: ``executescript`` would commit the migration's transaction."""
+    db.execute(_V3)
+    now = time.time()
+
+    def add(candidate_id: int, stage: str, status: str, figures: Dict[str, Any], error: Any, at: float) -> None:
+        db.execute("INSERT INTO results (candidate_id, stage, status, figures, error, updated_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", (candidate_id, stage, status, json.dumps(figures), error, at))
+
+    for row in db.execute("SELECT * FROM final_models").fetchall():
+        figures = {k: row[k] for k in row.keys() if k not in ("candidate_id", "status", "error", "updated_at")}
+        figures["test_accuracy"] = figures.pop("accuracy")
+        for key in ("train_metrics", "measurement"):
+            figures[key] = json.loads(figures[key]) if figures[key] is not None else None
+        add(row["candidate_id"], "final", row["status"], figures, row["error"], row["updated_at"])
+    for row in db.execute("SELECT id, spot_check, updated_at FROM candidates WHERE spot_check IS NOT NULL").fetchall():
+        figures = json.loads(row["spot_check"])
+        error = figures.pop("error", None)
+        add(row["id"], "spot_check", "failed" if error else "measured", figures, error, row["updated_at"])
+    screened: Dict[int, Dict[str, Any]] = {}
+    for row in db.execute("SELECT candidate_id, key, value FROM attrs WHERE key LIKE 'screen.%'").fetchall():
+        screened.setdefault(int(row["candidate_id"]), {})[row["key"][len("screen."):]] = json.loads(row["value"])
+    for candidate_id, figures in screened.items():
+        error = figures.pop("error", None)
+        add(candidate_id, "screening", "failed" if error else "trained", figures, error, now)
+    for statement in ("DROP TABLE final_models", "ALTER TABLE candidates DROP COLUMN spot_check",
+                      "DELETE FROM attrs WHERE key LIKE 'screen.%'"):
+        db.execute(statement)
+
+
+#: version -> SQL (or a step in Python) that brings a journal of that version to the next one.
+MIGRATIONS = {1: _V2, 2: _v3_results}
 
 
 #: Below this much free space a failed SQLite write is taken for a full disk: SQLite reports
@@ -257,8 +309,8 @@ class RunStore(Protocol):
     def add_artifact(self, candidate_id: int, kind: str, path: str, sha256: str, size_bytes: int,
                      meta: Optional[Dict[str, Any]] = None) -> None: ...
     def artifacts(self, candidate_id: Optional[int] = None) -> List[Dict[str, Any]]: ...
-    def set_final(self, candidate_id: int, **fields: Any) -> None: ...
-    def finals(self) -> List[Dict[str, Any]]: ...
+    def set_result(self, candidate_id: int, stage: str, **fields: Any) -> None: ...
+    def results(self, stage: str) -> List[Dict[str, Any]]: ...
     def close(self) -> None: ...
 
 
@@ -350,10 +402,16 @@ class Journal:
     def _migrate(self, version: int) -> None:
         """Bring the file from ``version`` to ``SCHEMA_VERSION``; each step is one transaction."""
         while version < SCHEMA_VERSION:
-            script = MIGRATIONS[version]
-            self._db.executescript(f"BEGIN IMMEDIATE;\n{script}\n"
-                                   f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{version + 1}');\n"
-                                   f"COMMIT;")
+            step = MIGRATIONS[version]
+            if callable(step):
+                with self._transaction():
+                    step(self._db)
+                    self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                                     (str(version + 1),))
+            else:
+                self._db.executescript(f"BEGIN IMMEDIATE;\n{step}\n"
+                                       f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', "
+                                       f"'{version + 1}');\nCOMMIT;")
             version += 1
 
     @property
@@ -485,43 +543,36 @@ class Journal:
             raise
         self._db.execute("COMMIT")
 
-    # -- re-trained Pareto models -------------------------------------------------------------
+    # -- results after the search: spot checks, screening, final models -------------------------
 
-    def set_final(self, candidate_id: int, **fields: Any) -> None:
-        fields = {**fields, "updated_at": time.time()}
-        existing = self._db.execute("SELECT 1 FROM final_models WHERE candidate_id = ?", (candidate_id,)).fetchone()
-        if existing:
-            assignments = ", ".join(f"{k} = ?" for k in fields)
-            self._db.execute(f"UPDATE final_models SET {assignments} WHERE candidate_id = ?",
-                             [_encode(k, v) for k, v in fields.items()] + [candidate_id])
-        else:
-            fields["candidate_id"] = candidate_id
-            columns = ", ".join(fields)
-            marks = ", ".join("?" for _ in fields)
-            self._db.execute(f"INSERT INTO final_models ({columns}) VALUES ({marks})",
-                             [_encode(k, v) for k, v in fields.items()])
+    def set_result(self, candidate_id: int, stage: str, **fields: Any) -> None:
+        """Upsert the ``stage`` result of a candidate: ``status`` and ``error`` as given (or kept),
+        every other field merged into its figures (one transaction)."""
+        if stage not in RESULT_STAGES:
+            raise ValueError(f"result stage {stage!r} is not one of {RESULT_STAGES}")
+        with self._transaction():
+            row = self._db.execute("SELECT status, figures, error FROM results WHERE candidate_id = ? AND stage = ?",
+                                   (candidate_id, stage)).fetchone()
+            figures = json.loads(row["figures"]) if row else {}
+            status = fields.pop("status", row["status"] if row else None)
+            error = fields.pop("error", row["error"] if row else None)
+            figures.update(fields)
+            self._db.execute("INSERT OR REPLACE INTO results (candidate_id, stage, status, figures, error, updated_at) "
+                             "VALUES (?, ?, ?, ?, ?, ?)",
+                             (candidate_id, stage, status, json.dumps(figures), error, time.time()))
 
-    def finals(self) -> List[Dict[str, Any]]:
-        rows = self._db.execute("SELECT * FROM final_models ORDER BY candidate_id").fetchall()
-        return [_decode(r) for r in rows]
+    def results(self, stage: str) -> List[Dict[str, Any]]:
+        """Every ``stage`` result by candidate id: ``candidate_id``, ``stage``, ``status``,
+        ``error``, ``updated_at`` and its figures, flat."""
+        rows = self._db.execute("SELECT * FROM results WHERE stage = ? ORDER BY candidate_id", (stage,)).fetchall()
+        return [{"candidate_id": r["candidate_id"], "stage": r["stage"], "status": r["status"], "error": r["error"],
+                 "updated_at": r["updated_at"], **json.loads(r["figures"])} for r in rows]
 
 
 def run_status(journal: Journal) -> str:
     """The journaled status, with ``interrupted`` for a run whose process is gone (killed)."""
     status = journal.meta("status", "unknown")
     process = journal.meta("process") or {}
-    if status == "running" and process.get("host") == platform.node() and not _alive(process.get("pid")):
+    if status == "running" and process.get("host") == platform.node() and not process_alive(process.get("pid")):
         return "interrupted"
     return status
-
-
-def _alive(pid: Optional[int]) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

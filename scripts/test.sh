@@ -14,10 +14,10 @@ want() {
     shift
     "$@" >/dev/null 2>&1 || missing+=("$package")
 }
-want openssh-server test -x /usr/sbin/sshd                            # tests/boards, tests/arm: real sshd on loopback
+want openssh-server test -x /usr/sbin/sshd                            # tests/boards (emulated ARM boards too): real sshd on loopback
 want chromium command -v chromium                                     # tests/product: report.html in a real browser
 want dataset-fashion-mnist test -d /usr/share/datasets/fashion-mnist  # the Fashion-MNIST tests
-want qemu-user-static test -x /usr/bin/qemu-aarch64-static            # tests/arm: emulated ARM boards
+want qemu-user-static test -x /usr/bin/qemu-aarch64-static            # tests/boards/emulated: emulated ARM boards
 want binfmt-support command -v update-binfmts
 want debootstrap command -v debootstrap
 
@@ -36,7 +36,7 @@ echo "== installing the project into $(python3 -c 'import sys; print(sys.prefix)
 python3 -m pip install -q --disable-pip-version-check torch==2.13.0 -e ".[dev]"
 
 echo "== preparing emulated ARM boards"
-if reason=$(bash tests/arm/ci_arm.sh --prepare); then
+if reason=$(bash tests/boards/emulated/ci_arm.sh --prepare); then
     export HOSTSIDE_ARM=1
 else
     export HOSTSIDE_ARM_SKIP_REASON="$reason"

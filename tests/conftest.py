@@ -5,6 +5,11 @@ machine that every search test passes with ``--calibration``.
 A search without ``--calibration`` calibrates its board first (the quick suite, about a
 minute here) and caches the result in HOSTSIDE_HOME; since every test has a fresh home, a
 test that let the search do so would pay for a calibration of its own.
+
+Also shared here: the calibration shipped in the package (``shipped_calibration``, for the laws
+and constraint-grid tests that predict latency with it) and the real Fashion-MNIST files of
+Debian's ``dataset-fashion-mnist`` with a calibration at their input size (the dataset-reader
+tests in tests/train and the Fashion-MNIST search in tests/search).
 """
 
 import importlib.util
@@ -75,6 +80,48 @@ def digits_calibration(tmp_path_factory) -> Path:
         patch.setenv("HOSTSIDE_HOME", str(tmp_path_factory.mktemp("calibration_home")))
         with open_board("local") as board:
             calibrate([board], out, threads=1, input_shape=(1, 8, 8), size=16)
+    return out / CALIBRATION_JSON
+
+
+@pytest.fixture(scope="session")
+def shipped_calibration() -> str:
+    """The calibration shipped in the package, to predict latency with."""
+    from hostside.calibration.registry import CALIBRATION_DATA
+
+    found = sorted(CALIBRATION_DATA.glob("*/calibration.json"))
+    assert found, f"no calibration shipped under {CALIBRATION_DATA}"
+    return str(found[0])
+
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """The real Fashion-MNIST files (scripts/test.sh installs Debian's dataset-fashion-mnist)."""
+    if not FASHION_DIR.is_dir():
+        pytest.fail(f"{FASHION_DIR} is missing: install Debian's dataset-fashion-mnist (scripts/test.sh does)")
+    return FASHION_DIR
+
+
+@pytest.fixture(scope="session")
+def fashion(fashion_dir):
+    """Fashion-MNIST as released, read once per test session."""
+    from hostside.train.datasets import load_dataset
+
+    return load_dataset(str(fashion_dir))
+
+
+@pytest.fixture(scope="session")
+def fashion_calibration(tmp_path_factory) -> Path:
+    """One quick real calibration of this machine at the 1x28x28 input size, shared by the
+    Fashion-MNIST searches, so no search pays for the full calibration suite."""
+    from hostside.boards import open_board
+    from hostside.calibration.calibrate import CALIBRATION_JSON, calibrate
+
+    out = tmp_path_factory.mktemp("calibration")
+    with open_board("local") as board:
+        calibrate([board], out, threads=1, input_shape=(1, 28, 28), size=16)
     return out / CALIBRATION_JSON
 
 

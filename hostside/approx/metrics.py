@@ -3,14 +3,17 @@
 N_mult counts the multiplications of the convolution layers per inference (``Cost.n_mult``),
 P_mult is the energy of one multiplication of the circuit its ``approx_conv2d`` nodes name
 (EvoApproxLib's PDK45 power x delay). The keys land in every trained candidate's metrics, so
-the ``mult_energy`` objective (``hostside.precision.search``, which reads ``mult_energy_mj``
-first) scores the circuit, and the journal and ``pareto.json`` carry them.
+the ``mult_energy_mj`` objective (``hostside.precision.search``, which reads ``mult_energy_mj``
+first) scores the circuit, and the journal and ``pareto.json`` carry them. Both hooks are
+registered with ``hostside.extensions``: the training worker and the reports call them without
+importing this package.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict
 
+from hostside import extensions
 from hostside.approx.library import energy_per_mult_pj
 
 PJ_PER_MJ = 1e9
@@ -38,7 +41,26 @@ def approx_metrics(spec: Any) -> Dict[str, Any]:
 APPROX_KEYS = ("multiplier", "n_mult", "energy_per_mult_pj", "mult_energy_mj")
 
 
-def approx_fields(train_metrics: Any) -> Dict[str, Any]:
-    """The approximate-multiplier keys a trained candidate's metrics carry (for reports)."""
+def truncated_table(multiplier: str) -> bool:
+    """Whether ``multiplier``'s networks trained on a truncated product table: in training,
+    circuits whose error matrix has a rank above ``TRAIN_RANK`` use its best rank-16
+    approximation (``hostside.approx.conv``); evaluation always reads the exact table."""
+    if not multiplier:
+        return False
+    from hostside.approx.conv import TRAIN_RANK
+    from hostside.approx.expansion import expansion
+
+    return expansion(multiplier).rank > TRAIN_RANK
+
+
+def report_fields(train_metrics: Any) -> Dict[str, Any]:
+    """A report entry's approximate-multiplier keys, and whether its training table was truncated."""
     metrics = train_metrics or {}
-    return {k: metrics[k] for k in APPROX_KEYS if k in metrics}
+    fields = {k: metrics[k] for k in APPROX_KEYS if k in metrics}
+    if fields.get("multiplier"):
+        fields["trained_with_truncated_table"] = truncated_table(fields["multiplier"])
+    return fields
+
+
+extensions.register_spec_metrics(approx_metrics)
+extensions.register_report_fields(report_fields)

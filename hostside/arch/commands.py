@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     nb201.add_argument("--input-shape", default="3,32,32", metavar="C,H,W", help="input (default 3,32,32, CIFAR-10)")
     nb201.add_argument("--classes", type=int, default=10, metavar="K", help="number of classes (default 10)")
     nb201.add_argument("--out", type=Path, required=True, metavar="SPEC.json", help="ArchSpec JSON to write")
+    nb201.add_argument("--zero-inputs-kept", action="store_true",
+                       help="build the edges leaving a node that receives only 'none' edges, as HW-NAS-Bench's "
+                            "measured graphs do (default: leave such dead edges out)")
     nb201.set_defaults(handler=_nb201)
 
 
@@ -80,11 +83,12 @@ def _input_shape(text: str) -> Tuple[int, int, int]:
 
 
 def _nb201(args: argparse.Namespace) -> int:
-    from hostside.arch.nb201 import nb201_spec
+    from hostside.arch.nb201 import nb201_spec, zero_inputs_kept
 
     if args.classes < 1:
         raise UserError(f"--classes must be a positive integer, got {args.classes}")
-    spec = nb201_spec(args.arch_str, _input_shape(args.input_shape), args.classes)
+    arch_str = zero_inputs_kept(args.arch_str) if args.zero_inputs_kept else args.arch_str
+    spec = nb201_spec(arch_str, _input_shape(args.input_shape), args.classes)
     try:
         spec.save(args.out)
     except OSError as exc:

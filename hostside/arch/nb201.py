@@ -124,6 +124,20 @@ def kept_edges(ops: Sequence[str]) -> Tuple[bool, ...]:
     return tuple(op != "none" and live[source] and feeds[target] for (target, source), op in zip(EDGES, ops))
 
 
+def zero_inputs_kept(arch_str: str) -> str:
+    """An arch string whose deployed network costs what HW-NAS-Bench's graph of ``arch_str``
+    runs: HW-NAS-Bench exports the cell as written, so the edges leaving a node that receives
+    only ``none`` edges are still computed, on a zero tensor. Here such a node is wired to node 0
+    (a ``skip_connect``: wiring, no operator), so those edges are built and cost what they cost
+    there. Compare a latency from that benchmark with this network, not with ``nb201_spec``'s
+    default, which leaves dead edges out."""
+    ops = list(parse_arch_str(arch_str))
+    for node in (1, 2):
+        if all(op == "none" for (target, _), op in zip(EDGES, ops) if target == node):
+            ops[EDGES.index((node, 0))] = "skip_connect"
+    return format_arch_str(ops)
+
+
 def _positive(name: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise UserError(f"NB201 {name} must be a positive integer, got {value!r}")

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from hostside.boards.inventory import BoardConfig
+from hostside.processes import process_alive
 from hostside.paths import hostside_home
 
 IDLE_ENV = "HOSTSIDE_CONTROL_IDLE_S"
@@ -146,9 +147,9 @@ def _stop_one(path: Path, timeout_s: float) -> bool:
         except ProcessLookupError:
             return True
         deadline = time.monotonic() + timeout_s
-        while _alive(pid) and time.monotonic() < deadline:
+        while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if not _alive(pid):
+        if not process_alive(pid):
             return True
     return True
 
@@ -164,21 +165,6 @@ def _server_pid(path: Path) -> Optional[int]:
         return None
     pid, uid, _ = struct.unpack("3i", creds)
     return pid if uid == os.getuid() and pid > 0 else None
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` still runs; a zombie (exited, not yet reaped) counts as gone."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return not Path("/proc").is_dir()
-    return state != "Z"
 
 
 # -- server side (the control process) ---------------------------------------------------------

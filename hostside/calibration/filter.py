@@ -7,6 +7,7 @@ which budget binds, so a user can see whether a budget is too tight.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -33,10 +34,24 @@ class Budgets:
     weight_format: Optional[str] = None
 
     def __post_init__(self) -> None:
-        for name in ("latency_ms", "params", "macs", "activation_bytes", "weight_bytes"):
+        for name in PRE_TRAINING_BUDGETS:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UserError(f"budget {name} must be a positive number, got {value!r}; omit it for no limit")
+
+    @classmethod
+    def from_limits(cls, limits: Dict[str, float], weight_format: Optional[str] = None) -> "Budgets":
+        """The pre-training budgets among a run's ``limits`` (the others need a trained model);
+        counts and bytes are whole numbers."""
+        chosen: Dict[str, object] = {k: limits[k] for k in PRE_TRAINING_BUDGETS if k in limits}
+        for key in PRE_TRAINING_BUDGETS:
+            if key in chosen and key != "latency_ms":
+                chosen[key] = int(chosen[key])
+        return cls(**chosen, weight_format=weight_format if "weight_bytes" in chosen else None)
+
+
+#: The budgets judged before training: every limit of ``Budgets``.
+PRE_TRAINING_BUDGETS = tuple(f.name for f in dataclasses.fields(Budgets) if f.name != "weight_format")
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,8 @@ def register_runs_precision(runs_sub: Any) -> None:
         description="Score every trained model of RUN under float, half, T(4,3) and its best T(w,t) (full grid), "
                     "and draw the accuracy vs weight memory fronts (RUN/precision_fronts.png, RUN/precision.json).")
     parser.add_argument("run", help="run directory or name under ./runs")
-    parser.add_argument("--part", choices=("test", "val"), default="test", help="split part scored (default test)")
+    parser.add_argument("--part", choices=("test", "val"), default="test",
+                        help="split part scored (default test; each best type is chosen on val)")
     parser.add_argument("--mode", choices=("extrinsic", "multiplication"), default="extrinsic",
                         help="rounding method (default extrinsic, as the IoT paper's figure 5)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -3,14 +3,16 @@
 As in the IoT paper's figure 5, each model is scored under float, half, T(4,3) (the best
 8-bit type) and its own best type from the full T(w,t) grid, and the four accuracy-vs-weight-
 memory Pareto fronts are drawn in one PNG: reduced precision moves the whole front to less
-memory. ``precision.json`` beside it keeps every model's figures.
+memory. ``precision.json`` beside it keeps every model's figures. Each model's best type is
+chosen on the validation part and scored, with the other three, on the test part, which
+enters no choice.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -29,7 +31,7 @@ def trained_models(run_dir: Path, journal: Any) -> List[Dict[str, Any]]:
     from hostside.safe_io import check_run_file, run_file
 
     models = []
-    for source, rows in (("candidate", journal.candidates()), ("final", journal.finals())):
+    for source, rows in (("candidate", journal.candidates()), ("final", journal.results("final"))):
         for row in rows:
             onnx = row.get("onnx_path")
             if not onnx or not run_file(run_dir, onnx).exists():
@@ -40,7 +42,7 @@ def trained_models(run_dir: Path, journal: Any) -> List[Dict[str, Any]]:
     return models
 
 
-def _entry(model: Dict[str, Any], analysis: Dict[str, Any]) -> Dict[str, Any]:
+def _entry(model: Dict[str, Any], analysis: Dict[str, Any], best: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     by_wt = {f"T({r['w']},{r['t']})": r for r in analysis["formats"] if r.get("grid")}
     entry = dict(model, params=analysis["params"])
     entry["float"] = {"format": "float", "bits": 32, **analysis["float"]}
@@ -48,10 +50,35 @@ def _entry(model: Dict[str, Any], analysis: Dict[str, Any]) -> Dict[str, Any]:
         row = by_wt[name]
         entry[series] = {"format": row["format"], "bits": row["bits"], "accuracy": row["accuracy"],
                          "weight_bytes": row["weight_bytes"], "reason": row["reason"]}
-    best = analysis.get("best")
-    entry["best"] = None if best is None else {
-        "format": best["format"], "bits": best["bits"], "accuracy": best["accuracy"], "weight_bytes": best["weight_bytes"]}
+    entry["best"] = best
     return entry
+
+
+def _analyse(onnx: str, dataset: Any, split: Any, part: str, mode: str) -> Tuple[Dict[str, Any], Any]:
+    """(the scored analysis, the best type's entry or None). The best type is a choice, so it is
+    made on the validation part (the full T(w,t) grid there); the test part then scores float,
+    half, T(4,3) and that one type, and takes part in no choice. With ``part`` val, or a split
+    without a validation part, choice and scores share the part, as the figures then say."""
+    from hostside.precision.analysis import analyze_model
+    from hostside.precision.formats import FloatFormat, grid
+
+    scored_part = getattr(split, part)
+    if part == "val" or not len(split.val):
+        analysis = analyze_model(onnx, dataset, scored_part, grid(), mode)
+        best = analysis.get("best")
+        return analysis, None if best is None else {
+            "format": best["format"], "bits": best["bits"], "accuracy": best["accuracy"],
+            "weight_bytes": best["weight_bytes"], "chosen_on": part}
+    chosen = analyze_model(onnx, dataset, split.val, grid(), mode).get("best")
+    formats = [FloatFormat(5, 10), FloatFormat(4, 3)]
+    if chosen is not None:
+        formats.append(FloatFormat(chosen["w"], chosen["t"]))
+    analysis = analyze_model(onnx, dataset, scored_part, formats, mode)
+    if chosen is None:
+        return analysis, None
+    row = next(r for r in analysis["formats"] if r.get("w") == chosen["w"] and r.get("t") == chosen["t"])
+    return analysis, {"format": row["format"], "bits": row["bits"], "accuracy": row["accuracy"],
+                      "weight_bytes": row["weight_bytes"], "chosen_on": "val", "val_accuracy": chosen["accuracy"]}
 
 
 def front(points: Sequence[Tuple[float, float]]) -> List[Tuple[float, float]]:
@@ -69,8 +96,6 @@ def precision_of_run(run: Union[str, Path], mode: str = "extrinsic", part: str =
                      progress: Callable[[str], None] = lambda _m: None) -> Dict[str, Any]:
     """Analyse every trained model of ``run``; write ``precision.json`` and the fronts PNG there."""
     from hostside.journal import Journal
-    from hostside.precision.analysis import analyze_model
-    from hostside.precision.formats import grid
     from hostside.run_dirs import find_run
     from hostside.train.datasets import load_dataset
     from hostside.train.splits import Split
@@ -90,9 +115,8 @@ def precision_of_run(run: Union[str, Path], mode: str = "extrinsic", part: str =
     indices = getattr(split, part)
     entries = []
     for number, model in enumerate(models, 1):
-        analysis = analyze_model(model["onnx"], dataset, indices, grid(), mode)
-        entries.append(_entry(model, analysis))
-        best = entries[-1]["best"]
+        analysis, best = _analyse(model["onnx"], dataset, split, part, mode)
+        entries.append(_entry(model, analysis, best))
         progress(f"[{number}/{len(models)}] {model['source']} {model['id']}: float "
                  f"{100 * analysis['float']['accuracy']:.2f}%, best type "
                  f"{best['format'] + ' ' + format(100 * best['accuracy'], '.2f') + '%' if best else 'none'} "

@@ -1,6 +1,6 @@
 """What a search needs from reduced precision (EA4CNN's CNN*-FX networks).
 
-- The objective ``mult_energy`` (and budget ``mult_energy_mj``): E_mult of one inference,
+- The objective and budget ``mult_energy_mj``: E_mult of one inference,
   conv/FC multiplications x energy per multiplication in the candidate's format
   (:mod:`hostside.precision.energy`).
 - The budget ``weight_bytes``: deployed weights at the candidate's format's bits per value.
@@ -17,8 +17,10 @@ Both readers work before training from the analytic figures every row has (``mac
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
+from hostside import extensions
 from hostside.precision.energy import mult_energy_mj
 from hostside.precision.formats import FLOAT, Format, parse_format
 
@@ -67,13 +69,12 @@ def weight_bytes_of(row: Mapping[str, Any]) -> Optional[float]:
 
 
 #: The figures this package adds to a search, as (kind, name, sense or budget kind, journal
-#: column, reader): declared here, registered by ``hostside.search.objectives.load_extensions``,
-#: so this package never imports the search.
-SEARCH_METRICS = (
-    ("objective", "mult_energy", "min", "mult_energy_mj", mult_energy_of),
+#: column, reader), registered with ``hostside.extensions`` so that neither side imports the other.
+extensions.register_search_metrics([
+    ("objective", "mult_energy_mj", "min", "mult_energy_mj", mult_energy_of),
     ("budget", "mult_energy_mj", "max", None, mult_energy_of),
     ("budget", "weight_bytes", "max", None, weight_bytes_of),
-)
+])
 
 
 def precision_metrics(onnx_path: Any, dataset: Any, split: Any, precision: str, mode: str = DEFAULT_MODE,
@@ -116,3 +117,18 @@ def _score(emulator: Any, dataset: Any, indices: Sequence[int], fmt: Optional[Fo
         return None
     result = emulator.evaluate(dataset.x[indices], dataset.y[indices], fmt, mode)
     return result.to_dict()["accuracy"]
+
+
+def _trained_model_metrics(onnx_path: Path, task: Mapping[str, Any]) -> Dict[str, Any]:
+    """A trained candidate's accuracy and costs in the run's number format (training stays float);
+    nothing for a run without ``precision``."""
+    if not task.get("precision"):
+        return {}
+    from hostside.train.datasets import cached_dataset
+    from hostside.train.splits import Split
+
+    return precision_metrics(onnx_path, cached_dataset(task["dataset"]), Split.from_dict(task["split"]),
+                             task["precision"], evaluate_test=bool(task["config"].get("evaluate_test", True)))
+
+
+extensions.register_model_metrics(_trained_model_metrics)

@@ -8,9 +8,6 @@
   const modelById = new Map(data.models.map((m) => [m.id, m]));
   const stateKey = "hostside-report:" + location.pathname;
   const SVG = "http://www.w3.org/2000/svg";
-  const BUDGET_OF = { measured_latency: "latency_ms", params: "params", macs: "macs",
-                      activation_memory: "activation_bytes", energy: "energy_mj", accuracy: "accuracy",
-                      val_accuracy: "val_accuracy" };
   // The test split enters no choice: only the re-trained front has a test accuracy, and says so.
   const TEST_LABEL = "test accuracy (not used in any choice)";
 
@@ -134,7 +131,7 @@
     return f;
   }
   function rejectedX(c, xName) {
-    const key = xName === "measured_latency" ? "predicted_latency_ms" : data.metrics[xName].key;
+    const key = xName === "latency_ms" ? "predicted_latency_ms" : data.metrics[xName].key;
     return c[key];
   }
 
@@ -162,7 +159,7 @@
       box.append(el("p", { cls: "empty", text: "No candidate has " + mx.label + " and " + my.label + " yet." }));
       return box;
     }
-    const budgetX = data.run.budgets[BUDGET_OF[xName]], budgetY = data.run.budgets[BUDGET_OF[yName]];
+    const budgetX = data.run.budgets[xName], budgetY = data.run.budgets[yName];  // an objective and its budget share a name
     const xs = measured.map((c) => c[mx.key]).concat(finals.map((m) => m[mx.key]), rejected.map((c) => rejectedX(c, xName)));
     if (num(budgetX) && !view.zoom) xs.push(budgetX);
     const ys = measured.map((c) => c[my.key]).concat(finals.map((m) => m[fy]));
@@ -252,7 +249,7 @@
     if (front.length) item("var(--front)", front.length + " on the search front");
     if (finals.length) item("var(--final)", finals.length + " re-trained (" + data.run.final_epochs + " epochs" +
       (fy === my.key ? "" : " on train+val, " + TEST_LABEL) + ")", true);
-    if (rejected.length) item("var(--reject)", rejected.length + " rejected before training" + (xName === "measured_latency" ? " (predicted)" : ""), true);
+    if (rejected.length) item("var(--reject)", rejected.length + " rejected before training" + (xName === "latency_ms" ? " (predicted)" : ""), true);
     box.append(legend);
     return box;
   }

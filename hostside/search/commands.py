@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from hostside.errors import Interrupted, UserError
-from hostside.search.config import OBJECTIVES, POLICIES, build_config, load_toml, split_list
-from hostside.train.splits import TRAINING_DATA
+from hostside.options import add_flags, flag_values, resumable, split_list
+from hostside.search.config import SearchConfig, build_config, load_toml
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,48 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Flags override the --config file, which overrides the defaults.")
     search.add_argument("--config", type=Path, help="TOML file with search settings (keys as the flags, "
                                                      "plus [budgets], [train], [space_options], [strategy] tables)")
-    search.add_argument("--dataset", help="dataset source (default digits)")
-    search.add_argument("--board", help="board name, or several of one kind comma-separated (default local)")
-    search.add_argument("--budget", type=int, help="training exercises (a retrained survivor counts again; default 40)")
-    search.add_argument("--population", type=int, help="candidates trained per generation (default 8)")
     search.add_argument("--out", type=Path, help="run directory (default ./runs/<UTC timestamp>)")
-    search.add_argument("--strategy", help="search strategy, e.g. nsga2 (default; surrogate-hv over nasbench201), "
-                                           "random, optuna:tpe, ea4cnn; options in the config's [strategy] table")
-    search.add_argument("--space", help="search space (default layer_list); options in [space_options]")
-    search.add_argument("--policy", choices=POLICIES, help="generational (default; a barrier per generation) or "
-                                                           "steady-state (ask one as a training slot frees)")
-    search.add_argument("--objectives", help=f"comma-separated, at least two of: {', '.join(OBJECTIVES)} "
-                                             f"(default accuracy,measured_latency)")
-    search.add_argument("--latency-budget-ms", type=float, help="hard limit on batch-1 latency on the board")
-    search.add_argument("--epochs", type=int, help="training epochs per candidate (default 5)")
-    search.add_argument("--final-epochs", type=int, help="training epochs for the re-trained Pareto front (default 30)")
-    search.add_argument("--final-models", type=int,
-                        help="re-train at most this many front models: the best in the first objective, then the "
-                             "most spread out (default 0: the whole front)")
-    search.add_argument("--final-data", choices=TRAINING_DATA,
-                        help="what the front is re-trained on: the train part (default) or train+val, the whole "
-                             "training part (the models then have no validation accuracy)")
-    search.add_argument("--screen-models", type=int,
-                        help="before the front is chosen, train this many of the most accurate candidates "
-                             "--screen-epochs on the whole training part (default 0: none)")
-    search.add_argument("--screen-epochs", type=int, help="epochs of each screening training (default 5)")
-    search.add_argument("--seed", type=int, help="random seed of the search and the data split")
-    search.add_argument("--workers", type=int, help="local training processes (default 2)")
-    search.add_argument("--cluster", help="Dask scheduler address (tcp://HOST:PORT) to train on instead")
-    search.add_argument("--calibration", help="calibration.json of the board (default: the board's stored one, "
-                                              "or a quick calibration made now)")
-    search.add_argument("--no-filter", action="store_true", help="train every candidate (the baseline)")
-    search.add_argument("--precision", help="number format the candidates are judged in, e.g. fx16 (training stays float)")
+    add_flags(search, SearchConfig)
     search.add_argument("--seed-model", type=Path, metavar="MODEL.onnx",
                         help="start the population from a trained model (strategies with a seed_model option, e.g. ea4cnn)")
     search.add_argument("--datasets", help="narrow strategy: comma-separated dataset sources of a constraint grid")
     search.add_argument("--constraints", help="narrow strategy: comma-separated params budgets of a constraint grid")
-    search.add_argument("--drift-tolerance", type=float, metavar="FRACTION",
-                        help="allowed drift of the board from its calibration before the search starts (default "
-                             "0.15, 0 skips the check); the one setting --resume may give anew")
-    search.add_argument("--table", type=Path, metavar="FILE.csv",
-                        help="look candidates up in a table of known figures (e.g. data/nb201/nb201_hw.csv with "
-                             "--space nasbench201) instead of training and measuring; columns in [table]")
     search.add_argument("--resume", metavar="RUN", help="continue a stopped or killed run (path or name under ./runs)")
     search.set_defaults(handler=run_search)
 
@@ -95,35 +59,29 @@ def _progress(message: str) -> None:
     print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
 
 
-def _deprecation_notes(file_values: Optional[Mapping[str, Any]], flags: Mapping[str, Any]) -> List[str]:
-    """One note per older name the user wrote (objectives, budgets, strategy fitness); the
-    defaults say nothing, since they are not the user's words."""
+def _deprecation_notes(file_values: Optional[Mapping[str, Any]], flags: Mapping[str, Any],
+                       config: SearchConfig) -> List[str]:
+    """One note per older name the user wrote (objectives, budgets, strategy fitness, strategy
+    and space options); the defaults say nothing, since they are not the user's words."""
+    from hostside.options import canonical_names
     from hostside.search.objectives import deprecation_note
+    from hostside.search.strategies import strategy_class
+    from hostside.spaces.base import registered_spaces
 
     values = dict(file_values or {})
     names = list(flags.get("objectives") or values.get("objectives") or [])
     names += list((values.get("budgets") or {}) if isinstance(values.get("budgets"), Mapping) else [])
     strategy = values.get("strategy_options") or values.get("strategy")
-    if isinstance(strategy, Mapping) and isinstance(strategy.get("fitness"), str):
+    strategy = strategy if isinstance(strategy, Mapping) else {}
+    if isinstance(strategy.get("fitness"), str):
         names.append(strategy["fitness"])
     notes = [deprecation_note(n) for n in dict.fromkeys(n for n in names if isinstance(n, str))]
+    notes += canonical_names(SearchConfig, values, "config key")[1]
+    notes += canonical_names(strategy_class(config.strategy).Options, strategy)[1]
+    space_options = values.get("space_options")
+    if isinstance(space_options, Mapping) and config.space in registered_spaces():
+        notes += canonical_names(registered_spaces()[config.space].Options, space_options)[1]
     return [n for n in notes if n]
-
-
-def flag_values(args: argparse.Namespace) -> Dict[str, Any]:
-    values: Dict[str, Any] = {
-        "dataset": args.dataset, "board": args.board, "budget": args.budget, "population": args.population,
-        "strategy": args.strategy, "space": args.space, "policy": args.policy, "epochs": args.epochs, "final_epochs": args.final_epochs,
-        "final_models": args.final_models, "final_data": args.final_data, "screen_models": args.screen_models, "screen_epochs": args.screen_epochs,
-        "seed": args.seed,
-        "workers": args.workers, "cluster": args.cluster, "calibration": args.calibration, "budgets.latency_ms": args.latency_budget_ms,
-        "objectives": split_list(args.objectives) if args.objectives is not None else None,
-        "use_filter": False if args.no_filter else None, "precision": args.precision,
-        "drift_tolerance": args.drift_tolerance,
-        # Absolute: a resume from another directory must find the same file.
-        "table.path": str(args.table.resolve()) if args.table is not None else None,
-    }
-    return values
 
 
 def _with_seed_model(file_values: Optional[Dict[str, Any]], seed_model: Optional[Path]) -> Optional[Dict[str, Any]]:
@@ -191,23 +149,23 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def _run_search(args: argparse.Namespace) -> int:
-    from hostside.search.run import START_GATES, resume_run, start_run
+    from hostside.search.run import resume_run, start_run
 
+    flags = flag_values(args, SearchConfig)
     if args.resume:
-        flags = flag_values(args)
-        given = [name for name, value in flags.items() if value is not None and name not in START_GATES]
+        gates = resumable(SearchConfig)
+        given = [name for name, value in flags.items() if value is not None and name not in gates]
         given += [flag for flag, value in (("--seed-model", args.seed_model), ("--datasets", args.datasets),
                                            ("--constraints", args.constraints)) if value is not None]
         if given or args.config or args.out:
             raise UserError("--resume continues a run with the settings it started with; drop the other flags "
                             f"({', '.join(given + (['--config'] if args.config else []) + (['--out'] if args.out else []))})")
-        overrides = {name: flags[name] for name in START_GATES if flags[name] is not None}
+        overrides = {name: flags[name] for name in gates if flags[name] is not None}
         report = resume_run(args.resume, _progress, overrides)
     else:
         file_values = _with_seed_model(load_toml(args.config) if args.config else None, args.seed_model)
-        flags = flag_values(args)
         config = build_config(file_values, flags, str(args.config) if args.config else None)
-        for note in _deprecation_notes(file_values, flags):
+        for note in _deprecation_notes(file_values, flags, config):
             print(note, file=sys.stderr)
         if args.seed_model is not None and "seed_model" not in config.strategy_options:
             raise UserError(f"--seed-model: strategy {config.strategy!r} cannot start from a model; use --strategy ea4cnn")

@@ -11,7 +11,7 @@ the key and what is allowed. A config file looks like::
                                    # unset: surrogate-hv over nasbench201, nsga2 elsewhere
     policy = "generational"        # or "steady-state" (no generation barrier)
     space = "layer_list"
-    objectives = ["accuracy", "measured_latency", "params"]
+    objectives = ["val_accuracy", "latency_ms", "params"]
     budget = 60                    # training exercises (a retrained survivor counts again)
     population = 10
     epochs = 5
@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from hostside.errors import UserError
-from hostside.search.objectives import BUDGETS, OBJECTIVES, load_extensions
+from hostside.options import canonical_names, check_fields, setting, split_list
+from hostside.search.objectives import BUDGETS, OBJECTIVES, canonical, load_extensions
 from hostside.train.splits import TRAINING_DATA
 
 #: How evaluations are scheduled (``hostside.search.scheduler``).
@@ -61,7 +62,7 @@ DEFAULT_EPOCHS = {"epochs": 5, "final_epochs": 30, "screen_epochs": 5}
 #: whole interval is under it (every accepted model surely fits).
 FILTER_RULES = ("interval", "predicted", "conservative")
 #: First objectives that longer training changes, so screening can rank candidates on them.
-SCREENED_OBJECTIVES = ("val_accuracy", "accuracy")
+SCREENED_OBJECTIVES = ("val_accuracy",)
 TRAIN_KEYS = ("batch_size", "optimizer", "weight_decay", "momentum", "cosine", "crop_padding", "hflip")
 
 
@@ -78,59 +79,172 @@ def default_strategy(space: Optional[str]) -> str:
     return "nsga2"
 
 
+def _absolute_path(text: str) -> str:
+    """``--table FILE.csv`` journaled absolute: a resume from another directory finds the same file."""
+    return str(Path(text).resolve())
+
+
 @dataclass
 class SearchConfig:
-    """Settings of one search run; see ``docs`` in ``hostside search --help``."""
+    """Settings of one search run: each field is the one declaration of its setting (type,
+    default, range, flag, help; ``hostside.options``), from which validation, the flags of
+    ``hostside search`` and the table of docs/config.md come."""
 
-    dataset: str = "digits"
-    board: str = "local"
-    budget: int = 40
-    population: int = 8
-    #: None: ``surrogate-hv`` over a space of categorical genes (it found the best NAS-Bench-201
-    #: fronts, benchmarks/search_quality_nb201.py), ``nsga2`` elsewhere.
-    strategy: Optional[str] = None
-    strategy_options: Dict[str, Any] = field(default_factory=dict)
-    policy: Optional[str] = None
-    budget_unit: str = "exercises"
-    #: Wall-clock limit of the search phase in minutes (0: none); the budget still caps it.
-    search_minutes: float = 0.0
-    #: The ``[stop]`` rules as ``"name: condition"`` strings; checked by the scheduler with any strategy.
-    stop: List[str] = field(default_factory=list)
-    space: Optional[str] = None
-    space_options: Dict[str, Any] = field(default_factory=dict)
-    objectives: List[str] = field(default_factory=lambda: ["accuracy", "measured_latency"])
-    budgets: Dict[str, float] = field(default_factory=dict)
-    use_filter: bool = True
-    filter_rule: str = "interval"
-    #: None: 5, or a table run's longest fidelity (``DEFAULT_EPOCHS``).
-    epochs: Optional[int] = None
-    final_epochs: Optional[int] = None
-    final_models: int = 0
-    #: What the front is re-trained on: the train part, or "train+val" (the whole training
-    #: part, as published figures are; the re-trained models then have no validation accuracy).
-    final_data: str = "train"
-    #: Before the front is chosen, the most accurate feasible candidates (this many, 0: none)
-    #: are trained ``screen_epochs`` on the whole training part (``hostside.search.screening``).
-    screen_models: int = 0
-    screen_epochs: Optional[int] = None
-    train: Dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    workers: int = 2
-    cluster: Optional[str] = None
-    measure_threads: int = 1
-    power: Optional[str] = None
-    spot_checks: int = 8
-    calibration: Optional[str] = None
-    drift_tolerance: float = 0.15
-    precision: Optional[str] = None
-    #: The ``[table]`` section: with a ``path`` (``--table FILE.csv``), candidates are looked up
-    #: in that table instead of trained and measured (``hostside.search.table``).
-    table: Dict[str, Any] = field(default_factory=dict)
+    dataset: str = setting(
+        "digits", "dataset source", flag="--dataset",
+        doc="dataset source: `digits` (embedded), or a path (IDX folder, CIFAR batches, `.npz` with `x`/`y`, image "
+            "folder; prefix `idx:`, `cifar:`, `npz:`, `images:` to force a format; append `?subset=N` for a seeded "
+            "N-example subset, e.g. `/usr/share/datasets/fashion-mnist?subset=6000`)")
+    board: str = setting(
+        "local", "board name, or several of one kind comma-separated", flag="--board",
+        doc="board name from the inventory (`hostside boards list`), or several of one kind comma-separated: they "
+            "measure in parallel as a pool")
+    budget: int = setting(
+        40, "what the search may spend, in budget_unit (training exercises by default: a retrained survivor counts "
+            "again)", minimum=1, flag="--budget",
+        doc="how many training exercises the search may spend (a survivor trained again counts again; see "
+            "`budget_unit`)")
+    budget_unit: str = setting(
+        "exercises", "what budget counts", choices=BUDGET_UNITS,
+        doc="what `budget` counts: `exercises` (trainings) or `epochs` (sum of epochs trained; for comparisons at "
+            "equal training cost), or in a table run `train_seconds`: the simulated training seconds of the table's "
+            "fidelities (`[table] train_seconds`; a promoted candidate pays only for its extra epochs; the last "
+            "candidate asked may go past the budget by its own cost)")
+    search_minutes: float = setting(
+        0.0, "wall-clock limit of the search phase", unit="min", minimum=0, note="0: no time limit",
+        doc="wall-clock limit of the search phase in minutes (0: none): once passed no new candidate is asked, "
+            "those in training finish and count, and the front is re-trained as usual; it counts from the start of "
+            "the search phase of each invocation (a resumed run gets it again)")
+    stop: List[str] = setting(
+        default_factory=list, help="stop rules, checked by the scheduler with any strategy",
+        note='in a config file the [stop] table of named rules, e.g. [stop] fast = "latency_ms <= 2"',
+        doc="stop rules: in a config file the `[stop]` table (see [stop](#stop)); with any strategy")
+    population: int = setting(
+        8, "candidates per generation", minimum=1, flag="--population",
+        doc="candidates per generation (generational policy), or the number of results between reports "
+            "(steady-state)")
+    strategy: Optional[str] = setting(
+        None, "search strategy, e.g. random, nsga2, optuna:tpe, ea4cnn; options in the config's [strategy] table",
+        flag="--strategy", default_text='`"surrogate-hv"` over a space of categorical genes (`nasbench201`), else '
+                                        '`"nsga2"`',
+        doc="search strategy: one of the subsections of [[strategy] options](#strategy-options); or a `[strategy]` "
+            "table with `name` and options")
+    strategy_options: Dict[str, Any] = setting(
+        default_factory=dict, help="the strategy's options (what the `[strategy]` table holds besides `name`); in "
+                                   "JSON / the Python API")
+    policy: Optional[str] = setting(
+        None, "generational (a barrier per generation) or steady-state (ask one as a training slot frees)",
+        choices=POLICIES, flag="--policy",
+        default_text='the strategy\'s (`"steady-state"` for menndl and asha, `"generational"` for the others)',
+        doc="`generational` (ask a generation, train all, measure all, tell all) or `steady-state` (ask one as an "
+            "evaluation slot frees, tell each result as it arrives)")
+    space: Optional[str] = setting(
+        None, "search space; options in [space_options]", flag="--space",
+        default_text="the strategy's: `layer_list` (random, nsga2, ...), `ea4cnn` (ea4cnn, rs-cnn), `cgp` "
+                     "(cgp-nsga2), `dense` (spea2), `menndl` (menndl)",
+        doc="search space: one of the subsections of [[space_options]](#space_options); `narrow` needs a "
+            "`narrow:<family>` space")
+    space_options: Dict[str, Any] = setting(
+        default_factory=dict, help="the space's own settings (the `[space_options]` table)")
+    objectives: List[str] = setting(
+        default_factory=lambda: ["val_accuracy", "latency_ms"], flag="--objectives", flag_parse=split_list,
+        help="two or more objectives, comma-separated on the command line",
+        doc="two or more of [Objectives](#objectives); comma-separated on the command line")
+    budgets: Dict[str, float] = setting(
+        default_factory=dict, help="hard limit on batch-1 latency on the board", flag="--latency-budget-ms",
+        flag_entry="latency_ms", flag_parse=float, flag_metavar="MS", doc="hard limits, the `[budgets]` table")
+    use_filter: bool = setting(
+        True, "train every candidate (the baseline), judging none before training", flag="--no-filter",
+        doc="judge every candidate before training (exact cost budgets, predicted latency) and train only those "
+            "that can meet the budgets")
+    filter_rule: str = setting(
+        "interval", "how predicted latency is judged", choices=FILTER_RULES,
+        doc="how predicted latency is judged: `interval` rejects only when the whole 90 % prediction interval is "
+            "over the budget (fewest false rejects), `predicted` compares the point prediction, `conservative` "
+            "rejects unless the whole interval is under the budget")
+    epochs: Optional[int] = setting(
+        None, "training epochs per candidate", minimum=1, flag="--epochs",
+        default_text="`5` (table run: the table's `epochs`)",
+        doc="training epochs of each candidate during the search (a strategy may ask for other numbers per "
+            "candidate)")
+    final_epochs: Optional[int] = setting(
+        None, "training epochs of the re-trained Pareto front", minimum=1, flag="--final-epochs",
+        default_text="`30` (table run: the table's `epochs`)",
+        doc="epochs of the re-training of the final Pareto front")
+    final_models: int = setting(
+        0, "re-train at most this many front models: the best in the first objective, then the most spread out",
+        minimum=0, note="0 re-trains the whole front", flag="--final-models",
+        doc="re-train at most this many front models (0: all): the best in the first objective, then the least "
+            "crowded (pymoo's crowding distance, the extremes first), submitted to the workers most MACs first; "
+            "the others stay in `report.json`'s `search_front` with their search-time figures")
+    final_data: str = setting(
+        "train", "what the front is re-trained on: the train part, or train+val, the whole training part (the "
+                 "models then have no validation accuracy)", choices=TRAINING_DATA, flag="--final-data",
+        doc="what the front is re-trained on: `\"train\"`, or `\"train+val\"`, the whole training part, as published "
+            "figures are trained (the front is chosen by then, so the validation part has nothing left to choose); "
+            "the re-trained models then have no validation accuracy, the report draws them at their test accuracy "
+            "and picks the best trade-off on the validation figures that chose them, and "
+            "`benchmarks/fashion_mnist.py` trains its references on the same data")
+    screen_models: int = setting(
+        0, "before the front is chosen, train this many of the most accurate candidates --screen-epochs on the "
+           "whole training part", minimum=0, note="0: no screening", flag="--screen-models",
+        doc="before the front is chosen, train this many of the most accurate feasible candidates (in the first "
+            "objective, which must then be `val_accuracy`; one per network and learning rate, at "
+            "most two per lineage while other lineages have candidates left) for `screen_epochs` on the whole "
+            "training part; their screening accuracies then stand for them in the front, the final choice, the "
+            "report's `screened` list and plots. For a short search proxy whose noise is as large as the "
+            "differences between the best candidates")
+    screen_epochs: Optional[int] = setting(
+        None, "epochs of each screening training", minimum=1, flag="--screen-epochs",
+        default_text="`5` (table run: the table's `epochs`)")
+    train: Dict[str, Any] = setting(default_factory=dict, help="training settings, the `[train]` table")
+    seed: int = setting(0, "seeds the search, the data split and every training", flag="--seed")
+    workers: int = setting(2, "local training processes (ignored with `cluster`)", minimum=1, flag="--workers")
+    cluster: Optional[str] = setting(
+        None, "Dask scheduler address (tcp://HOST:PORT) to train on instead of local processes", flag="--cluster")
+    measure_threads: int = setting(
+        1, "onnxruntime intra-op threads on the board (the calibration must match)", minimum=1)
+    power: Optional[str] = setting(
+        None, "power source on the board for energy",
+        doc="power source on the board for energy, one that `device-agent info` lists there (`rapl`, `hwmon`, "
+            "`hwmon:hwmonN`, a meter configured on the board; see [boards.md](boards.md)); needed for the "
+            "`energy` objective or an `energy_mj` budget")
+    spot_checks: int = setting(
+        8, "how many candidates rejected on predicted latency are measured anyway (untrained) to count false "
+           "rejects", minimum=0)
+    calibration: Optional[str] = setting(
+        None, "calibration.json of the board", flag="--calibration",
+        default_text="the board's stored one, or a quick calibration made now",
+        doc="the board's `calibration.json`; default: a stored one matching the board (shipped in "
+            "`hostside/calibration_data/` or cached), else a quick calibration now")
+    drift_tolerance: float = setting(
+        0.15, "allowed drift of the board from its calibration before the search starts; the one "
+              "setting --resume may give anew", minimum=0, unit="fraction",
+        note="0.15 = ±15 %; 0 skips the board's drift check",
+        flag="--drift-tolerance", flag_metavar="FRACTION", resumable=True,
+        doc="before a search that judges latency (at its start and at every `--resume`), twelve suite models are "
+            "measured on the board and compared with the calibration; a median measured/predicted ratio off by "
+            "more than this fraction stops with the command to re-calibrate (0 skips the check). The check runs "
+            "before the run directory is written, so a refused start leaves nothing behind and the same command "
+            "can be run again. It only gates the start, so it is the one setting `--resume RUN --drift-tolerance "
+            "F` may give anew (for that resume only; the journal keeps the value the run started with)")
+    precision: Optional[str] = setting(
+        None, "number format the candidates are judged in, e.g. fx16 (training stays float)", flag="--precision",
+        doc="judge candidates in a reduced number format (e.g. `fx16`, EA4CNN's CNN*-FX): training stays float, "
+            "accuracy is taken with the multiplications emulated in the format, and `mult_energy_mj` / "
+            "`weight_bytes` use its bits ([methods.md](methods.md#reduced-precision))")
+    table: Dict[str, Any] = setting(
+        default_factory=dict, flag="--table", flag_entry="path", flag_parse=_absolute_path, flag_metavar="FILE.csv",
+        help="look candidates up in a table of known figures (e.g. data/nb201/nb201_hw.csv with --space "
+             "nasbench201) instead of training and measuring; columns in [table]",
+        doc="look candidates up in a table of known figures instead of training and measuring them: the "
+            "[[table]](#table) section")
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
+        check_fields(self, "config key")
         load_extensions()
         from hostside.search.table import TableSettings
 
@@ -138,70 +252,41 @@ class SearchConfig:
         for key, default in DEFAULT_EPOCHS.items():
             if getattr(self, key) is None:
                 setattr(self, key, default if table is None else table.final_fidelity)
-        _positive_int("budget", self.budget)
-        _positive_int("population", self.population)
-        _positive_int("epochs", self.epochs)
-        _positive_int("final_epochs", self.final_epochs)
-        if not isinstance(self.final_models, int) or isinstance(self.final_models, bool) or self.final_models < 0:
-            raise UserError(f"config key 'final_models': {self.final_models!r} is not allowed; give an integer >= 0 "
-                            f"(0 re-trains the whole front)")
-        if self.final_data not in TRAINING_DATA:
-            raise UserError(f"config key 'final_data': {self.final_data!r} is not allowed; choose one of "
-                            f"{', '.join(TRAINING_DATA)}")
-        if not isinstance(self.screen_models, int) or isinstance(self.screen_models, bool) or self.screen_models < 0:
-            raise UserError(f"config key 'screen_models': {self.screen_models!r} is not allowed; give an integer >= 0 "
-                            f"(0: no screening)")
-        _positive_int("screen_epochs", self.screen_epochs)
-        _positive_int("workers", self.workers)
-        if (isinstance(self.search_minutes, bool) or not isinstance(self.search_minutes, (int, float))
-                or not math.isfinite(self.search_minutes) or self.search_minutes < 0):
-            raise UserError(f"config key 'search_minutes': {self.search_minutes!r} is not allowed; give a number of "
-                            f"minutes >= 0 (0: no time limit)")
-        _positive_int("measure_threads", self.measure_threads)
-        if not isinstance(self.spot_checks, int) or isinstance(self.spot_checks, bool) or self.spot_checks < 0:
-            raise UserError(f"config key 'spot_checks': {self.spot_checks!r} is not allowed; give an integer >= 0")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise UserError(f"config key 'seed': {self.seed!r} is not allowed; give an integer")
         if self.strategy is None:
             self.strategy = default_strategy(self.space)
-        if not isinstance(self.strategy, str):
-            raise UserError(f"config key 'strategy': {self.strategy!r} is not allowed; give a strategy name")
         from hostside.search.strategies import parse_options, strategy_class
+        from hostside.spaces.base import registered_spaces
 
         strategy = strategy_class(self.strategy)
         if self.space is None:  # the strategy's own space (ea4cnn's genotype) unless one is named
             self.space = strategy.default_space
         if self.policy is None:
             self.policy = strategy.default_policy
-        if self.policy not in POLICIES:
-            raise UserError(f"config key 'policy': {self.policy!r} is not allowed; choose one of {', '.join(POLICIES)}")
-        if self.budget_unit not in BUDGET_UNITS:
-            raise UserError(f"config key 'budget_unit': {self.budget_unit!r} is not allowed; "
-                            f"choose one of {', '.join(BUDGET_UNITS)}")
         if self.budget_unit == "train_seconds" and table is None:
             raise UserError("config key 'budget_unit': \"train_seconds\" counts the simulated training of a table "
                             "run; give --table FILE.csv, or count exercises or epochs")
         if table is not None:
             table.check_run(self)
         parse_options(strategy.Options, self.strategy_options, f"strategy {self.strategy!r}")
-        from hostside.search.stop_rules import check_measurable
+        # Older option names become the current ones here, so the journal keeps one name per idea.
+        self.strategy_options = canonical_names(strategy.Options, self.strategy_options)[0]
+        space = registered_spaces().get(self.space)
+        if space is not None:
+            self.space_options = canonical_names(space.Options, self.space_options)[0]
+        from hostside.search.stop_rules import check_measurable, parse_rules
 
-        from hostside.search.stop_rules import parse_rules
-
-        if not isinstance(self.stop, list):
-            raise UserError('config key \'stop\': give a table of named rules, e.g. [stop] fast = "latency_ms <= 2"')
         parse_rules(self.stop)
         check_measurable(self.stop, self.power)
         if self.precision is not None:
             from hostside.precision.formats import parse_format
 
-            if not isinstance(self.precision, str):
-                raise UserError(f"config key 'precision': {self.precision!r} is not allowed; give a format name, e.g. fx16")
             parse_format(self.precision)
-        for key in ("dataset", "board", "space"):
-            if not isinstance(getattr(self, key), str) or not getattr(self, key):
-                raise UserError(f"config key {key!r}: {getattr(self, key)!r} is not allowed; give a non-empty string")
-        if not isinstance(self.objectives, list) or len(self.objectives) < 2:
+        for key in ("dataset", "board", "space", "cluster", "power", "calibration"):
+            if getattr(self, key) == "":
+                raise UserError(f"config key {key!r}: \"\" is not allowed; give a non-empty string")
+        self.objectives = [canonical(name) for name in self.objectives]  # older names mean the same figure
+        self.budgets = {canonical(name): value for name, value in self.budgets.items()}
+        if len(self.objectives) < 2:
             raise UserError(f"config key 'objectives': {self.objectives!r} is not allowed; give at least two of "
                             f"{', '.join(OBJECTIVES)}")
         for name in self.objectives:
@@ -213,40 +298,20 @@ class SearchConfig:
             raise UserError(f"config key 'screen_models': screening trains the best candidates in the first objective "
                             f"longer, so it must be one of {', '.join(SCREENED_OBJECTIVES)} (it is "
                             f"{self.objectives[0]!r}); put it first or set screen_models = 0")
-        if not isinstance(self.budgets, dict):
-            raise UserError("config key 'budgets': give a table of limits, e.g. [budgets] latency_ms = 0.5")
         for name, value in self.budgets.items():
             if name not in BUDGETS:
                 raise UserError(f"config key 'budgets.{name}' is unknown; allowed budgets: {', '.join(BUDGETS)}")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise UserError(f"config key 'budgets.{name}': {value!r} is not allowed; give a positive number")
-        for name in ("accuracy", "val_accuracy"):
-            if self.budgets.get(name, 0) > 1:
-                raise UserError(f"config key 'budgets.{name}': {self.budgets[name]!r} is not allowed; "
-                                f"give the minimum accuracy as a fraction in (0, 1]")
-        if not isinstance(self.train, dict):
-            raise UserError("config key 'train': give a table of training settings")
+        if self.budgets.get("val_accuracy", 0) > 1:
+            raise UserError(f"config key 'budgets.val_accuracy': {self.budgets['val_accuracy']!r} is not allowed; "
+                            f"give the minimum accuracy as a fraction in (0, 1]")
         for name in self.train:
             if name not in TRAIN_KEYS:
                 raise UserError(f"config key 'train.{name}' is unknown; allowed keys: {', '.join(TRAIN_KEYS)}")
         from hostside.train.loop import TrainConfig
 
         TrainConfig(**self.train)  # every [train] value checked now, not after each candidate failed on it
-        if not isinstance(self.space_options, dict):
-            raise UserError("config key 'space_options': give a table, e.g. [space_options] max_layers = 6")
-        for key in ("cluster", "power", "calibration"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise UserError(f"config key {key!r}: {value!r} is not allowed; give a non-empty string or leave it out")
-        if isinstance(self.drift_tolerance, bool) or not isinstance(self.drift_tolerance, (int, float)) \
-                or not math.isfinite(self.drift_tolerance) or self.drift_tolerance < 0:
-            raise UserError(f"config key 'drift_tolerance': {self.drift_tolerance!r} is not allowed; give a fraction "
-                            f">= 0 (0.15 = ±15 %; 0 skips the board's drift check)")
-        if self.filter_rule not in FILTER_RULES:
-            raise UserError(f"config key 'filter_rule': {self.filter_rule!r} is not allowed; choose one of {', '.join(FILTER_RULES)}")
-        for key in ("use_filter",):
-            if not isinstance(getattr(self, key), bool):
-                raise UserError(f"config key {key!r}: {getattr(self, key)!r} is not allowed; give true or false")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -255,6 +320,7 @@ class SearchConfig:
     def from_dict(cls, data: Mapping[str, Any], where: Optional[str] = None) -> "SearchConfig":
         """Settings from a mapping; ``where`` (a file name) prefixes any error."""
         prefix = f"{where}: " if where else ""
+        data = canonical_names(cls, data)[0]  # a key's older name means the key
         known = [f.name for f in dataclasses.fields(cls)]
         for key in data:
             if key not in known:
@@ -285,15 +351,6 @@ class SearchConfig:
     def board_names(self) -> List[str]:
         """``board`` may list several boards of one kind, comma-separated: they form a pool."""
         return split_list(self.board)
-
-
-def split_list(text: str) -> List[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _positive_int(key: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UserError(f"config key {key!r}: {value!r} is not allowed; give an integer >= 1")
 
 
 def load_toml(path: Path) -> Dict[str, Any]:

@@ -16,10 +16,6 @@ from typing import Any, Callable, Dict, Optional
 from hostside.arch.spec import ArchSpec
 from hostside.search.config import SearchConfig
 
-#: Budgets the filter can judge before training (the others need a trained, measured model).
-PRE_TRAINING_BUDGETS = ("latency_ms", "params", "macs", "activation_bytes", "weight_bytes")
-
-
 def open_calibration(config: SearchConfig, board: Any, progress: Callable[[str], None]) -> Any:
     """The calibration named in the config, else the board's stored one (or a quick new one)."""
     from hostside.calibration.artifact import load_calibration
@@ -41,17 +37,13 @@ class PreTrainingFilter:
     def __init__(self, config: SearchConfig, calibration: Optional[Any]):
         from hostside.calibration.filter import Budgets, CandidateFilter
 
-        limits = {k: config.budgets[k] for k in PRE_TRAINING_BUDGETS if k in config.budgets}
-        for key in ("params", "macs", "activation_bytes", "weight_bytes"):
-            if key in limits:
-                limits[key] = int(limits[key])
-        if "weight_bytes" in limits:
-            limits["weight_format"] = config.precision  # the format the run judges its candidates in
+        # Weight bytes are judged in the format the run judges its candidates in.
+        budgets = Budgets.from_limits(config.budgets, weight_format=config.precision)
         self.enabled = config.use_filter
         self.calibration = calibration
-        self.latency_budget_ms = limits.get("latency_ms")
+        self.latency_budget_ms = budgets.latency_ms
         self.rule = config.filter_rule
-        self._filter = CandidateFilter(Budgets(**limits), calibration=calibration,
+        self._filter = CandidateFilter(budgets, calibration=calibration,
                                        conservative=config.filter_rule == "conservative")
 
     def judge(self, spec: ArchSpec) -> Dict[str, Any]:

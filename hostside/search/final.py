@@ -28,7 +28,7 @@ from hostside.journal import Journal, is_disk_full
 from hostside.search.config import SearchConfig
 from hostside.search.engine import Progress, measure_options, measurement_fields, write_files
 from hostside.search.executors import TrainingExecutor, as_completed_with_heartbeat
-from hostside.search.filtering import PRE_TRAINING_BUDGETS
+from hostside.calibration.filter import PRE_TRAINING_BUDGETS
 from hostside.search.pareto import pareto_front, spread_subset, violation
 from hostside.search.screening import feasible_candidates
 from hostside.search.tasks import training_task
@@ -51,8 +51,9 @@ def rejected_on_latency(row: Dict[str, Any], budgets: Dict[str, float]) -> bool:
 def spot_check(journal: Journal, config: SearchConfig, run_dir: Path, pool: Any, progress: Progress) -> None:
     """Measure up to ``config.spot_checks`` latency-rejected candidates (seeded sample)."""
     candidates = [r for r in journal.candidates(["rejected"]) if rejected_on_latency(r, config.budgets)]
-    done = [r for r in candidates if r["spot_check"] is not None]
-    todo = [r for r in candidates if r["spot_check"] is None]
+    checked = {r["candidate_id"] for r in journal.results("spot_check")}
+    done = [r for r in candidates if r["id"] in checked]
+    todo = [r for r in candidates if r["id"] not in checked]
     wanted = max(0, min(config.spot_checks, len(candidates)) - len(done))
     if not wanted or not todo:
         return
@@ -73,10 +74,9 @@ def spot_check(journal: Journal, config: SearchConfig, run_dir: Path, pool: Any,
     for row, path, result in zip(sample, paths, results):
         fields = measurement_fields(result, need_energy=False)
         latency = fields.get("latency_ms")
-        journal.update(row["id"], spot_check={
-            "onnx": str(Path(path).relative_to(run_dir)), "latency_ms": latency,
-            "meets_budget": None if latency is None else latency <= limit, "error": fields["error"],
-        })
+        journal.set_result(row["id"], "spot_check", status="failed" if fields["error"] else "measured",
+                           onnx=str(Path(path).relative_to(run_dir)), latency_ms=latency,
+                           meets_budget=None if latency is None else latency <= limit, error=fields["error"])
 
 
 def front_candidates(journal: Journal, config: SearchConfig) -> List[Dict[str, Any]]:
@@ -98,13 +98,13 @@ def retrain_front(journal: Journal, config: SearchConfig, space: SearchSpace, ru
                   split_dict: Dict[str, Any], executor: TrainingExecutor, pool: Any, progress: Progress) -> None:
     """Re-train each front model for ``final_epochs`` (in parallel, longest first), then measure them all."""
     front = front_candidates(journal, config)
-    finished = {f["candidate_id"] for f in journal.finals() if f["status"] in ("trained", "measured", "failed")}
+    finished = {f["candidate_id"] for f in journal.results("final") if f["status"] in ("trained", "measured", "failed")}
     todo = [r for r in front if r["id"] not in finished]
     if todo:
         final_split = Split.from_dict(split_dict).for_training_on(config.final_data).to_dict()
         _train_finals(journal, config, space, run_dir, final_split, executor, progress, longest_first(todo))
     _measure_finals(journal, config, run_dir, pool, progress,
-                    [f for f in journal.finals() if f["status"] == "trained"])
+                    [f for f in journal.results("final") if f["status"] == "trained"])
 
 
 def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, run_dir: Path,
@@ -118,7 +118,7 @@ def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, ru
         # The front is chosen by now: its test accuracy is the first and only use of the test split.
         train_config = {**config.train, "epochs": config.final_epochs, "seed": config.seed,
                         **space.training_overrides(row["genotype"]), "evaluate_test": True}
-        journal.set_final(row["id"], status="training")
+        journal.set_result(row["id"], "final", status="training")
         future = executor.submit(training_task(row["spec"], config.dataset, split_dict, train_config,
                                                precision=config.precision))
         futures[future] = row["id"]
@@ -136,9 +136,8 @@ def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, ru
                                  paths["model.onnx"].stat().st_size)
             journal.add_artifact(candidate_id, "final_weights", weights, metrics["weights_sha256"],
                                  paths["weights.npz"].stat().st_size)
-            # The journal's final_models.accuracy column holds the test accuracy (its name
-            # predates test_accuracy, which train_metrics carries too).
-            fields = {"status": "trained", "accuracy": metrics["test_accuracy"], "val_accuracy": metrics.get("val_accuracy"),
+            fields = {"status": "trained", "test_accuracy": metrics["test_accuracy"],
+                      "val_accuracy": metrics.get("val_accuracy"),
                       "train_seconds": metrics.get("train_seconds"),
                       "train_metrics": {k: v for k, v in metrics.items() if k != "history"},
                       "onnx_path": onnx, "onnx_sha256": metrics.get("onnx_sha256"), "error": None}
@@ -148,9 +147,9 @@ def _train_finals(journal: Journal, config: SearchConfig, space: SearchSpace, ru
                 raise
             fields["error"] = f"final training failed: {type(exc).__name__}: {exc}"
         finally:
-            journal.set_final(candidate_id, **fields)
+            journal.set_result(candidate_id, "final", **fields)
             progress(f"  final model {candidate_id}: {fields['status']}"
-                     + (f" - test accuracy {fields['accuracy']:.3f}" if fields.get("accuracy") is not None else
+                     + (f" - test accuracy {fields['test_accuracy']:.3f}" if fields.get("test_accuracy") is not None else
                         f" - {fields.get('error')}"))
 
 
@@ -160,7 +159,7 @@ def _measure_finals(journal: Journal, config: SearchConfig, run_dir: Path, pool:
         return
     from hostside.safe_io import check_run_file
 
-    need_energy = "energy" in config.objectives or "energy_mj" in config.budgets
+    need_energy = "energy_mj" in config.objectives or "energy_mj" in config.budgets
     # A resumed run measures files written before it stopped: each must be the one journaled.
     paths = [str(check_run_file(run_dir, f["onnx_path"], f.get("onnx_sha256"),
                                 f"final model {f['candidate_id']}'s ONNX file")) for f in finals]
@@ -173,4 +172,4 @@ def _measure_finals(journal: Journal, config: SearchConfig, run_dir: Path, pool:
             fields = measurement_fields(result, need_energy)
             fields["status"] = "failed" if fields["error"] else "measured"
         finally:
-            journal.set_final(final["candidate_id"], **fields)
+            journal.set_result(final["candidate_id"], "final", **fields)

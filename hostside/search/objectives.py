@@ -2,7 +2,7 @@
 
 An objective or budget is read from a flat mapping of the candidate's figures (a journal row,
 or ``Candidate.metrics``); by default from the column of the same meaning, so later issues add
-their own (``register_objective("mult_energy", "min", read=...)``) without touching the engine,
+their own (``register_objective("mult_energy_mj", "min", read=...)``) without touching the engine,
 the strategies or the report. ``OBJECTIVES`` and ``BUDGETS`` stay name -> (column, sense) views.
 """
 
@@ -87,8 +87,14 @@ def register_budget(name: str, kind: str, column: Optional[str] = None, read: Op
     return budget
 
 
+def canonical(name: str) -> str:
+    """The name of an objective or budget now, for a name a config or journal may still use."""
+    return DEPRECATED_NAMES.get(name, name)
+
+
 def objective(name: str) -> Objective:
     load_extensions()
+    name = canonical(name)
     if name not in _OBJECTIVES:
         raise UserError(f"objective {name!r} is unknown; choose from {', '.join(_OBJECTIVES)}")
     return _OBJECTIVES[name]
@@ -96,6 +102,7 @@ def objective(name: str) -> Objective:
 
 def budget(name: str) -> Budget:
     load_extensions()
+    name = canonical(name)
     if name not in _BUDGETS:
         raise UserError(f"budget {name!r} is unknown; allowed budgets: {', '.join(_BUDGETS)}")
     return _BUDGETS[name]
@@ -119,29 +126,31 @@ def objective_value(row: Mapping[str, Any], name: str) -> float:
     return objective(name).minimised(row)
 
 
-# Every choice a search makes reads validation accuracy: the test split stays out of all of
-# them, so the test accuracy of the final front (re-trained after the search, journaled as
-# ``test_accuracy``) is an unbiased estimate next to published figures. ``accuracy`` is the
-# older name of the same objective and budget; old configs keep working and mean validation.
-register_objective("accuracy", "max", "val_accuracy")
+# An objective and a budget on the same figure share one name, the journal column's, with its
+# unit. Every choice a search makes reads validation accuracy: the test split stays out of all
+# of them, so the test accuracy of the final front (re-trained after the search, journaled as
+# ``test_accuracy``) is an unbiased estimate next to published figures.
 register_objective("val_accuracy", "max")
 register_objective("params", "min")
 register_objective("macs", "min")
-register_objective("predicted_latency", "min", "predicted_latency_ms")
-register_objective("measured_latency", "min", "latency_ms")
-register_objective("energy", "min", "energy_mj")
-register_objective("activation_memory", "min", "activation_bytes")
+register_objective("predicted_latency_ms", "min")
+register_objective("latency_ms", "min")
+register_objective("energy_mj", "min")
+register_objective("activation_bytes", "min")
 
 register_budget("latency_ms", "max")
 register_budget("params", "max")
 register_budget("macs", "max")
 register_budget("activation_bytes", "max")
 register_budget("energy_mj", "max")
-register_budget("accuracy", "min", "val_accuracy")
 register_budget("val_accuracy", "min")
 
-#: Older names a config may still use -> the name they mean now.
-DEPRECATED_NAMES: Dict[str, str] = {"accuracy": "val_accuracy"}
+#: Older names a config or a journal may still use -> the name they mean now. ``accuracy`` read
+#: the test split once; it means validation accuracy now, as every choice does.
+DEPRECATED_NAMES: Dict[str, str] = {
+    "accuracy": "val_accuracy", "measured_latency": "latency_ms", "predicted_latency": "predicted_latency_ms",
+    "energy": "energy_mj", "activation_memory": "activation_bytes", "mult_energy": "mult_energy_mj",
+}
 
 
 def deprecation_note(name: str) -> Optional[str]:
@@ -149,22 +158,24 @@ def deprecation_note(name: str) -> Optional[str]:
     new = DEPRECATED_NAMES.get(name)
     if new is None:
         return None
-    return f"note: {name!r} means validation accuracy (the test split is never used to choose); write {new!r}"
+    if name == "accuracy":
+        return f"note: {name!r} means validation accuracy (the test split is never used to choose); write {new!r}"
+    return f"note: {name!r} is now called {new!r} (the figure with its unit); the old name still works"
 
 _EXTENSIONS_LOADED = False
 
 
 def load_extensions() -> None:
-    """Register the objectives and budgets other packages define (``mult_energy``,
+    """Register the objectives and budgets other packages declare (``hostside.extensions``:
     ``mult_energy_mj``, ``weight_bytes``). Done on first use, not at import: the CLI imports this
     module to build its help and must start fast."""
     global _EXTENSIONS_LOADED
     if _EXTENSIONS_LOADED:
         return
     _EXTENSIONS_LOADED = True
-    from hostside.precision.search import SEARCH_METRICS
+    from hostside import extensions
 
-    for kind, name, sense, column, read in SEARCH_METRICS:
+    for kind, name, sense, column, read in extensions.search_metrics():
         if kind == "objective":
             register_objective(name, sense, column=column, read=read)
         else:

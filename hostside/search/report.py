@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from hostside.approx.metrics import approx_fields
+from hostside import extensions
 from hostside.journal import Journal, run_status
 from hostside.search.config import BUDGETS, OBJECTIVES, SearchConfig
 from hostside.search.objectives import objective
@@ -32,9 +32,9 @@ NEAREST_MISSES = 5
 
 TEST_LABEL = "test accuracy (not used in any choice)"
 _LABELS = {
-    "accuracy": "validation accuracy", "val_accuracy": "validation accuracy", "params": "parameters", "macs": "MACs",
-    "predicted_latency": "predicted latency (ms)", "measured_latency": "measured latency (ms)",
-    "energy": "energy per inference (mJ)", "activation_memory": "peak activation memory (bytes)",
+    "val_accuracy": "validation accuracy", "params": "parameters", "macs": "MACs",
+    "predicted_latency_ms": "predicted latency (ms)", "latency_ms": "measured latency (ms)",
+    "energy_mj": "energy per inference (mJ)", "activation_bytes": "peak activation memory (bytes)",
 }
 
 
@@ -57,7 +57,7 @@ def estimated_train_seconds(trained: Sequence[Dict[str, Any]], rejected: Sequenc
     return float(np.maximum(slope * rejected_macs + intercept, seconds.min()).sum())
 
 
-def filter_statistics(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+def filter_statistics(rows: Sequence[Dict[str, Any]], spot_checks: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """Training time the filter saved (estimated) and its false-reject rate (from spot checks).
 
     The saved fraction is of the training time the search would have spent without the
@@ -67,8 +67,8 @@ def filter_statistics(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     rejected = [r for r in rows if r["status"] == "rejected"]
     spent_s = float(sum(r["train_seconds"] for r in trained))
     saved_s = estimated_train_seconds(trained, rejected)
-    checked = [r for r in rejected if r["spot_check"] and r["spot_check"].get("meets_budget") is not None]
-    false_rejects = [r["id"] for r in checked if r["spot_check"]["meets_budget"]]
+    checked = [r for r in spot_checks if r.get("meets_budget") is not None]
+    false_rejects = [r["candidate_id"] for r in checked if r["meets_budget"]]
     return {
         "rejected": len(rejected),
         "trained": len(trained),
@@ -93,27 +93,14 @@ def genotype_fields(space: Any, genotype: Any) -> Dict[str, Any]:
         return {}
 
 
-def truncated_table(multiplier: str) -> bool:
-    """Whether ``multiplier``'s networks trained on a truncated product table: in training,
-    circuits whose error matrix has a rank above ``TRAIN_RANK`` use its best rank-16
-    approximation (``hostside.approx.conv``); evaluation always reads the exact table."""
-    if not multiplier:
-        return False
-    from hostside.approx.conv import TRAIN_RANK
-    from hostside.approx.expansion import expansion
-
-    return expansion(multiplier).rank > TRAIN_RANK
-
-
 def _model_entry(final: Dict[str, Any], row: Dict[str, Any], budgets: Dict[str, float], space: Any) -> Dict[str, Any]:
     entry = {
         "id": row["id"],
         "onnx": final["onnx_path"],
         "onnx_sha256": final["onnx_sha256"],
-        # The journal's final_models.accuracy column is the test accuracy of the re-trained model.
-        "test_accuracy": final["accuracy"],
+        "test_accuracy": final["test_accuracy"],
         # The older name of test_accuracy, read by ``hostside search``'s closing line.
-        "accuracy": final["accuracy"],
+        "accuracy": final["test_accuracy"],
         "val_accuracy": final["val_accuracy"],
         "params": row["params"],
         "macs": row["macs"],
@@ -130,9 +117,7 @@ def _model_entry(final: Dict[str, Any], row: Dict[str, Any], budgets: Dict[str, 
     }
     # What the space summarises of the genotype (NB201's arch_str), never over a figure above.
     entry.update({k: v for k, v in genotype_fields(space, row["genotype"]).items() if k not in entry})
-    entry.update(approx_fields(row.get("train_metrics")))  # multiplier, n_mult, ... (approximate multipliers)
-    if entry.get("multiplier"):
-        entry["trained_with_truncated_table"] = truncated_table(entry["multiplier"])
+    entry.update(extensions.report_fields(row.get("train_metrics")))  # e.g. an approximate multiplier's figures
     entry["meets_budgets"] = violation(entry, budgets) == 0
     return entry
 
@@ -152,7 +137,7 @@ def build_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
     feasible = [r for r in measured if violation(r, config.budgets) == 0]
     space = _space_of(config, journal)
     models = [_model_entry(f, by_id[f["candidate_id"]], config.budgets, space)
-              for f in journal.finals() if f["status"] == "measured"]
+              for f in journal.results("final") if f["status"] == "measured"]
     best: Optional[Dict[str, Any]] = None
     if models:
         chosen_on = {r["id"]: r for r in measured}
@@ -181,7 +166,7 @@ def build_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
         "nothing_meets_budgets": bool(measured) and not feasible,
         "nearest_misses": nearest,
         "failed": [{"id": r["id"], "error": r["error"]} for r in rows if r["status"] == "failed"],
-        "filter": filter_statistics(rows),
+        "filter": filter_statistics(rows, journal.results("spot_check")),
         "onnx_warning": onnx_warning,
     }
 
@@ -240,8 +225,9 @@ def candidate_summaries(journal: Journal) -> List[Dict[str, Any]]:
     """One flat dict per candidate for ``runs show --json``."""
     keys = ("id", "status", "generation", "operator", "parents", "val_accuracy", "params", "macs",
             "activation_bytes", "predicted_latency_ms", "latency_ms", "energy_mj", "train_seconds",
-            "filter_accepted", "filter_reason", "onnx_path", "onnx_sha256", "arch_hash", "error", "spot_check")
-    return [{k: r[k] for k in keys} for r in journal.candidates()]
+            "filter_accepted", "filter_reason", "onnx_path", "onnx_sha256", "arch_hash", "error")
+    spot_checks = {r["candidate_id"]: r for r in journal.results("spot_check")}
+    return [{**{k: r[k] for k in keys}, "spot_check": spot_checks.get(r["id"])} for r in journal.candidates()]
 
 
 def write_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
@@ -260,9 +246,9 @@ def write_report(run_dir: Path, journal: Journal) -> Dict[str, Any]:
 
 def _axis_value(row: Dict[str, Any], name: str, rejected: bool) -> Optional[float]:
     """The row's figure for objective ``name``, read by the objective's registered reader (so
-    objectives other modules register, such as ``mult_energy``, plot too); a rejected
+    objectives other modules register, such as ``mult_energy_mj``, plot too); a rejected
     candidate has no measured latency and is placed at its predicted one."""
-    if rejected and name == "measured_latency":
+    if rejected and name == "latency_ms":
         value = row.get("predicted_latency_ms")
         return None if value is None else float(value)
     return objective(name).value(row)
@@ -270,7 +256,7 @@ def _axis_value(row: Dict[str, Any], name: str, rejected: bool) -> Optional[floa
 
 def plot_pairs(objectives: Sequence[str]) -> List[Tuple[str, str]]:
     """(x, y) pairs: accuracy on y against every other objective, else the first against the rest."""
-    y = next((name for name in objectives if name in ("val_accuracy", "accuracy")), objectives[0])
+    y = next((name for name in objectives if name == "val_accuracy"), objectives[0])
     return [(x, y) for x in objectives if x != y]
 
 
@@ -313,16 +299,14 @@ def write_plots(run_dir: Path, journal: Journal, report: Dict[str, Any]) -> List
         rejected = [v for v in rejected if v is not None]
         if rejected:
             ax.scatter(rejected, [0.02] * len(rejected), transform=ax.get_xaxis_transform(), marker="x", c="tab:red",
-                       s=20, label="rejected before training" + (" (predicted)" if x_name == "measured_latency" else ""))
-        budget_name = {"measured_latency": "latency_ms", "params": "params", "macs": "macs",
-                       "activation_memory": "activation_bytes", "energy": "energy_mj"}.get(x_name)
-        if budget_name in config["budgets"]:
-            ax.axvline(config["budgets"][budget_name], ls="--", c="tab:red", lw=1, label="budget")
+                       s=20, label="rejected before training" + (" (predicted)" if x_name == "latency_ms" else ""))
+        if x_name in config["budgets"]:  # an objective and the budget on its figure share the name
+            ax.axvline(config["budgets"][x_name], ls="--", c="tab:red", lw=1, label="budget")
         every_x = [p[0] for p in points if p[0] is not None] + rejected
         if every_x:
             # The rejected strip uses a blended transform, which autoscaling ignores: widen by hand.
             low, high = min(every_x), max(every_x)
-            if x_name in ("params", "macs", "activation_memory") or high > 20 * low > 0:
+            if x_name in ("params", "macs", "activation_bytes") or high > 20 * low > 0:
                 ax.set_xscale("log")
                 ax.set_xlim(low / 1.15, high * 1.15)
             else:

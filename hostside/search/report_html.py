@@ -29,7 +29,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from hostside.journal import Journal
-from hostside.search.screening import SCREEN_PREFIX, with_screening
+from hostside.search.screening import with_screening
+
+#: How a candidate's screening figures are named among its attributes on the page.
+SCREEN_PREFIX = "screen."
 
 REPORT_HTML = "report.html"
 DATA_FORMAT = "hostside.search.report-data"
@@ -41,15 +44,13 @@ LINEAGE_DEPTH = 6
 
 #: Objective name -> what the chart and table call it, its candidate key, log axis or not.
 METRICS: Dict[str, Dict[str, Any]] = {
-    # ``accuracy`` is the older name of the validation-accuracy objective (no choice reads test).
-    "accuracy": {"key": "val_accuracy", "label": "validation accuracy", "log": False},
     "val_accuracy": {"key": "val_accuracy", "label": "validation accuracy", "log": False},
     "params": {"key": "params", "label": "parameters", "log": True},
     "macs": {"key": "macs", "label": "MACs", "log": True},
-    "predicted_latency": {"key": "predicted_latency_ms", "label": "predicted latency (ms)", "log": False},
-    "measured_latency": {"key": "latency_ms", "label": "measured latency (ms)", "log": False},
-    "energy": {"key": "energy_mj", "label": "energy per inference (mJ)", "log": False},
-    "activation_memory": {"key": "activation_bytes", "label": "peak activation memory (bytes)", "log": True},
+    "predicted_latency_ms": {"key": "predicted_latency_ms", "label": "predicted latency (ms)", "log": False},
+    "latency_ms": {"key": "latency_ms", "label": "measured latency (ms)", "log": False},
+    "energy_mj": {"key": "energy_mj", "label": "energy per inference (mJ)", "log": False},
+    "activation_bytes": {"key": "activation_bytes", "label": "peak activation memory (bytes)", "log": True},
 }
 
 #: A candidate's test accuracy is not among them: the search never evaluates the test split
@@ -109,6 +110,14 @@ def strategy_attributes(attrs: Mapping[str, Any]) -> Dict[str, Any]:
     own = {k: v for k, v in attrs.items() if not k.startswith("engine.")}
     short = [_short_name(k) for k in own]
     return {(_short_name(k) if short.count(_short_name(k)) == 1 else k): v for k, v in sorted(own.items())}
+
+
+def _screening_attributes(result: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """A screened candidate's screening figures, shown beside its attributes as ``screen.*``."""
+    if result is None:
+        return {}
+    figures = {k: result.get(k) for k in ("epochs", "val_accuracy", "train_seconds", "error")}
+    return {SCREEN_PREFIX + k: v for k, v in figures.items() if v is not None}
 
 
 def _short_name(key: str) -> str:
@@ -181,6 +190,8 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
         report = build_report(run_dir, journal)
         rows = with_screening(journal.candidates(), journal)
         attributes = journal.all_attrs()
+        screenings = {r["candidate_id"]: r for r in journal.results("screening")}
+        spot_checked = journal.results("spot_check")
     finally:
         if own:
             journal.close()
@@ -198,7 +209,8 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
         entry["arch"] = arch_summary(row.get("spec"))
         entry["onnx"] = _relative_link(run_dir, row.get("onnx_path"))
         entry["inherited_fraction"] = row.get("inherited_fraction")
-        entry["attrs"] = strategy_attributes(attributes.get(row["id"], {}))
+        entry["attrs"] = {**strategy_attributes(attributes.get(row["id"], {})),
+                          **_screening_attributes(screenings.get(row["id"]))}
         entry["front"] = row["id"] in front
         entry["final"] = row["id"] in final_ids
         candidates.append(entry)
@@ -211,10 +223,11 @@ def build_report_data(run_dir: Union[str, Path], journal: Optional[Journal] = No
         entry["spec"] = specs.get(model["id"])
         entry["summary"] = {k: v for k, v in model.items() if k not in _NOT_SUMMARY}
         models.append(entry)
-    spot_checks = [{"id": row["id"], "predicted_latency_ms": row.get("predicted_latency_ms"),
-                    "latency_ms": row["spot_check"].get("latency_ms"), "meets_budget": row["spot_check"].get("meets_budget"),
-                    "onnx": _relative_link(run_dir, row["spot_check"].get("onnx")), "error": row["spot_check"].get("error")}
-                   for row in rows if row.get("spot_check")]
+    predicted = {row["id"]: row.get("predicted_latency_ms") for row in rows}
+    spot_checks = [{"id": check["candidate_id"], "predicted_latency_ms": predicted.get(check["candidate_id"]),
+                    "latency_ms": check.get("latency_ms"), "meets_budget": check.get("meets_budget"),
+                    "onnx": _relative_link(run_dir, check.get("onnx")), "error": check["error"]}
+                   for check in spot_checked]
     status = report["status"]
     now = datetime.datetime.now(datetime.timezone.utc)
     return {

@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 from hostside import __version__
 from hostside.errors import Interrupted, UserError
 from hostside.journal import JOURNAL_FILE, DiskFull, Journal, RunExists, is_disk_full
+from hostside.options import resumable
 from hostside.calibration.foreign import foreign_warning
 from hostside.run_dirs import find_run, new_run_dir
 from hostside.run_lock import LOCK_FILE, hold_run_lock
@@ -51,11 +52,6 @@ SPLIT_FILE = "split.json"
 CONFIG_FILE = "config.json"
 
 Progress = Callable[[str], None]
-
-
-#: Settings that only decide whether a search may start (or go on), not what it computes:
-#: ``--resume`` may give them anew, e.g. a wider drift tolerance once the drift is understood.
-START_GATES = ("drift_tolerance",)
 
 
 @dataclasses.dataclass
@@ -138,21 +134,19 @@ def start_run(config: SearchConfig, run_dir: Optional[Path] = None, progress: Pr
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
     Journal.check_new(run_dir)  # said now, not after a drift check of a minute
     gate = open_gate(config, progress)
-    files = StartFiles(run_dir)
-    began: List[bool] = []
-    try:
-        journal = Journal.create(run_dir)
-        try:
-            with hold_run_lock(run_dir):
-                _journal_start(run_dir, journal, config, dataset)
-                progress(f"search run {run_dir}")
-                return execute(run_dir, journal, config, progress, gate, began, reports)
-        finally:
-            journal.close()
-    except BaseException as exc:
-        if not began and not isinstance(exc, RunExists):  # RunExists: another process's run, now
-            files.undo()
-        raise
+
+    def write_start(journal: Journal) -> str:
+        _journal_start(run_dir, journal, config, {
+            "name": dataset.name, "source": dataset.source, "sha256": dataset.fingerprint(),
+            "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes})
+        from hostside.train.splits import make_split
+
+        fractions = strategy_class(config.strategy).split_fractions
+        split = make_split(dataset, config.seed) if fractions is None else make_split(dataset, config.seed, *fractions)
+        split.save(run_dir / SPLIT_FILE)
+        return f"search run {run_dir}"
+
+    return _new_run(run_dir, config, progress, gate, reports, write_start)
 
 
 def _start_table_run(config: SearchConfig, run_dir: Optional[Path], progress: Progress,
@@ -168,51 +162,56 @@ def _start_table_run(config: SearchConfig, run_dir: Optional[Path], progress: Pr
     check_space(table, space, np.random.default_rng(config.seed))
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
     Journal.check_new(run_dir)
+
+    def write_start(journal: Journal) -> str:
+        _journal_start(run_dir, journal, config, {
+            "name": "table", "source": str(table.path), "sha256": table.sha256,
+            "input_shape": list(settings.input_shape), "num_classes": settings.num_classes})
+        journal.set_meta(TABLE_META, table.describe())
+        return f"search run {run_dir} (table {table.path}, {len(table.rows)} rows)"
+
+    return _new_run(run_dir, config, progress, None, reports, write_start)
+
+
+def _new_run(run_dir: Path, config: SearchConfig, progress: Progress, gate: Optional[Gate], reports: bool,
+             write_start: Callable[[Journal], str]) -> Dict[str, Any]:
+    """A new journal in ``run_dir``, the run's start written into it (``write_start`` returns the
+    line to show), then the search, all under the run lock. A start that fails before the search
+    began removes what it created, and only that."""
     files = StartFiles(run_dir)
     began: List[bool] = []
     try:
         journal = Journal.create(run_dir)
         try:
             with hold_run_lock(run_dir):
-                journal.set_meta("config", config.to_dict())
-                journal.set_meta("status", "running")
-                journal.set_meta("dataset", {"name": "table", "source": str(table.path), "sha256": table.sha256,
-                                             "input_shape": list(settings.input_shape),
-                                             "num_classes": settings.num_classes})
-                journal.set_meta(TABLE_META, table.describe())
-                (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-                progress(f"search run {run_dir} (table {table.path}, {len(table.rows)} rows)")
-                return execute(run_dir, journal, config, progress, None, began, reports)
+                progress(write_start(journal))
+                return execute(run_dir, journal, config, progress, gate, began, reports)
         finally:
             journal.close()
     except BaseException as exc:
-        if not began and not isinstance(exc, RunExists):
+        if not began and not isinstance(exc, RunExists):  # RunExists: another process's run, now
             files.undo()
         raise
 
 
-def _journal_start(run_dir: Path, journal: Journal, config: SearchConfig, dataset: Any) -> None:
-    """The settings, dataset fingerprint and data split a resume reads back."""
-    from hostside.train.splits import make_split
-
+def _journal_start(run_dir: Path, journal: Journal, config: SearchConfig, dataset: Dict[str, Any]) -> None:
+    """The settings and the data's fingerprint a resume reads back."""
     journal.set_meta("config", config.to_dict())
     journal.set_meta("status", "running")
-    journal.set_meta("dataset", {"name": dataset.name, "source": dataset.source,
-                                 "sha256": dataset.fingerprint(), "input_shape": list(dataset.input_shape),
-                                 "num_classes": dataset.num_classes})
+    journal.set_meta("dataset", dataset)
     (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-    fractions = strategy_class(config.strategy).split_fractions
-    split = make_split(dataset, config.seed) if fractions is None else make_split(dataset, config.seed, *fractions)
-    split.save(run_dir / SPLIT_FILE)
 
 
 def resume_run(run_dir: Union[str, Path], progress: Progress = print,
                overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Continue a run that was stopped or killed, with the settings it was started with;
-    ``overrides`` may only give the ``START_GATES`` anew (for this resume, not recorded)."""
-    unknown = sorted(set(overrides or {}) - set(START_GATES))
+    ``overrides`` may only give anew the settings that only gate whether a search may start or go
+    on (``resumable`` ones: a wider drift tolerance once the drift is understood), for this resume
+    only, not recorded."""
+    gates = resumable(SearchConfig)
+    unknown = sorted(set(overrides or {}) - set(gates))
     if unknown:
-        raise UserError(f"--resume keeps the settings a run started with; only {', '.join(START_GATES)} may be "
+        raise UserError(f"--resume keeps the settings a run started with; only {', '.join(gates)} may be "
                         f"given anew, not {', '.join(unknown)}")
     run_dir = find_run(run_dir)
     with hold_run_lock(run_dir):  # before anything is marked running: a second resume is refused

@@ -18,9 +18,9 @@ have feasible candidates left: mutation-only evolution fills the proxy's top pla
 near-copies of its best lineages, whose differences the proxy cannot resolve, so another
 lineage tells the choice more than one more copy.
 
-Results are the candidate attributes ``screen.epochs``, ``screen.val_accuracy``,
-``screen.train_seconds`` (or ``screen.error``), journaled as each training finishes, so a
-resumed run does not screen a candidate twice. Screening reads no test split: it helps choose
+Results are the journal's ``screening`` results (``epochs``, ``val_accuracy``,
+``train_seconds``, or an ``error``), journaled as each training finishes, so a resumed run
+does not screen a candidate twice. Screening reads no test split: it helps choose
 the front.
 """
 
@@ -39,7 +39,6 @@ from hostside.search.pareto import violation
 from hostside.search.tasks import training_task
 from hostside.spaces.base import SearchSpace
 
-SCREEN_PREFIX = "screen."
 #: Screened descendants of one first ancestor, while other lineages have candidates left.
 PER_LINEAGE = 2
 #: How often a screening that has not finished says it is still going.
@@ -49,14 +48,9 @@ HEARTBEAT_S = 120.0
 def with_screening(rows: Sequence[Dict[str, Any]], journal: Journal) -> List[Dict[str, Any]]:
     """The rows, a screened candidate's with its screening validation accuracy in place of its
     search-time one (the ``accuracy`` objective reads validation accuracy too)."""
-    attrs = journal.all_attrs()
-    out = []
-    for row in rows:
-        screened = attrs.get(row["id"], {})
-        if "screen.val_accuracy" in screened:
-            row = {**row, "val_accuracy": screened["screen.val_accuracy"]}
-        out.append(row)
-    return out
+    screened = {r["candidate_id"]: r["val_accuracy"] for r in journal.results("screening")
+                if r.get("val_accuracy") is not None}
+    return [{**row, "val_accuracy": screened[row["id"]]} if row["id"] in screened else row for row in rows]
 
 
 def feasible_candidates(journal: Journal, config: SearchConfig) -> List[Dict[str, Any]]:
@@ -116,7 +110,8 @@ def screen_best(journal: Journal, config: SearchConfig, space: SearchSpace, spli
     """Train the screening pool for ``screen_epochs`` on the whole training part, in parallel."""
     if not config.screen_models:
         return
-    todo = [r for r in screening_pool(journal, config, space) if "screen.epochs" not in journal.attrs(r["id"])]
+    screened = {r["candidate_id"] for r in journal.results("screening")}
+    todo = [r for r in screening_pool(journal, config, space) if r["id"] not in screened]
     if not todo:
         return
     progress(f"screening the {len(todo)} most accurate candidate(s): {config.screen_epochs} epochs each "
@@ -132,22 +127,22 @@ def screen_best(journal: Journal, config: SearchConfig, space: SearchSpace, spli
         row = futures[future]
         # Journaled as each finishes; an interrupt journals nothing for the training it cut
         # short, so --resume screens that one again.
-        attrs: Dict[str, Any] = {"screen.epochs": config.screen_epochs}
+        result: Dict[str, Any] = {"epochs": config.screen_epochs, "status": "failed"}
         try:
             metrics = future.result()["metrics"]
             if metrics.get("val_accuracy") is None:
-                attrs["screen.error"] = "screening training diverged (accuracy is not finite)"
+                result["error"] = "screening training diverged (accuracy is not finite)"
             else:
-                attrs.update({"screen.val_accuracy": metrics["val_accuracy"],
-                              "screen.train_seconds": metrics.get("train_seconds")})
+                result.update(status="trained", val_accuracy=metrics["val_accuracy"],
+                              train_seconds=metrics.get("train_seconds"))
         except Exception as exc:  # noqa: BLE001 - one failed model keeps its search-time figures
-            attrs["screen.error"] = f"screening failed: {type(exc).__name__}: {exc}"
-        journal.set_attrs(row["id"], attrs)
-        if "screen.error" in attrs:
-            progress(f"  screened {row['id']}: {attrs['screen.error']}")
+            result["error"] = f"screening failed: {type(exc).__name__}: {exc}"
+        journal.set_result(row["id"], "screening", **result)
+        if result.get("error"):
+            progress(f"  screened {row['id']}: {result['error']}")
         else:
             searched = "" if row["val_accuracy"] is None else f" (search {row['val_accuracy']:.3f})"
-            progress(f"  screened {row['id']}: val accuracy {attrs['screen.val_accuracy']:.3f} after "
+            progress(f"  screened {row['id']}: val accuracy {result['val_accuracy']:.3f} after "
                      f"{config.screen_epochs} epochs{searched}")
 
 
@@ -155,12 +150,12 @@ def screened_summaries(journal: Journal) -> List[Dict[str, Any]]:
     """One entry per screened candidate for the report: search-time and screening figures."""
     rows = {r["id"]: r for r in journal.candidates()}
     out = []
-    for candidate_id, attrs in sorted(journal.all_attrs().items()):
-        if "screen.epochs" not in attrs or candidate_id not in rows:
+    for result in journal.results("screening"):
+        row = rows.get(result["candidate_id"])
+        if row is None:
             continue
-        row = rows[candidate_id]
-        out.append({"id": candidate_id, "epochs": attrs["screen.epochs"],
-                    "search_val_accuracy": row["val_accuracy"], "val_accuracy": attrs.get("screen.val_accuracy"),
-                    "train_seconds": attrs.get("screen.train_seconds"), "error": attrs.get("screen.error"),
+        out.append({"id": row["id"], "epochs": result["epochs"],
+                    "search_val_accuracy": row["val_accuracy"], "val_accuracy": result.get("val_accuracy"),
+                    "train_seconds": result.get("train_seconds"), "error": result["error"],
                     "params": row["params"], "latency_ms": row["latency_ms"]})
     return sorted(out, key=lambda e: (e["val_accuracy"] is None, -(e["val_accuracy"] or 0.0), e["id"]))

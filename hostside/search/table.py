@@ -168,7 +168,7 @@ class TableSettings:
             column = objective(name).column
             if column == "predicted_latency_ms":
                 raise UserError(f"objective {name!r}: a table run predicts nothing (it has no calibration); "
-                                f"use measured_latency, which the table's {self.latency_ms!r} column gives")
+                                f"use latency_ms, which the table's {self.latency_ms!r} column gives")
             if column == "energy_mj" and self.energy_mj is None:
                 raise UserError(f"objective {name!r}: the table has no energy column; name one as table.energy_mj")
         if "energy_mj" in config.budgets and self.energy_mj is None:

@@ -160,7 +160,7 @@ def final_from_table(journal: Journal, config: SearchConfig, evaluation: TableEv
     """The front "re-trained" for ``final_epochs`` and "measured": the table's figures at that
     fidelity; the test accuracy is read here, for the front only."""
     settings = evaluation.settings
-    done = {f["candidate_id"] for f in journal.finals() if f["status"] == "measured"}
+    done = {f["candidate_id"] for f in journal.results("final") if f["status"] == "measured"}
     todo = [r for r in front if r["id"] not in done]
     if not todo:
         return
@@ -169,26 +169,27 @@ def final_from_table(journal: Journal, config: SearchConfig, evaluation: TableEv
         figures = evaluation.table.figures(evaluation.key(row["genotype"]))
         accuracy = figures.val_accuracy[fidelity]
         latency = result["latency_ms"]["median"]
-        # As a re-training journals it: final_models.accuracy holds the test accuracy.
-        journal.set_final(row["id"], status="measured", accuracy=figures.test_accuracy, val_accuracy=accuracy,
-                          train_seconds=settings.seconds(config.final_epochs),
-                          train_metrics={"table_epochs": fidelity, "test_accuracy": figures.test_accuracy,
-                                         "table_key": evaluation.key(row["genotype"])},
-                          onnx_path=None, onnx_sha256=None, latency_ms=latency,
-                          energy_mj=(result.get("power") or {}).get("energy_per_inference_mj"),
-                          measurement={k: v for k, v in result.items()}, error=None)
+        # As a re-training journals it.
+        journal.set_result(row["id"], "final", status="measured", test_accuracy=figures.test_accuracy,
+                           val_accuracy=accuracy, train_seconds=settings.seconds(config.final_epochs),
+                           train_metrics={"table_epochs": fidelity, "test_accuracy": figures.test_accuracy,
+                                          "table_key": evaluation.key(row["genotype"])},
+                           onnx_path=None, onnx_sha256=None, latency_ms=latency,
+                           energy_mj=(result.get("power") or {}).get("energy_per_inference_mj"),
+                           measurement={k: v for k, v in result.items()}, error=None)
     progress(f"final front from the table: {len(todo)} model(s) at {fidelity} epochs")
 
 
 def screen_from_table(journal: Journal, config: SearchConfig, evaluation: TableEvaluation,
                       pool: Sequence[Dict[str, Any]], progress: Progress) -> None:
-    """Screening as look-ups at ``screen_epochs`` (the attributes a trained screening journals)."""
+    """Screening as look-ups at ``screen_epochs`` (the results a trained screening journals)."""
     fidelity = evaluation.settings.fidelity_for(config.screen_epochs)
-    todo = [r for r in pool if "screen.epochs" not in journal.attrs(r["id"])]
+    screened = {r["candidate_id"] for r in journal.results("screening")}
+    todo = [r for r in pool if r["id"] not in screened]
     for row in todo:
         accuracy = evaluation.table.figures(evaluation.key(row["genotype"])).val_accuracy[fidelity]
-        journal.set_attrs(row["id"], {"screen.epochs": config.screen_epochs, "screen.val_accuracy": accuracy,
-                                      "screen.train_seconds": evaluation.settings.seconds(config.screen_epochs)})
+        journal.set_result(row["id"], "screening", status="trained", epochs=config.screen_epochs,
+                           val_accuracy=accuracy, train_seconds=evaluation.settings.seconds(config.screen_epochs))
     if todo:
         progress(f"screened {len(todo)} candidate(s) from the table at {fidelity} epochs")
 

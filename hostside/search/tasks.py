@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from hostside import extensions
+
 
 def training_task(spec: Mapping[str, Any], dataset: str, split: Mapping[str, Any], config: Mapping[str, Any],
                   parent_weights: Sequence[bytes] = (), data_seed: Optional[int] = None,
@@ -41,21 +43,10 @@ def run_training_task(task: Mapping[str, Any]) -> Dict[str, Any]:
         metrics = train_and_export(task["spec"], task["dataset"], task["split"], task["config"], out,
                                    init_weights=init, data_seed=task.get("data_seed"),
                                    train_fraction=task.get("train_fraction", 1.0))
-        if task.get("precision"):
-            metrics.update(_precision_metrics(Path(out), task))
+        metrics.update(extensions.model_metrics(Path(out) / "model.onnx", task))  # e.g. a number format's
         files = {path.name: path.read_bytes() for path in sorted(Path(out).iterdir()) if path.is_file()}
     metrics["inherited_fraction"] = fraction
     return {"metrics": metrics, "files": files}
-
-
-def _precision_metrics(out: Path, task: Mapping[str, Any]) -> Dict[str, Any]:
-    """Accuracy and costs of the exported model in the run's number format (training stays float)."""
-    from hostside.precision.search import precision_metrics
-    from hostside.train.datasets import cached_dataset
-    from hostside.train.splits import Split
-
-    return precision_metrics(out / "model.onnx", cached_dataset(task["dataset"]), Split.from_dict(task["split"]),
-                             task["precision"], evaluate_test=bool(task["config"].get("evaluate_test", True)))
 
 
 def _inherited_state(task: Mapping[str, Any]):

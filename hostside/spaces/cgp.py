@@ -35,7 +35,7 @@ paper's 1.0) the multiplier gene is re-drawn.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -45,6 +45,7 @@ from hostside.arch.blocks import SpecBuilder
 from hostside.arch.ops.base import INPUT, SpecError
 from hostside.arch.spec import ArchSpec
 from hostside.errors import UserError
+from hostside.options import check_options, setting
 from hostside.spaces.base import Genotype, SearchSpace, register_space
 
 MAP_FUNCTIONS = ("CONV", "MAX", "AVG", "SUM", "INC", "RES", "RES-B")
@@ -58,23 +59,20 @@ GLOBAL_POOL_ABOVE = 16  # FC nodes reading maps larger than 4x4 average them fir
 
 @dataclass
 class CgpOptions:
-    rows: int = 6
-    cols: int = 23
-    levels_back: int = 5
-    multipliers: List[str] = field(default_factory=lambda: list(DEFAULT_LIBRARY))
-    p_mult: float = 1.0
-    #: A circuit of ``multipliers`` every network uses (the gene is not evolved): S3, S4.
-    fixed_multiplier: str = ""
+    rows: int = setting(6, "n_r, rows of the grid", minimum=1)
+    cols: int = setting(23, "n_c, columns of the grid: feature-map columns, then the FC column", minimum=2,
+                        note="a grid of fewer is too small to reach the output")
+    levels_back: int = setting(5, "L: a node reads from the L previous columns", minimum=1)
+    multipliers: List[str] = setting(default_factory=lambda: list(DEFAULT_LIBRARY), help="the library the "
+                                     "multiplier gene indexes",
+                                     default_text="14 EvoApproxLib circuits, `mul8u_1JFF` (exact) among them")
+    p_mult: float = setting(1.0, "probability a mutation re-draws the multiplier gene (the paper's 1.0)",
+                            minimum=0, maximum=1)
+    fixed_multiplier: str = setting("", "one circuit of `multipliers` every network uses (the gene is not "
+                                    "evolved): scenarios S3, S4")
 
     def validate(self) -> None:
-        if self.rows < 1 or self.cols < 2:
-            raise UserError(f"CGP grid {self.rows}x{self.cols} is too small to reach the output: need at least "
-                            f"1 row and 2 columns (feature-map columns, then the FC column)")
-        if self.levels_back < 1:
-            raise UserError(f"levels_back (L) must be >= 1, got {self.levels_back}")
         check_names(self.multipliers)
-        if not 0 <= self.p_mult <= 1:
-            raise UserError(f"option 'p_mult': {self.p_mult!r} is not a probability in [0, 1]")
         if self.fixed_multiplier and self.fixed_multiplier not in self.multipliers:
             raise UserError(f"fixed_multiplier {self.fixed_multiplier!r} is not in multipliers {self.multipliers}")
 
@@ -113,7 +111,7 @@ class CgpSpace(SearchSpace):
                  fixed_multiplier: str = ""):
         super().__init__(input_shape, num_classes)
         options = CgpOptions(rows, cols, levels_back, list(multipliers), p_mult, fixed_multiplier)
-        options.validate()
+        check_options(options)
         self.rows, self.cols, self.levels_back = rows, cols, levels_back
         self.multipliers = tuple(multipliers)
         self.p_mult = p_mult

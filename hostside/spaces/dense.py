@@ -29,7 +29,7 @@ FEL keeps its name when a gene elsewhere changes, so inherited weights map by no
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -38,6 +38,7 @@ from hostside.arch.blocks import SpecBuilder, same_padding
 from hostside.arch.ops.piecewise import HALVES
 from hostside.arch.spec import ArchSpec
 from hostside.errors import UserError
+from hostside.options import check_options, setting
 from hostside.spaces.base import Genotype, SearchSpace, register_space
 
 OPTIMIZERS = ("adam", "sgd", "adagrad", "adamax", "nadam")
@@ -52,17 +53,24 @@ SMALL_INPUT_PIXELS = 16 * 16
 
 @dataclass
 class DenseOptions:
-    activations: list = field(default_factory=lambda: list(HALVES))
-    condense_layers: list = field(default_factory=lambda: [1, 2, 3, 4])
-    fels: list = field(default_factory=lambda: [16, 28, 40, 52])
-    kernels: list = field(default_factory=lambda: [3, 5])
-    optimizers: list = field(default_factory=lambda: list(OPTIMIZERS))
-    learning_rates: list = field(default_factory=lambda: list(LEARNING_RATES))
-    #: The learning rate as a gene (not in the paper's table 1, so off).
-    lr_gene: bool = False
-    growth: int = 12
-    dropout: float = 0.2
-    size_divisor: int = 0
+    activations: list = setting(default_factory=lambda: list(HALVES), help="values of the left and the right "
+                                "activation genes (the `piecewise` op)",
+                                default_text="relu, elu, sigmoid, tanh, swish, selu, linear")
+    condense_layers: list = setting(default_factory=lambda: [1, 2, 3, 4], help="values of the number of condense "
+                                    "layers")
+    fels: list = setting(default_factory=lambda: [16, 28, 40, 52], help="values of the number of "
+                         "feature-extraction layers")
+    kernels: list = setting(default_factory=lambda: [3, 5], help="values of the kernel size")
+    optimizers: list = setting(default_factory=lambda: list(OPTIMIZERS), help="values of the optimizer gene",
+                               default_text="adam, sgd, adagrad, adamax, nadam")
+    learning_rates: list = setting(default_factory=lambda: list(LEARNING_RATES), help="values of the learning-rate "
+                                   "gene, with `lr_gene = true` (the paper lists none)")
+    lr_gene: bool = setting(False, "the learning rate as a gene over `learning_rates` (not in the paper's table 1; "
+                            "makes the space 5x larger)")
+    growth: int = setting(12, "channels each feature-extraction layer adds")
+    dropout: float = setting(0.2, "dropout of each feature-extraction layer")
+    size_divisor: int = setting(0, "divides the FEL counts and the growth; 0 picks 4 for inputs up to 16x16 pixels "
+                                "(digits), else 1")
 
     def validate(self) -> None:
         def check(key: str, allowed: Optional[Tuple[Any, ...]], ok=lambda v: True) -> None:
@@ -99,7 +107,7 @@ class DenseSpace(SearchSpace):
     def __init__(self, input_shape: Tuple[int, int, int], num_classes: int, **options: Any):
         super().__init__(input_shape, num_classes)
         self.options = DenseOptions(**options)
-        self.options.validate()
+        check_options(self.options)
         o = self.options
         self.choices: Dict[str, Tuple[Any, ...]] = {
             "left": tuple(o.activations), "right": tuple(o.activations),

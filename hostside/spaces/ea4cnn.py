@@ -37,6 +37,7 @@ import numpy as np
 
 from hostside.arch.spec import ArchSpec, SpecError
 from hostside.errors import UserError
+from hostside.options import check_options, setting
 from hostside.spaces.base import Genotype, SearchSpace, register_space
 
 #: MO1..MO6 in the paper's order; ``mutate(operator=...)`` takes these names.
@@ -55,34 +56,22 @@ BN_EPS = 1e-5
 
 @dataclass
 class Ea4cnnSpaceOptions:
-    #: Layers of a random initial network: 1..max_initial_layers (Table 1: 1 to 8).
-    max_initial_layers: int = 8
-    #: Most layers MO2 may grow a network to.
-    max_layers: int = 12
-    #: Filters of a newly created conv layer: 1..max_new_filters (Table 1: 12 MNIST, 20 CIFAR-10).
-    max_new_filters: int = 12
-    #: MO4 may double or halve a layer's filters, up to this.
-    max_filters: int = 128
-    #: Largest pooling window (Table 1: 4).
-    max_pool_size: int = 4
-    #: Neurons of the fully connected layer of a new network (Table 1: 50 MNIST, 70 CIFAR-10).
-    head_units: int = 50
-    #: MO5's bounds for that width.
-    min_head_units: int = 4
-    max_head_units: int = 1024
-    #: Learning rate of a new network (the genotype carries it; MO6 changes it). The paper's
-    #: 0.1 is for TinyDNN's plain SGD; 0.01 suits this project's default Adam on one-epoch
-    #: exercises (on digits it beat 0.003 and 0.03 after one epoch).
-    lr: float = 0.01
-    #: Batch size (Table 1: 32).
-    batch_size: int = 32
+    max_initial_layers: int = setting(8, "layers of a random initial network: 1..this", minimum=1)
+    max_layers: int = setting(12, "most layers MO2 (add layer) may grow a network to", minimum=1)
+    max_new_filters: int = setting(12, "filters of a new conv layer: 1..this (paper: 12 MNIST, 20 CIFAR-10)",
+                                   minimum=1)
+    max_filters: int = setting(128, "MO4 may double or halve a layer's filters up to this", minimum=1)
+    max_pool_size: int = setting(4, "largest pooling window", minimum=1)
+    head_units: int = setting(50, "width of the fully connected layer of a new network (paper: 50 MNIST, 70 "
+                              "CIFAR-10)", minimum=1)
+    min_head_units: int = setting(4, "MO5's lower bound for that width", minimum=1)
+    max_head_units: int = setting(1024, "MO5's upper bound", minimum=1)
+    lr: float = setting(0.01, "learning rate of a new network (the genotype carries it, MO6 changes it; the "
+                        "paper's 0.1 is for TinyDNN's plain SGD; 0.01 suits Adam on one-epoch exercises: on "
+                        "digits it beat 0.003 and 0.03)")
+    batch_size: int = setting(32, "training batch size", minimum=1)
 
     def validate(self) -> None:
-        positive = ("max_initial_layers", "max_layers", "max_new_filters", "max_filters", "max_pool_size",
-                    "head_units", "min_head_units", "max_head_units", "batch_size")
-        for key in positive:
-            if getattr(self, key) < 1:
-                raise UserError(f"option {key!r}: {getattr(self, key)!r} is not allowed; give an integer >= 1")
         if self.max_initial_layers > self.max_layers:
             raise UserError(f"option 'max_initial_layers': {self.max_initial_layers} exceeds max_layers "
                             f"{self.max_layers}; give at most max_layers")
@@ -110,7 +99,7 @@ class Ea4cnnSpace(SearchSpace):
     def __init__(self, input_shape: Tuple[int, int, int], num_classes: int, **options: Any):
         super().__init__(input_shape, num_classes)
         self.options = Ea4cnnSpaceOptions(**options)
-        self.options.validate()
+        check_options(self.options)
 
     def describe(self) -> Dict[str, Any]:
         from dataclasses import asdict

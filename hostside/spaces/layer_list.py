@@ -32,6 +32,7 @@ import numpy as np
 
 from hostside.arch.spec import ArchSpec
 from hostside.errors import UserError
+from hostside.options import check_options, setting
 from hostside.spaces.base import Genotype, SearchSpace, register_space
 
 KERNELS = (1, 3, 5)
@@ -50,12 +51,13 @@ UID_LIMIT = 2 ** 31
 
 @dataclass
 class LayerListOptions:
-    min_layers: int = 1
-    max_layers: int = 6
+    min_layers: int = setting(1, "fewest conv/pool layers", minimum=1)
+    max_layers: int = setting(6, "most conv/pool layers", minimum=1)
 
     def validate(self) -> None:
-        if not 1 <= self.min_layers <= self.max_layers:
-            raise UserError(f"need 1 <= min_layers <= max_layers, got {self.min_layers}, {self.max_layers}")
+        if self.min_layers > self.max_layers:
+            raise UserError(f"option 'min_layers': {self.min_layers} exceeds max_layers {self.max_layers}; "
+                            f"give at most max_layers")
 
 
 @register_space("layer_list")
@@ -68,7 +70,7 @@ class LayerListSpace(SearchSpace):
     def __init__(self, input_shape: Tuple[int, int, int], num_classes: int, min_layers: int = 1,
                  max_layers: int = 6):
         super().__init__(input_shape, num_classes)
-        LayerListOptions(min_layers, max_layers).validate()
+        check_options(LayerListOptions(min_layers, max_layers))
         self.min_layers = min_layers
         self.max_layers = max_layers
 

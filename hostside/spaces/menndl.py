@@ -17,8 +17,10 @@ a kernel larger than the current feature map is clipped to it, a pooling the map
 for is left out, and stacked activations / dropouts are kept (they are valid, if useless). What
 cannot be repaired (the ArchSpec checks failing) raises ``SpecError`` and the engine journals
 the proposal ``rejected`` without training it. Node ids carry the position's ``uid``
-(``conv<uid>``, ``inc<uid>_b3``...), so weights could be inherited by node id; MENNDL itself
-trains every child from scratch, and so does ``--strategy menndl``.
+(``conv<uid>``, ``inc<uid>_b3``...), so weights could be inherited by node id. The paper does
+not say whether children start from their parents' weights; ``--strategy menndl`` trains every
+child from a fresh initialisation, a choice of ours that keeps each fitness independent of its
+lineage.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from hostside.arch.spec import ArchSpec
+from hostside.options import check_options, setting
 from hostside.spaces.base import Genotype, SearchSpace, register_space
 
 POSITIONS = 16
@@ -47,13 +50,10 @@ LEARNING_RATES = (1e-3, 3e-3, 1e-2, 3e-2)
 @dataclass
 class MenndlOptions:
     """Odds of a position being switched on in a sampled network (MENNDL starts small)."""
-    feature_on: float = 0.25
-    classifier_on: float = 0.1
-
-    def validate(self) -> None:
-        for name in ("feature_on", "classifier_on"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"option {name!r} must lie in [0, 1], got {getattr(self, name)}")
+    feature_on: float = setting(0.25, "probability that a feature position is switched on in a sampled network",
+                                minimum=0, maximum=1)
+    classifier_on: float = setting(0.1, "probability that a classifier position is switched on in a sampled network",
+                                   minimum=0, maximum=1)
 
 
 @register_space("menndl")
@@ -64,7 +64,7 @@ class MenndlSpace(SearchSpace):
     def __init__(self, input_shape: Tuple[int, int, int], num_classes: int, feature_on: float = 0.25,
                  classifier_on: float = 0.1):
         super().__init__(input_shape, num_classes)
-        MenndlOptions(feature_on, classifier_on).validate()
+        check_options(MenndlOptions(feature_on, classifier_on))
         self.feature_on = float(feature_on)
         self.classifier_on = float(classifier_on)
 

@@ -25,6 +25,7 @@ from hostside.arch.nb201 import EDGES, NB201_OPS, format_arch_str, is_connected,
 from hostside.arch.ops.base import SpecError
 from hostside.arch.spec import ArchSpec
 from hostside.errors import UserError
+from hostside.options import check_options, setting
 from hostside.spaces.base import Genotype, SearchSpace, register_space
 
 #: Gene names, one per edge in arch-string order: ``edge_<target>_<source>``.
@@ -37,13 +38,8 @@ _CROSSOVER_TRIES = 20
 class Nasbench201Options:
     """NB201's skeleton: width of the first stage (doubled at each of the 2 reductions) and
     cells per stage. The benchmark's tables are for 16 and 5."""
-    channels: int = 16
-    cells_per_stage: int = 5
-
-    def validate(self) -> None:
-        for name in ("channels", "cells_per_stage"):
-            if getattr(self, name) < 1:
-                raise UserError(f"option {name!r} must be a positive integer, got {getattr(self, name)}")
+    channels: int = setting(16, "channels of the first stage (doubled at each of the two reductions)", minimum=1)
+    cells_per_stage: int = setting(5, "cells in each of the three stages", minimum=1)
 
 
 def _ops_of(genotype: Genotype) -> Tuple[str, ...]:
@@ -64,7 +60,7 @@ class Nasbench201Space(SearchSpace):
     def __init__(self, input_shape: Tuple[int, int, int], num_classes: int, channels: int = 16,
                  cells_per_stage: int = 5):
         super().__init__(input_shape, num_classes)
-        Nasbench201Options(channels, cells_per_stage).validate()
+        check_options(Nasbench201Options(channels, cells_per_stage))
         self.channels = int(channels)
         self.cells_per_stage = int(cells_per_stage)
 

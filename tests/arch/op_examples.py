@@ -1,5 +1,5 @@
-"""The small network every registry-wide test builds around one op's ``example`` (a helper
-module, loaded by file path: the tests folders are not packages)."""
+"""The small network every registry-wide test (test_ops.py, test_op_registry.py) builds
+around one op's ``example``."""
 
 from typing import Any, Iterator, Mapping, Optional, Tuple
 

@@ -3,7 +3,6 @@ that compute what onnxruntime computes on the file; anything else is one line na
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -17,16 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from hostside import cli
 from hostside.arch.onnx_import import MEAN_KEY, STD_KEY, import_onnx, max_abs_diff
 from hostside.errors import UserError
-
-
-def _load_sibling(name: str):
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-zoo = _load_sibling("classic_torch_nets")
+from tests.arch import classic_torch_nets as zoo
 
 
 def torch_export(net: torch.nn.Module, input_shape, path: Path, fold: bool = True, dynamo: bool = False) -> Path:

@@ -9,7 +9,6 @@ runs check the same through a real ``hostside`` process.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -23,17 +22,9 @@ import pytest
 
 from hostside.arch.spec import ArchSpec
 from hostside.cli import main
+from tests.arch import onnx_corpus as corpus_files
 
 
-def _load_sibling(name: str):
-    """Import a helper module next to this file (the tests folders are not packages)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-corpus_files = _load_sibling("onnx_corpus")
 CALIBRATION = Path(__file__).resolve().parents[2] / "hostside" / "calibration_data" / \
     "amd-epyc-2c-x86_64-ort1.31.1-threads1" / "calibration.json"
 COMMANDS = ("stats", "predict", "import", "precision", "quantize", "measure")

@@ -14,7 +14,6 @@ BatchNormalization nodes left in the file):
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 from pathlib import Path
@@ -29,18 +28,8 @@ from torch import nn
 
 from hostside.arch.onnx_stats import onnx_stats
 from hostside.errors import UserError
+from tests.arch import classic_torch_nets as zoo
 
-
-def _load_sibling(name: str):
-    """Import a helper module next to this file: with --import-mode=importlib the tests
-    folders are not packages and not on sys.path, whichever way pytest is started."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-zoo = _load_sibling("classic_torch_nets")
 
 TORCHSCRIPT_FOLDS_AFTER = (nn.Conv2d,)
 DYNAMO_FOLDS_AFTER = (nn.Conv2d, nn.Linear)

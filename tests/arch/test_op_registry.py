@@ -5,9 +5,6 @@ network back wherever every exported type has an ArchSpec equivalent (and refuse
 in one line elsewhere), and the precision emulator runs it node by node. An op module whose
 export some reader does not know fails here, without a test of its own."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -25,17 +22,9 @@ from hostside.errors import UserError
 from hostside.onnx.optypes import OPS, OpType, declare, op_type
 from hostside.precision.emulate import OnnxEmulator
 from hostside.precision.formats import HALF
+from tests.arch import op_examples
 
 
-def _load_sibling(name: str):
-    """Import a helper module next to this file (the tests folders are not packages)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-op_examples = _load_sibling("op_examples")
 CASES = {case: (name, attrs) for case, name, attrs in op_examples.example_cases()}
 
 

@@ -2,7 +2,6 @@
 keeps analytic cost == torch == ONNX read-back and onnxruntime == torch; the JSON format and
 content hashes of existing specs do not move."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,19 +17,9 @@ from hostside.arch.ops.base import SpecError, pos_int
 from hostside.arch.ops.neutral import spec_neutral_ops
 from hostside.arch.random_specs import random_spec
 from hostside.arch.spec import ArchSpec
+from tests.arch import op_examples
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_sibling(name: str):
-    """Import a helper module next to this file (the tests folders are not packages)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-op_examples = _load_sibling("op_examples")
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))

@@ -36,8 +36,9 @@ def test_candidates_attributes_artifacts_and_finals_round_trip(store):
     store.update(first, status="measured", latency_ms=1.5, measurement={"latency_ms": {"median": 1.5}})
     store.set_attrs(second, {"ea4cnn.age": 3, "ea4cnn.species": [1, 2]})
     store.add_artifact(first, "onnx", "models/1.onnx", "f" * 64, 123, {"opset": 17})
-    store.set_final(first, status="measured", accuracy=0.9)
-    store.set_final(first, status="measured", accuracy=0.91)
+    store.set_result(first, "final", status="measured", test_accuracy=0.9)
+    store.set_result(first, "final", test_accuracy=0.91)
+    store.set_result(second, "screening", status="trained", epochs=5, val_accuracy=0.8)
     store.set_meta("config", {"budget": 3})
 
     assert store.has_key("k1") and not store.has_key("k3")
@@ -48,7 +49,9 @@ def test_candidates_attributes_artifacts_and_finals_round_trip(store):
     assert store.measurement_of_arch("ak1") == {"latency_ms": {"median": 1.5}}
     assert store.all_attrs() == {second: {"ea4cnn.age": 3, "ea4cnn.species": [1, 2]}}
     assert store.artifacts(first)[0]["meta"] == {"opset": 17}
-    assert [f["accuracy"] for f in store.finals()] == [0.91]
+    assert [(f["status"], f["test_accuracy"]) for f in store.results("final")] == [("measured", 0.91)]
+    assert [(r["candidate_id"], r["epochs"]) for r in store.results("screening")] == [(second, 5)]
+    assert store.results("spot_check") == []
     assert store.meta("config") == {"budget": 3} and store.meta("absent", 7) == 7
     with pytest.raises(KeyError):
         store.candidate(99)

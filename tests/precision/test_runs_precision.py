@@ -52,6 +52,22 @@ def test_runs_precision_writes_fronts_and_json(trained_digits, tmp_path, capsys)
     assert (run / "precision_fronts.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_best_type_is_chosen_on_validation_and_scored_on_test(trained_digits):
+    """The test part takes part in no choice: the type is the validation grid's best, its
+    reported accuracy that type's on the test part."""
+    from hostside.precision.analysis import analyze_model
+    from hostside.precision.formats import grid
+    from hostside.precision.runs import _analyse
+
+    split, dataset, onnx = trained_digits.split, trained_digits.dataset, str(trained_digits.onnx)
+    analysis, best = _analyse(onnx, dataset, split, "test", "extrinsic")
+    on_val = analyze_model(onnx, dataset, split.val, grid(), "extrinsic")["best"]
+    assert best["chosen_on"] == "val" and best["format"] == on_val["format"]
+    assert best["val_accuracy"] == on_val["accuracy"]
+    assert analysis["images"] == len(split.test)
+    assert best["accuracy"] == next(r["accuracy"] for r in analysis["formats"] if r["format"] == best["format"])
+
+
 def test_run_without_trained_models_is_one_clear_error(tmp_path):
     run = tmp_path / "empty"
     Journal.create(run).close()

@@ -71,10 +71,10 @@ def sample_data(run_name: str = "run-a") -> Dict[str, Any]:
         "format": DATA_FORMAT, "version": DATA_VERSION,
         "run": {"name": run_name, "status": "finished", "live": False, "refresh_s": 10, "generated_at": "2026-12-01 09:00:00 UTC",
                 "strategy": "nsga2", "space": "layer_list", "dataset": "digits", "board": "local",
-                "objectives": ["accuracy", "measured_latency", "energy"], "budgets": {"latency_ms": 0.08},
+                "objectives": ["val_accuracy", "latency_ms", "energy_mj"], "budgets": {"latency_ms": 0.08},
                 "final_epochs": 30, "counts": {"measured": 6, "rejected": 1, "failed": 1}},
         "metrics": METRICS,
-        "charts": [{"x": "measured_latency", "y": "accuracy"}, {"x": "energy", "y": "accuracy"}],
+        "charts": [{"x": "latency_ms", "y": "val_accuracy"}, {"x": "energy_mj", "y": "val_accuracy"}],
         "candidates": c, "models": models, "best_tradeoff": 6,
         "nothing_meets_budgets": False, "nearest_misses": [],
         "filter": {"rejected": 1, "trained": 7, "train_seconds_spent": 14.0, "train_seconds_saved_estimate": 2.4,
@@ -115,7 +115,7 @@ def test_report_shows_the_front_the_models_and_every_candidate_with_its_reason(b
         finals: Array.from(ch.querySelectorAll('.final-pt')).map(n => +n.dataset.id),
         rejected: Array.from(ch.querySelectorAll('.reject-pt')).map(n => +n.dataset.id),
         budget: ch.querySelectorAll('.budget').length}))""")
-    assert [c["x"] for c in charts] == ["measured_latency", "energy"]
+    assert [c["x"] for c in charts] == ["latency_ms", "energy_mj"]
     latency = charts[0]
     assert sorted(latency["front"]) == [1, 2, 6] and sorted(latency["grey"]) == [3, 7, 8]
     assert sorted(latency["finals"]) == [2, 6] and latency["rejected"] == [4] and latency["budget"] == 1
@@ -159,21 +159,21 @@ def test_hovering_a_point_shows_its_figures_and_clicking_finds_its_row(browser, 
     browser.open(page.as_uri())
     assert browser.evaluate("document.getElementById('tooltip').hidden") is True
 
-    browser.hover('#charts .chart[data-x="measured_latency"] .front-pt[data-id="6"]')
+    browser.hover('#charts .chart[data-x="latency_ms"] .front-pt[data-id="6"]')
     tip = browser.evaluate("document.getElementById('tooltip').hidden ? null : document.getElementById('tooltip').innerText")
     assert tip is not None and "#6" in tip
     for expected in ("0.930", "6,000", "120,000", "0.06 ms", "0.035 ms", "0.066 mJ", "75% of the weights", "species"):
         assert expected in tip, (expected, tip)
 
-    links = browser.evaluate("""Array.from(document.querySelectorAll('#charts .chart[data-x="measured_latency"] .parent-link'))
+    links = browser.evaluate("""Array.from(document.querySelectorAll('#charts .chart[data-x="latency_ms"] .parent-link'))
         .map(n => +n.dataset.parent).sort()""")
     assert links == [2, 3]  # candidate 6 is a crossover of 2 and 3: lines to both parents
 
-    browser.hover('#charts .chart[data-x="measured_latency"] .final-pt[data-id="6"]')
+    browser.hover('#charts .chart[data-x="latency_ms"] .final-pt[data-id="6"]')
     tip = browser.evaluate("document.getElementById('tooltip').innerText")
     assert "re-trained" in tip and "0.950" in tip and "0.034 ms" in tip
 
-    browser.hover('#charts .chart[data-x="measured_latency"] .reject-pt[data-id="4"]')
+    browser.hover('#charts .chart[data-x="latency_ms"] .reject-pt[data-id="4"]')
     assert "exceeds the budget" in browser.evaluate("document.getElementById('tooltip').innerText")
 
     browser.hover("#title")
@@ -182,7 +182,7 @@ def test_hovering_a_point_shows_its_figures_and_clicking_finds_its_row(browser, 
 
     browser.evaluate("document.querySelector('#status-filters input[data-status=\"measured\"]').click()")
     assert {r["status"] for r in _rows(browser)} == {"rejected", "failed"}
-    browser.click('#charts .chart[data-x="measured_latency"] .pt[data-id="7"]')
+    browser.click('#charts .chart[data-x="latency_ms"] .pt[data-id="7"]')
     assert browser.evaluate("!!document.getElementById('row-7') && document.getElementById('row-7').classList.contains('flash')")
     assert len(_rows(browser)) == 8  # finding the row cleared the filter that hid it
     assert browser.errors == []
@@ -191,7 +191,7 @@ def test_hovering_a_point_shows_its_figures_and_clicking_finds_its_row(browser, 
 def test_zooming_to_the_front_keeps_the_front_and_drops_the_far_points(browser, tmp_path):
     page = _write(tmp_path, sample_data("zoom-run"))
     browser.open(page.as_uri())
-    chart = '#charts .chart[data-x="measured_latency"]'
+    chart = '#charts .chart[data-x="latency_ms"]'
     count = f"document.querySelectorAll('{chart} .reject-pt, {chart} .pt').length"
     before = browser.evaluate(count)
     browser.click("#zoom-front")
@@ -293,10 +293,10 @@ def test_arch_summary_names_each_layer():
 
 
 def test_an_objective_another_module_registered_is_charted_by_its_own_reader():
-    table = metric_table(["accuracy", "mult_energy"])
-    assert table["mult_energy"]["key"] == "mult_energy_mj" and table["accuracy"] == METRICS["accuracy"]
+    table = metric_table(["val_accuracy", "mult_energy_mj"])
+    assert table["mult_energy_mj"]["key"] == "mult_energy_mj" and table["val_accuracy"] == METRICS["val_accuracy"]
     small, large = ({"macs": macs, "cost": {"deployed_params": 100}} for macs in (1000, 4000))
-    assert 0 < _extra_value(small, "mult_energy") < _extra_value(large, "mult_energy")
+    assert 0 < _extra_value(small, "mult_energy_mj") < _extra_value(large, "mult_energy_mj")
 
 
 def test_strategy_attributes_drop_the_engine_and_shorten_unambiguous_keys():
@@ -310,11 +310,12 @@ def test_a_real_search_writes_a_report_that_matches_its_journal(browser, tiny_ru
     assert page.is_file()
     db = sqlite3.connect(tiny_run / "journal.sqlite")
     rows = db.execute("SELECT id, status FROM candidates ORDER BY id").fetchall()
-    finals = [r[0] for r in db.execute("SELECT candidate_id FROM final_models WHERE status = 'measured' ORDER BY candidate_id")]
+    finals = [r[0] for r in db.execute("SELECT candidate_id FROM results WHERE stage = 'final' AND status = 'measured' "
+                                       "ORDER BY candidate_id")]
     browser.open(page.as_uri())
     shown = _rows(browser)
     assert [(int(r["id"]), r["status"]) for r in shown] == rows
-    chart = '#charts .chart[data-x="measured_latency"]'
+    chart = '#charts .chart[data-x="latency_ms"]'
     on_chart = browser.evaluate(f"Array.from(document.querySelectorAll('{chart} [data-id]')).map(n => +n.dataset.id)")
     measured = [cid for cid, status in rows if status == "measured"]
     assert set(measured) <= set(on_chart)

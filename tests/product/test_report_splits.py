@@ -26,14 +26,14 @@ def _row(**values):
 
 
 def _final(**values):
-    final = {"onnx_path": "final/00003/model.onnx", "onnx_sha256": "0" * 64, "accuracy": 0.79, "val_accuracy": 0.8,
+    final = {"onnx_path": "final/00003/model.onnx", "onnx_sha256": "0" * 64, "test_accuracy": 0.79, "val_accuracy": 0.8,
              "latency_ms": 0.11, "energy_mj": None}
     final.update(values)
     return final
 
 
 def test_a_front_model_carries_its_test_accuracy_the_search_figure_and_the_genotype_summary():
-    entry = _model_entry(_final(), _row(), {"accuracy": 0.9}, _SummarisingSpace())
+    entry = _model_entry(_final(), _row(), {"val_accuracy": 0.9}, _SummarisingSpace())
     assert entry["test_accuracy"] == 0.79 and entry["search_val_accuracy"] == 0.81 and entry["val_accuracy"] == 0.8
     assert entry["arch_str"] == "|nor~0|" and entry["params"] == 1200
     assert entry["meets_budgets"] is False  # the accuracy budget reads validation (0.8 < 0.9), not test
@@ -51,7 +51,7 @@ def test_circuits_above_rank_16_are_marked_as_trained_with_a_truncated_table():
 
 def _report(models):
     return {"run": "/tmp/run-x", "config": {"strategy": "cgp-nsga2", "space": "cgp", "dataset": "digits",
-                                            "board": "local", "objectives": ["accuracy", "mult_energy"],
+                                            "board": "local", "objectives": ["accuracy", "mult_energy_mj"],
                                             "budgets": {}, "final_epochs": 4},
             "counts": {"measured": 1}, "onnx_warning": None, "nothing_meets_budgets": False, "nearest_misses": [],
             "models": models, "screened": [], "best_tradeoff": None, "failed": [], "plots": [],
@@ -72,6 +72,6 @@ def test_report_md_names_the_split_of_each_accuracy_and_the_truncated_tables():
 
 
 def test_search_axes_say_validation():
-    assert _LABELS["accuracy"] == _LABELS["val_accuracy"] == "validation accuracy"
-    assert plot_pairs(["measured_latency", "val_accuracy"]) == [("measured_latency", "val_accuracy")]
+    assert _LABELS["val_accuracy"] == "validation accuracy"
+    assert plot_pairs(["latency_ms", "val_accuracy"]) == [("latency_ms", "val_accuracy")]
     assert TEST_LABEL == "test accuracy (not used in any choice)"

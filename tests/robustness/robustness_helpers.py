@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -64,3 +66,25 @@ def kill_quietly(pids: Sequence[int]) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def candidate_statuses(run_dir: Path) -> List[str]:
+    """The status of every candidate in the run's journal, read-only while the search writes
+    it; none (an empty list) while the journal does not exist yet or cannot be read."""
+    try:
+        db = sqlite3.connect(f"file:{run_dir / 'journal.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return [row[0] for row in db.execute("SELECT status FROM candidates")]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []
+
+
+def run_status(run_dir: Path) -> str:
+    """The run's own status in its journal ("running", "interrupted", ...)."""
+    db = sqlite3.connect(f"file:{run_dir / 'journal.sqlite'}?mode=ro", uri=True, timeout=5)
+    try:
+        return json.loads(db.execute("SELECT value FROM meta WHERE key = 'status'").fetchone()[0])
+    finally:
+        db.close()

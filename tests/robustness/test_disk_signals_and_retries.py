@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from typing import List
 
 import pytest
 
-from robustness_helpers import REPO, assert_one_error_line, run_cli
+from robustness_helpers import REPO, assert_one_error_line, candidate_statuses, run_cli, run_status
 
 pytestmark = pytest.mark.slow
 
@@ -112,25 +111,6 @@ def error_line(done: subprocess.CompletedProcess, *needles: str) -> str:
     return errors[0]
 
 
-def _rows(run_dir: Path) -> List[str]:
-    try:
-        db = sqlite3.connect(f"file:{run_dir / 'journal.sqlite'}?mode=ro", uri=True, timeout=5)
-        try:
-            return [row[0] for row in db.execute("SELECT status FROM candidates")]
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return []
-
-
-def _meta_status(run_dir: Path) -> str:
-    db = sqlite3.connect(f"file:{run_dir / 'journal.sqlite'}?mode=ro", uri=True, timeout=5)
-    try:
-        return json.loads(db.execute("SELECT value FROM meta WHERE key = 'status'").fetchone()[0])
-    finally:
-        db.close()
-
-
 def _search(args: List[str], home: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "hostside.cli", "search", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, cwd=REPO,
@@ -139,7 +119,7 @@ def _search(args: List[str], home: dict) -> subprocess.Popen:
 
 def _wait_for_candidates(process: subprocess.Popen, run_dir: Path, statuses: tuple) -> None:
     deadline = time.monotonic() + 120
-    while not any(status in statuses for status in _rows(run_dir)):
+    while not any(status in statuses for status in candidate_statuses(run_dir)):
         assert process.poll() is None, process.stderr.read()
         assert time.monotonic() < deadline, f"no candidate {statuses} within two minutes"
         time.sleep(0.05)
@@ -169,7 +149,7 @@ def test_a_disk_filling_up_during_a_search_stops_it_in_one_line_and_resume_finis
             search.wait()
     stopped = subprocess.CompletedProcess(search.args, search.returncode, "", err)
     error_line(stopped, "no space left on the disk holding", str(run_dir), f"--resume {run_dir}")
-    finished = [status for status in _rows(run_dir) if status in ("measured", "rejected", "failed")]
+    finished = [status for status in candidate_statuses(run_dir) if status in ("measured", "rejected", "failed")]
     assert "failed" not in finished  # the disk's fault is no candidate's: they are re-trained on resume
 
     small_disk.fill()  # a full disk also stops `runs analyze` in one line naming where
@@ -180,7 +160,7 @@ def test_a_disk_filling_up_during_a_search_stops_it_in_one_line_and_resume_finis
     resumed = run_cli(["search", "--resume", str(run_dir)], env=home, timeout_s=240)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((run_dir / "pareto.json").read_text())
-    assert len([s for s in _rows(run_dir) if s in ("measured", "rejected", "failed")]) >= len(finished)
+    assert len([s for s in candidate_statuses(run_dir) if s in ("measured", "rejected", "failed")]) >= len(finished)
 
 
 def test_train_calibrate_and_precision_on_a_full_disk_are_one_line(small_disk, model_alone, home):
@@ -250,11 +230,11 @@ def test_sigterm_prints_the_resume_command_and_resume_may_only_change_the_drift_
     assert search.returncode == 143, err
     stopped = subprocess.CompletedProcess(search.args, search.returncode, "", err)
     error_line(stopped, "SIGTERM", f"`hostside search --resume {run_dir}`")
-    assert _meta_status(run_dir) == "interrupted"
+    assert run_status(run_dir) == "interrupted"
 
     strict = run_cli(["search", "--resume", str(run_dir), "--drift-tolerance", "1e-6"], env=home)
     error_line(strict, "drifted")  # the override is honoured: the board is checked at this resume
-    assert _meta_status(run_dir) == "interrupted"
+    assert run_status(run_dir) == "interrupted"
     assert_one_error_line(run_cli(["search", "--resume", str(run_dir), "--epochs", "3"], env=home),
                           "drop the other flags", "epochs")
 

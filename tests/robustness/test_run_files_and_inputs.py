@@ -74,7 +74,7 @@ def test_the_final_measurement_refuses_a_swapped_onnx_file(tiny_run, tmp_path):
     run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
     journal = Journal.open(run)
     try:
-        finals = journal.finals()
+        finals = journal.results("final")
         final = run / finals[0]["onnx_path"]
         shutil.copyfile(run / SWAPPED, final)
 

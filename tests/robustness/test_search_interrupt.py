@@ -6,69 +6,35 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from robustness_helpers import REPO, assert_one_error_line, run_cli
+from robustness_helpers import REPO, assert_one_error_line, candidate_statuses, run_cli, run_status
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def calibration(tmp_path_factory) -> Path:
-    """One small real calibration of this machine (as tests/search does), so the search
-    starts training at once."""
-    from hostside.boards import open_board
-    from hostside.calibration.calibrate import CALIBRATION_JSON, calibrate
-
-    out = tmp_path_factory.mktemp("calibration")
-    with open_board("local") as board:
-        calibrate([board], out, threads=1, input_shape=(1, 8, 8), size=16)
-    return out / CALIBRATION_JSON
-
-
-def _statuses(run_dir: Path):
-    try:
-        db = sqlite3.connect(f"file:{run_dir / 'journal.sqlite'}?mode=ro", uri=True, timeout=5)
-        try:
-            return [row[0] for row in db.execute("SELECT status FROM candidates")]
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return []
-
-
-def _meta_status(run_dir: Path) -> str:
-    db = sqlite3.connect(f"file:{run_dir / 'journal.sqlite'}?mode=ro", uri=True, timeout=5)
-    try:
-        return db.execute("SELECT value FROM meta WHERE key = 'status'").fetchone()[0].strip('"')
-    finally:
-        db.close()
-
-
-def test_a_live_run_is_locked_and_ctrl_c_leaves_it_resumable(tmp_path, calibration):
+def test_a_live_run_is_locked_and_ctrl_c_leaves_it_resumable(tmp_path, digits_calibration):
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO), "HOSTSIDE_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     search = subprocess.Popen(
         [sys.executable, "-m", "hostside.cli", "search", "--budget", "30", "--population", "3", "--epochs", "3",
-         "--calibration", str(calibration), "--out", str(run_dir)],
+         "--calibration", str(digits_calibration), "--out", str(run_dir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 180
-        while "training" not in _statuses(run_dir):
+        while "training" not in candidate_statuses(run_dir):
             assert search.poll() is None, search.stderr.read()
             assert time.monotonic() < deadline, "no candidate started training within three minutes"
             time.sleep(0.1)
 
         second = run_cli(["search", "--resume", str(run_dir)], env={"HOSTSIDE_HOME": str(tmp_path / "home")}, timeout_s=60)
         assert_one_error_line(second, "in use by process", str(search.pid))
-        assert _meta_status(run_dir) == "running"
+        assert run_status(run_dir) == "running"
 
         os.killpg(search.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
         started = time.monotonic()
@@ -83,6 +49,6 @@ def test_a_live_run_is_locked_and_ctrl_c_leaves_it_resumable(tmp_path, calibrati
     assert "Traceback" not in err, err
     last = err.strip().splitlines()[-1]
     assert "interrupted" in last and f"--resume {run_dir}" in last
-    assert _meta_status(run_dir) != "running"
+    assert run_status(run_dir) != "running"
     listed = run_cli(["runs", "show", str(run_dir)], env={"HOSTSIDE_HOME": str(tmp_path / "home")}, timeout_s=60)
     assert listed.returncode == 0, listed.stderr

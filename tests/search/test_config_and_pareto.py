@@ -13,7 +13,7 @@ from hostside.search.pareto import (best_tradeoff, hypervolume, pareto_front, ra
 
 @pytest.mark.parametrize("values, message", [
     ({"strategy": "anneal"}, "config key 'strategy': 'anneal' is not allowed; choose one of "),
-    ({"objectives": ["accuracy", "speed"]}, "config key 'objectives': 'speed' is not allowed; choose from accuracy, val_accuracy, params"),
+    ({"objectives": ["accuracy", "speed"]}, "config key 'objectives': 'speed' is not allowed; choose from val_accuracy, params"),
     ({"objectives": ["accuracy"]}, "config key 'objectives'"),
     ({"budget": 0}, "config key 'budget': 0 is not allowed; give an integer >= 1"),
     ({"budgets": {"latency": 1}}, "config key 'budgets.latency' is unknown; allowed budgets: latency_ms"),
@@ -30,9 +30,9 @@ from hostside.search.pareto import (best_tradeoff, hypervolume, pareto_front, ra
     ({"final_data": "all"}, "config key 'final_data': 'all' is not allowed; choose one of train, train+val"),
     ({"screen_models": -2}, "config key 'screen_models': -2 is not allowed; give an integer >= 0 (0: no screening)"),
     ({"screen_epochs": 0}, "config key 'screen_epochs': 0 is not allowed; give an integer >= 1"),
-    ({"screen_models": 4, "objectives": ["measured_latency", "accuracy"]},
+    ({"screen_models": 4, "objectives": ["latency_ms", "accuracy"]},
      "config key 'screen_models': screening trains the best candidates in the first objective longer, so it must be "
-     "one of val_accuracy, accuracy (it is 'measured_latency'); put it first or set screen_models = 0"),
+     "one of val_accuracy (it is 'latency_ms'); put it first or set screen_models = 0"),
 ])
 def test_bad_settings_name_the_key_and_the_allowed_values(values, message):
     with pytest.raises(UserError) as info:
@@ -69,7 +69,7 @@ def _row(i, accuracy, latency):
 
 def test_front_ranks_crowding_and_budgets():
     rows = [_row(0, 0.9, 1.0), _row(1, 0.8, 0.5), _row(2, 0.7, 0.8), _row(3, 0.95, 2.0)]
-    assert [r["id"] for r in pareto_front(rows, ["accuracy", "measured_latency"])] == [0, 1, 3]
+    assert [r["id"] for r in pareto_front(rows, ["accuracy", "latency_ms"])] == [0, 1, 3]
     F = np.array([[0.1, 1.0], [0.2, 0.5], [0.3, 0.8], [0.05, 2.0]])
     rank, crowding = rank_and_crowding(F, np.array([0, 0, 0, 0.5]))
     assert list(rank) == [0, 0, 1, 2]  # the infeasible row ranks after every feasible front
@@ -80,7 +80,7 @@ def test_front_ranks_crowding_and_budgets():
 def test_a_capped_front_keeps_the_most_accurate_then_the_ends_of_the_front():
     # A front along accuracy vs latency: 0.95 @ 2.0 ms ... 0.70 @ 0.2 ms, crowded in the middle.
     rows = [_row(0, 0.95, 2.0), _row(1, 0.90, 1.0), _row(2, 0.89, 0.95), _row(3, 0.88, 0.9), _row(4, 0.70, 0.2)]
-    objectives = ["accuracy", "measured_latency"]
+    objectives = ["accuracy", "latency_ms"]
     assert [r["id"] for r in spread_subset(rows, objectives, 2)] == [0, 4]
     assert [r["id"] for r in spread_subset(rows, objectives, 3)] == [0, 4, 3]
     assert spread_subset(rows, objectives, 0) == rows and spread_subset(rows, objectives, 9) == rows
@@ -98,11 +98,11 @@ def test_hypervolume_and_best_tradeoff():
     assert hypervolume(F, [1.0, 2.0]) == pytest.approx(0.9 * 1.0 + 0.8 * 0.5)
     assert hypervolume(np.array([[2.0, 3.0]]), [1.0, 2.0]) == 0.0
     rows = [_row(0, 0.99, 5.0), _row(1, 0.95, 1.0), _row(2, 0.5, 0.9)]
-    assert best_tradeoff(rows, ["accuracy", "measured_latency"], [1, 1]) == 1
+    assert best_tradeoff(rows, ["accuracy", "latency_ms"], [1, 1]) == 1
 
 
-def _journal_row(i, status, macs, train_seconds=None, spot=None):
-    return {"id": i, "status": status, "macs": macs, "train_seconds": train_seconds, "spot_check": spot}
+def _journal_row(i, status, macs, train_seconds=None):
+    return {"id": i, "status": status, "macs": macs, "train_seconds": train_seconds}
 
 
 def test_filter_statistics_estimate_savings_from_macs_and_count_false_rejects():
@@ -110,10 +110,10 @@ def test_filter_statistics_estimate_savings_from_macs_and_count_false_rejects():
 
     rows = [_journal_row(1, "measured", 1000, 1.0), _journal_row(2, "measured", 2000, 2.0),
             _journal_row(3, "measured", 3000, 3.0),
-            _journal_row(4, "rejected", 10000, spot={"latency_ms": 0.2, "meets_budget": False}),
-            _journal_row(5, "rejected", 5000, spot={"latency_ms": 0.1, "meets_budget": True}),
-            _journal_row(6, "rejected", 4000)]
-    stats = filter_statistics(rows)
+            _journal_row(4, "rejected", 10000), _journal_row(5, "rejected", 5000), _journal_row(6, "rejected", 4000)]
+    spot_checks = [{"candidate_id": 4, "latency_ms": 0.2, "meets_budget": False},
+                   {"candidate_id": 5, "latency_ms": 0.1, "meets_budget": True}]
+    stats = filter_statistics(rows, spot_checks)
     assert stats["train_seconds_saved_estimate"] == pytest.approx(10 + 5 + 4)
     assert stats["saved_fraction"] == pytest.approx(19 / 25)
     assert (stats["spot_checked"], stats["false_rejects"], stats["false_reject_rate"]) == (2, [5], 0.5)

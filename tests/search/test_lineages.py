@@ -13,6 +13,7 @@ import pytest
 
 from hostside.cli import main
 from hostside.journal import Journal
+from hostside.options import setting
 from hostside.search.candidate import Proposal
 from hostside.search.config import SearchConfig
 from hostside.search.run import start_run
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 @dataclass
 class AgeingOptions:
-    founders: int = 2
+    founders: int = setting(2, "networks of the first generation", minimum=1)
 
 
 @register_strategy("test-ageing")

@@ -89,3 +89,38 @@ def test_bad_options_are_one_line():
         make_strategy("optuna:nsga2", {"population_size": 1}, settings())
     with pytest.raises(UserError, match="n_startup_trials"):
         make_strategy("optuna:tpe", {"n_startup_trials": 0}, settings())
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+@pytest.mark.parametrize("objectives", [("val_accuracy",), ("val_accuracy", "measured_latency")])
+def test_the_memo_study_asks_what_a_rebuild_from_the_records_asks(name, objectives, monkeypatch):
+    """The process keeps the last study and reuses its matching trials (and what each record
+    said); whatever the records before (longer, shorter, a trial back to running, another run's),
+    an ask must propose what a study rebuilt from the records alone proposes, or a resumed run
+    would differ from an uninterrupted one."""
+    from hostside.search.strategies import optuna_samplers
+
+    nb201 = space()
+    options = {"population_size": 5} if name == "optuna:nsga2" else {}
+    options.update({"n_startup_trials": 5} if name == "optuna:tpe" else {})
+    strategy = make_strategy(name, options, settings(objectives=objectives))
+    records = drive(strategy, nb201, 24, seed=5)
+    other_run = drive(make_strategy(name, options, settings(objectives=objectives)), nb201, 12, seed=6)
+    running = Candidate(**{**records[17].__dict__, "status": "training"})
+    histories = [records[:12], records[:24], records[:16], records[:17] + [running] + records[18:], other_run,
+                 records[:20], records[:20]]
+
+    def ask(history, seed):
+        proposals = strategy.ask(3, AskContext(nb201, tuple(history), np.random.default_rng(seed), 0, 0))
+        return [(p.genotype, dict(p.attrs)) for p in proposals]
+
+    warm = [ask(history, seed) for seed, history in enumerate(histories)]
+    cold = []
+    for seed, history in enumerate(histories):
+        monkeypatch.setattr(optuna_samplers, "_MEMO", optuna_samplers._StudyMemo())
+        monkeypatch.setattr(optuna_samplers, "_TOLD", optuna_samplers._ToldMemo())
+        cold.append(ask(history, seed))
+        study = optuna_samplers._MEMO._study
+        assert len(study.trials) == len(history)  # what was asked is forgotten
+        assert not study._storage.get_study_system_attrs(study._study_id)
+    assert warm == cold

@@ -64,7 +64,7 @@ def test_works_on_a_space_without_categorical_genes():
     records = [record_from_row({"id": i, "genotype": layers.sample(rng), "parents": [], "operator": "sample",
                                 "generation": 0, "status": "measured", "arch_hash": str(i),
                                 "val_accuracy": float(rng.uniform(0.5, 1)), "latency_ms": float(rng.uniform(1, 9))},
-                               {}, ("val_accuracy", "measured_latency"), {}) for i in range(1, 4)]
+                               {}, ("val_accuracy", "latency_ms"), {}) for i in range(1, 4)]
     for proposal in strategy.ask(5, _ctx(layers, records, 4)):
         layers.decode(dict(proposal.genotype))
         assert proposal.parents[0] in {1, 2, 3}

@@ -149,7 +149,7 @@ def test_an_unreachable_dask_scheduler_is_one_clear_error(in_tmp_cwd, digits_cal
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--objectives", "accuracy,speed"], "config key 'objectives': 'speed' is not allowed; choose from accuracy"),
+    (["--objectives", "accuracy,speed"], "config key 'objectives': 'speed' is not allowed; choose from val_accuracy"),
     (["--strategy", "hillclimb"], "config key 'strategy': 'hillclimb' is not allowed; choose one of "),
     (["--budget", "0"], "config key 'budget': 0 is not allowed"),
     (["--dataset", "nosuch.npz"], "nosuch.npz"),
@@ -172,7 +172,7 @@ def _as_schema_1_run(source, target):
     v1_columns = ("id", "key", "arch_hash", "generation", "status", "operator", "parents", "genotype", "spec", "cost",
                   "params", "macs", "activation_bytes", "predicted_latency_ms", "filter_accepted", "filter_reason",
                   "filter_margins", "accuracy", "val_accuracy", "train_seconds", "train_metrics", "onnx_path",
-                  "onnx_sha256", "latency_ms", "energy_mj", "measurement", "timings", "error", "spot_check",
+                  "onnx_sha256", "latency_ms", "energy_mj", "measurement", "timings", "error",
                   "created_at", "updated_at")
     target.mkdir()
     shutil.copy(source / "split.json", target / "split.json")
@@ -218,7 +218,7 @@ def test_a_run_journaled_by_schema_1_resumes_and_breeds_from_its_candidates(in_t
     assert main(["search", "--resume", str(in_tmp_cwd / "old")]) == 0
 
     journal = Journal.open(in_tmp_cwd / "old")
-    assert journal.schema_version == 2
+    assert journal.schema_version == 3
     after = {r["id"]: r for r in journal.candidates()}
     for cid, row in before.items():  # the schema-1 candidates are kept as they were
         assert after[cid]["updated_at"] == row["updated_at"] and after[cid]["weights_path"] is None
@@ -227,5 +227,5 @@ def test_a_run_journaled_by_schema_1_resumes_and_breeds_from_its_candidates(in_t
     assert len(born) == 3 and all(r["status"] == "measured" and r["generation"] == 1 for r in born)
     assert any(set(r["parents"]) & set(before) for r in born)  # NSGA-II bred from the old candidates
     assert all((in_tmp_cwd / "old" / r["weights_path"]).is_file() for r in born)
-    assert journal.meta("status") == "finished" and journal.finals()
+    assert journal.meta("status") == "finished" and journal.results("final")
     journal.close()

@@ -71,7 +71,7 @@ def test_nothing_meets_the_budget_report_lists_the_nearest_misses(in_tmp_cwd, di
     assert report["nothing_meets_budgets"] and report["models"] == []
     assert len(report["nearest_misses"]) == 3
     violations = [m["violation"] for m in report["nearest_misses"]]
-    assert violations == sorted(violations) and all("accuracy" in m["missed"] for m in report["nearest_misses"])
+    assert violations == sorted(violations) and all("val_accuracy" in m["missed"] for m in report["nearest_misses"])
     assert "No candidate meets the budgets" in (run_dir / "report.md").read_text()
     assert json.loads((run_dir / "pareto.json").read_text()) == []
 
@@ -120,7 +120,7 @@ def test_search_minutes_stops_asking_once_passed_and_the_front_is_still_re_train
 def test_the_front_re_trained_on_train_and_val_learns_from_both_and_is_reported_at_its_test_accuracy(
         in_tmp_cwd, digits_calibration, capsys):
     config = in_tmp_cwd / "train_val.toml"
-    config.write_text('objectives = ["val_accuracy", "measured_latency"]\nbudget = 4\npopulation = 2\nepochs = 1\n'
+    config.write_text('objectives = ["val_accuracy", "latency_ms"]\nbudget = 4\npopulation = 2\nepochs = 1\n'
                       f'final_epochs = 1\nfinal_models = 2\nseed = 1\ncalibration = "{digits_calibration}"\n')
     run_dir = in_tmp_cwd / "run"
     assert main(["search", "--config", str(config), "--final-data", "train+val", "--out", str(run_dir)]) == 0
@@ -145,7 +145,7 @@ def test_screening_trains_the_most_accurate_longer_and_the_front_is_chosen_on_it
     from hostside.spaces import make_space
 
     config = in_tmp_cwd / "screened.toml"
-    config.write_text('objectives = ["val_accuracy", "measured_latency"]\nbudget = 6\npopulation = 3\nepochs = 1\n'
+    config.write_text('objectives = ["val_accuracy", "latency_ms"]\nbudget = 6\npopulation = 3\nepochs = 1\n'
                       'final_epochs = 1\nfinal_models = 1\nscreen_models = 2\nscreen_epochs = 4\nseed = 1\n'
                       f'calibration = "{digits_calibration}"\n')
     run_dir = in_tmp_cwd / "run"
@@ -153,19 +153,19 @@ def test_screening_trains_the_most_accurate_longer_and_the_front_is_chosen_on_it
     assert "screening the 2 most accurate candidate(s): 4 epochs each on the whole training part" in capsys.readouterr().err
     measured = {r["id"]: r for r in _journal_rows(run_dir) if r["status"] == "measured"}
     db = sqlite3.connect(run_dir / JOURNAL_FILE)
-    attrs = {}
-    for candidate_id, key, value in db.execute("SELECT candidate_id, key, value FROM attrs WHERE key LIKE 'screen.%'"):
-        attrs.setdefault(candidate_id, {})[key] = json.loads(value)
+    attrs = {}  # the screening results, by candidate
+    for candidate_id, figures in db.execute("SELECT candidate_id, figures FROM results WHERE stage = 'screening'"):
+        attrs[candidate_id] = json.loads(figures)
     pool = {}  # the two best in validation accuracy, one per network and learning rate
     for row in sorted(measured.values(), key=lambda r: (-r["val_accuracy"], r["id"])):
         pool.setdefault((row["arch_hash"], json.loads(row["genotype"])["lr"]), row["id"])
     assert set(attrs) == set(list(pool.values())[:2])
-    assert all(a["screen.epochs"] == 4 and 0 < a["screen.val_accuracy"] <= 1 for a in attrs.values())
+    assert all(a["epochs"] == 4 and 0 < a["val_accuracy"] <= 1 for a in attrs.values())
 
     report = json.loads((run_dir / "report.json").read_text())
     assert {s["id"]: s["search_val_accuracy"] for s in report["screened"]} == {
         i: measured[i]["val_accuracy"] for i in attrs}
-    overlaid = {i: attrs.get(i, {}).get("screen.val_accuracy", r["val_accuracy"]) for i, r in measured.items()}
+    overlaid = {i: attrs.get(i, {}).get("val_accuracy", r["val_accuracy"]) for i, r in measured.items()}
     (final,) = report["models"]
     assert overlaid[final["id"]] == max(overlaid.values())  # chosen on the screened figure, not the search's
     assert "## Screening" in (run_dir / "report.md").read_text()

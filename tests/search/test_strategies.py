@@ -14,7 +14,7 @@ from hostside.search.strategies import AskContext, StrategySettings, make_strate
 from hostside.search.strategies.nsga2 import NSGA2
 from hostside.spaces import make_space
 
-OBJECTIVES = ("accuracy", "measured_latency")
+OBJECTIVES = ("accuracy", "latency_ms")
 
 
 def _settings(population=6, objectives=OBJECTIVES, budgets=None):
@@ -142,12 +142,12 @@ def test_records_are_frozen_and_retrain_proposals_continue_a_lineage():
     ("anneal", {}, "config key 'strategy': 'anneal' is not allowed; choose one of "),
     ("nsga2", {"crossover": 0.5}, "strategy 'nsga2': option 'crossover' is unknown; allowed options: crossover_rate"),
     ("nsga2", {"crossover_rate": "high"}, "strategy 'nsga2': option 'crossover_rate': 'high' is not allowed; give a number"),
-    ("nsga2", {"mutation_rate": 1.5}, "strategy 'nsga2': option 'mutation_rate': 1.5 is not allowed; give a probability"),
+    ("nsga2", {"mutation_rate": 1.5}, "strategy 'nsga2': option 'mutation_rate': 1.5 is not allowed; give a number in [0, 1]"),
     ("random", {"x": 1}, "strategy 'random': option 'x' is unknown; allowed options: none"),
     ("cgp-nsga2", {"immigrant_rate": 2}, "strategy 'cgp-nsga2': option 'immigrant_rate': 2 is not allowed; give a "
-     "probability in [0, 1]"),
+     "number in [0, 1]"),
     ("cgp-nsga2", {"crossover_rate": -0.1}, "strategy 'cgp-nsga2': option 'crossover_rate': -0.1 is not allowed; give "
-     "a probability in [0, 1]"),
+     "a number in [0, 1]"),
 ])
 def test_unknown_strategies_and_bad_options_are_one_line(name, options, message):
     with pytest.raises(UserError) as info:

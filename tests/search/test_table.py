@@ -62,7 +62,7 @@ def test_table_search_end_to_end(tmp_path, nb201_rows):
     journal = Journal.open(run)
     try:
         rows = journal.candidates()
-        finals = journal.finals()
+        finals = journal.results("final")
     finally:
         journal.close()
     assert [r["status"] for r in rows] == ["measured"] * 16
@@ -75,7 +75,7 @@ def test_table_search_end_to_end(tmp_path, nb201_rows):
     assert finals and all(f["status"] == "measured" for f in finals)
     for final in finals:
         truth = nb201_rows[_arch(next(r for r in rows if r["id"] == final["candidate_id"]))]
-        assert final["accuracy"] == pytest.approx(float(truth["c10valid_test_acc_200ep"]) / 100)
+        assert final["test_accuracy"] == pytest.approx(float(truth["c10valid_test_acc_200ep"]) / 100)
         assert final["val_accuracy"] == pytest.approx(float(truth["c10valid_val_acc_200ep"]) / 100)
     assert len(report["models"]) == len(finals)
     for name in ("report.md", "report.html", "pareto.json"):
@@ -161,7 +161,7 @@ def test_missing_error_stops_and_missing_skip_counts(tmp_path):
 def test_asha_promotes_the_best_and_charges_only_the_extra_seconds(tmp_path, nb201_rows):
     run = tmp_path / "asha"
     config = _config(NB201, strategy="asha", budget_unit="train_seconds", budget=24_000,
-                     objectives=["val_accuracy", "measured_latency"], policy="generational")
+                     objectives=["val_accuracy", "latency_ms"], policy="generational")
     start_run(config, run, progress=lambda m: None)
     journal = Journal.open(run)
     try:

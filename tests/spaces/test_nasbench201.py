@@ -23,7 +23,7 @@ import torch
 from hostside.arch.build import build_module, count_params
 from hostside.arch.export import export_onnx
 from hostside.arch.nb201 import (EDGES, NB201_OPS, format_arch_str, is_connected, kept_edges, nb201_spec,
-                                 parse_arch_str)
+                                 parse_arch_str, zero_inputs_kept)
 from hostside.arch.onnx_stats import onnx_stats
 from hostside.arch.ops import get_op
 from hostside.arch.ops.base import SpecError
@@ -305,6 +305,22 @@ def test_the_command_writes_the_spec(tmp_path):
     assert ArchSpec.load(out) == nb201_spec(MIXED, (1, 28, 28), 5)
     assert _cli(MIXED, "--out", str(out)).returncode == 0
     assert ArchSpec.load(out) == nb201_spec(MIXED)  # defaults: CIFAR-10
+
+
+def test_zero_input_edges_are_built_as_hw_nas_bench_measured_them(tmp_path):
+    """Node 1 receives only `none`: the conv leaving it runs (on zeros) in HW-NAS-Bench's graph,
+    so the deployed-alike network has it, wired to the cell input, and costs more."""
+    starved = "|none~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|none~0|none~1|skip_connect~2|"
+    kept = zero_inputs_kept(starved)
+    assert kept == "|skip_connect~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|none~0|none~1|skip_connect~2|"
+    assert zero_inputs_kept(MIXED) == MIXED  # every node receives something: unchanged
+    ids = {n.id for n in nb201_spec(kept).nodes}
+    assert "s1c1_e1to2_conv1x1" in ids
+    assert nb201_spec(kept).cost.macs > nb201_spec(starved).cost.macs
+    out = tmp_path / "spec.json"
+    done = _cli(starved, "--zero-inputs-kept", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert ArchSpec.load(out) == nb201_spec(kept)
 
 
 @pytest.mark.parametrize("args, words", [

@@ -18,12 +18,13 @@ retraining of it exists, so a resumed run promotes exactly what the uninterrupte
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Set
 
 import numpy as np
 
 from hostside.errors import UserError
+from hostside.options import setting
 from hostside.metrics import rank_and_crowding
 from hostside.search.candidate import Candidate, Proposal
 from hostside.search.strategies.base import AskContext, Strategy, register_strategy
@@ -33,10 +34,9 @@ RUNG = "asha.rung"
 
 @dataclass
 class AshaOptions:
-    #: Total training epochs of each rung, increasing (default: the NB201 table's fidelities).
-    rungs: List[int] = field(default_factory=lambda: [12, 200])
-    #: One in ``eta`` of a rung's candidates is promoted to the next.
-    eta: int = 3
+    rungs: List[int] = setting(default_factory=lambda: [12, 200], help="total training epochs of each rung, "
+                               "increasing (a table run: its fidelities)")
+    eta: int = setting(3, "one in `eta` of a rung's candidates is promoted")
 
     def validate(self) -> None:
         rungs = self.rungs

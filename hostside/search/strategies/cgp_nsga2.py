@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List
 
-from hostside.errors import UserError
+from hostside.options import setting
 from hostside.search.candidate import Proposal
 from hostside.search.strategies.base import AskContext, register_strategy
 from hostside.search.strategies.nsga2 import NSGA2
@@ -35,22 +35,16 @@ from hostside.search.strategies.nsga2 import NSGA2
 
 @dataclass
 class CgpNsga2Options:
-    #: Share of the training set each generation trains on (D_train): the paper's is all of it;
-    #: the shipped configs take half, so a generation on digits trains in half the time.
-    train_fraction: float = 1.0
-    #: Children start from their parent's weights (by node id).
-    inherit_weights: bool = True
-    #: Share of the offspring that are fresh random samples instead of mutants.
-    immigrant_rate: float = 0.0
-    #: Share of the mutants whose parent is first crossed with a second tournament winner.
-    crossover_rate: float = 0.0
-
-    def validate(self) -> None:
-        if not 0 < self.train_fraction <= 1:
-            raise UserError(f"option 'train_fraction': {self.train_fraction!r} must be in (0, 1]")
-        for key in ("immigrant_rate", "crossover_rate"):
-            if not 0 <= getattr(self, key) <= 1:
-                raise UserError(f"option {key!r}: {getattr(self, key)!r} is not allowed; give a probability in [0, 1]")
+    train_fraction: float = setting(1.0, "share of the training set each generation trains on (D_train), drawn "
+                                    "anew per generation", minimum=0, above_minimum=True, maximum=1)
+    inherit_weights: bool = setting(True, "a child starts from its parent's weights (nodes that stay active keep "
+                                    "theirs)")
+    immigrant_rate: float = setting(0.0, "share of the offspring sampled fresh instead of mutated (0 in the "
+                                    "paper); immigrants train on the generation's D_train too", minimum=0, maximum=1)
+    crossover_rate: float = setting(0.0, "share of the mutants whose tournament winner is first crossed with a "
+                                    "second one (the space's crossover; 0 in the paper, which has none): a mutant "
+                                    "changes one layer, so traits of two lineages otherwise take several selections "
+                                    "to meet", minimum=0, maximum=1)
 
 
 @register_strategy("cgp-nsga2")

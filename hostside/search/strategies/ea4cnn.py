@@ -42,6 +42,7 @@ import numpy as np
 
 import hostside.spaces.ea4cnn  # noqa: F401 - registers the "ea4cnn" space this strategy evolves
 from hostside.errors import UserError
+from hostside.options import setting
 from hostside.search.candidate import Candidate, Proposal
 from hostside.search.strategies.base import AskContext, Strategy, register_strategy
 
@@ -60,27 +61,25 @@ AGE = f"{NAME}.age"
 
 @dataclass
 class Ea4cnnOptions:
-    #: G_max: generations of offspring after the initial population.
-    generations: int = 20
-    p_c: float = 0.35
-    #: Mutation probability per individual; None = the paper's for ``ablation`` (see PAPER_P_M).
-    p_m: Optional[float] = None
-    #: Probabilities of MO1..MO6 (weight reset, add layer, remove layer, modify layer, change
-    #: the fully connected layer's width, change the learning rate); they must sum to 1.
-    mo_probabilities: List[float] = field(default_factory=lambda: list(PAPER_MO_PROBABILITIES))
-    epochs_per_generation: int = 1
-    #: Epochs the initial networks are trained before their first evaluation (0: the paper's
-    #: literal evaluation of untrained networks).
-    initial_epochs: int = 1
-    #: Highest age (species) a network reaches; 0 = |P| / 2.
-    age_max: int = 0
-    k: float = 0.5
-    a_min: float = 0.8
-    speciation: bool = True
-    #: EA1 selection only, EA2 selection + mutation, EA3 selection + mutation + crossover (all).
-    ablation: str = "EA3"
-    #: A trained ONNX model to start from (``hostside search --seed-model``).
-    seed_model: Optional[str] = None
+    generations: int = setting(20, "G_max, generations of offspring after the initial population")
+    p_c: float = setting(0.35, "crossover probability")
+    p_m: Optional[float] = setting(None, "mutation probability per individual; unset means 0.7 (the paper's "
+                                   "EA1/EA3), 0.8 with `ablation = \"EA2\"`", default_text="unset")
+    mo_probabilities: List[float] = setting(default_factory=lambda: list(PAPER_MO_PROBABILITIES), help="probabilities "
+                                            "of MO1 weight reset, MO2 add layer, MO3 remove layer, MO4 modify "
+                                            "layer, MO5 change the head's width, MO6 change the learning rate (sum "
+                                            "1)")
+    epochs_per_generation: int = setting(1, "epochs each offspring (and survivor) trains per generation, from "
+                                         "inherited weights")
+    initial_epochs: int = setting(1, "epochs of the initial population before its first evaluation (0: untrained, "
+                                  "as the paper literally does)")
+    age_max: int = setting(0, "highest age (species); 0 means |P|/2")
+    k: float = setting(0.5, "weight of the size term in the fitness a·(k/log(s_rel+1) + 1)")
+    a_min: float = setting(0.8, "accuracy below which the fitness is 0")
+    speciation: bool = setting(True, "replacement per age level (off: plain elitism)")
+    ablation: str = setting("EA3", "`EA1` selection only, `EA2` + mutation, `EA3` + crossover (the full algorithm)")
+    seed_model: Optional[str] = setting(None, "a trained ONNX model the initial population starts from "
+                                        "(`--seed-model`)")
 
     def validate(self) -> None:
         for key in ("generations", "epochs_per_generation"):

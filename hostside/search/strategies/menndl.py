@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence
 
 from hostside.errors import UserError
+from hostside.options import setting
 from hostside.search.candidate import Candidate, Proposal
 from hostside.search.strategies.base import AskContext, Strategy, register_strategy
 import hostside.spaces.menndl  # noqa: F401 - registers the default space
@@ -28,15 +29,11 @@ import hostside.spaces.menndl  # noqa: F401 - registers the default space
 
 @dataclass
 class MenndlOptions:
-    fitness: str = "val_accuracy"  # the objective the GA optimises (others are measured all the same)
-    tournament: int = 2         # candidates drawn per parent selection
-    p_crossover: float = 0.5    # odds a child has two parents (else: a mutated copy of one)
-
-    def validate(self) -> None:
-        if self.tournament < 1:
-            raise UserError(f"strategy 'menndl' option 'tournament' must be at least 1, got {self.tournament}")
-        if not 0.0 <= self.p_crossover <= 1.0:
-            raise UserError(f"strategy 'menndl' option 'p_crossover' must lie in [0, 1], got {self.p_crossover}")
+    fitness: str = setting("val_accuracy", "the objective the GA optimises (validation accuracy, the paper's); "
+                           "every configured objective is still measured and journaled")
+    tournament: int = setting(2, "candidates drawn per parent selection", minimum=1)
+    crossover_rate: float = setting(0.5, "probability a child has two parents (else it is a mutated copy of one)",
+                                    minimum=0, maximum=1, aliases=("p_crossover",))
 
 
 @register_strategy("menndl")
@@ -78,7 +75,7 @@ class Menndl(Strategy):
                 proposals.append(Proposal(ctx.space.sample(ctx.rng), "sample"))
                 continue
             first = self._tournament(population, ctx)
-            if ctx.rng.random() < self.options.p_crossover:
+            if ctx.rng.random() < self.options.crossover_rate:
                 second = self._tournament([c for c in population if c.id != first.id], ctx)
                 genotype = ctx.space.crossover(first.genotype, second.genotype, ctx.rng)
                 child, op = ctx.space.mutate(genotype, ctx.rng)

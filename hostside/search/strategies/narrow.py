@@ -14,10 +14,11 @@ import datetime
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List
 
 from hostside.errors import UserError
+from hostside.options import setting
 from hostside.search.candidate import Proposal
 from hostside.search.strategies.base import AskContext, Strategy, register_strategy
 
@@ -35,26 +36,23 @@ def _say(message: str) -> None:
 class NarrowOptions:
     """Defaults are the paper's: tau = 10^3..10^6, GA 100 + 900 laws x 10 samples, k = 10, n_val = 100."""
 
-    decades: List[int] = field(default_factory=lambda: [3, 4, 5, 6])
-    n_init: int = 100
-    n_steps: int = 900
-    n_eval: int = 10
-    k: int = 10
-    n_val: int = 100
-    spread_decades: float = 1.0
-    calibration: str = ""
-    population_file: str = ""
+    decades: List[int] = setting(default_factory=lambda: [3, 4, 5, 6], help="the target grid: tau = 10^d for each "
+                                 "d, windows over [tau, 2tau, 5tau, 10tau]")
+    n_init: int = setting(100, "initial GA population of laws", minimum=1)
+    n_steps: int = setting(900, "GA steps", minimum=0)
+    n_eval: int = setting(10, "samples per law evaluation (at least 2)", minimum=2)
+    k: int = setting(10, "laws kept per target window (spectral clusters)", minimum=1)
+    n_val: int = setting(100, "samples per law in the elaboration", minimum=1)
+    spread_decades: float = setting(1.0, "how far apart (in decades of params) the trained picks are spread",
+                                    minimum=0, above_minimum=True)
+    calibration: str = setting("", "a `calibration.json` that predicts latency for every sample (needed for a "
+                               "`latency_ms` budget)")
+    population_file: str = setting("", "an elaborated population from `hostside laws elaborate` to pick from "
+                                   "instead of computing it")
 
     def validate(self) -> None:
-        if not self.decades or not all(isinstance(d, int) and 0 <= d <= 9 for d in self.decades):
-            raise UserError(f"strategy 'narrow' option 'decades': {self.decades!r}; give integers 0..9, e.g. [3, 4, 5]")
-        for name in ("n_init", "n_eval", "k", "n_val"):
-            if getattr(self, name) < 1:
-                raise UserError(f"strategy 'narrow' option {name!r}: must be at least 1")
-        if self.n_eval < 2:
-            raise UserError("strategy 'narrow' option 'n_eval': must be at least 2")
-        if self.n_steps < 0 or self.spread_decades <= 0:
-            raise UserError("strategy 'narrow' options 'n_steps' >= 0 and 'spread_decades' > 0 are required")
+        if not self.decades or not all(0 <= d <= 9 for d in self.decades):
+            raise UserError(f"option 'decades': {self.decades!r} is not allowed; give integers 0..9, e.g. [3, 4, 5]")
 
 
 @register_strategy("narrow")

@@ -18,7 +18,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from hostside.errors import UserError
+from hostside.options import setting
 from hostside.metrics import rank_and_crowding
 from hostside.search.candidate import Candidate, Proposal
 from hostside.search.strategies.base import AskContext, Strategy, register_strategy
@@ -26,17 +26,14 @@ from hostside.search.strategies.base import AskContext, Strategy, register_strat
 
 @dataclass
 class NSGA2Options:
-    crossover_rate: float = 0.9
-    mutation_rate: float = 0.8
-    immigrant_rate: float = 0.25
-    #: Children start from their first parent's weights (by node id) instead of a fresh init.
-    inherit_weights: bool = False
-
-    def validate(self) -> None:
-        for key in ("crossover_rate", "mutation_rate", "immigrant_rate"):
-            value = getattr(self, key)
-            if not 0 <= value <= 1:
-                raise UserError(f"option {key!r}: {value!r} is not allowed; give a probability in [0, 1]")
+    crossover_rate: float = setting(0.9, "probability that a child comes from a one-point crossover of two "
+                                    "tournament winners", minimum=0, maximum=1)
+    mutation_rate: float = setting(0.8, "probability that a child is mutated (one operator of the space)",
+                                   minimum=0, maximum=1)
+    immigrant_rate: float = setting(0.25, "share of each generation sampled fresh, for diversity",
+                                    minimum=0, maximum=1)
+    inherit_weights: bool = setting(False, "children start from their first parent's weights (matched by node id) "
+                                    "instead of a fresh initialisation")
 
 
 @register_strategy("nsga2")

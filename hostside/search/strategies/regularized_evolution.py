@@ -22,6 +22,7 @@ from typing import List, Sequence
 import numpy as np
 
 from hostside.errors import UserError
+from hostside.options import setting
 from hostside.metrics import rank_and_crowding
 from hostside.search.candidate import Candidate, Proposal
 from hostside.search.strategies.base import AskContext, Strategy, register_strategy
@@ -29,19 +30,12 @@ from hostside.search.strategies.base import AskContext, Strategy, register_strat
 
 @dataclass
 class RegularizedEvolutionOptions:
-    #: Members alive at once; 0 uses the run's ``population``.
-    population: int = 0
-    #: Members drawn for each tournament (the paper's S); at most the population.
-    sample_size: int = 3
+    population: int = setting(0, "members alive at once; 0 uses the run's `population`", minimum=0)
+    sample_size: int = setting(3, "members drawn for each tournament (the paper's S)", minimum=1)
 
     def validate(self) -> None:
-        if self.population < 0:
-            raise UserError(f"option 'population': {self.population!r} is not allowed; "
-                            f"give an integer >= 2, or 0 for the run's population")
         if self.population == 1:
             raise UserError("option 'population': 1 is not allowed; aging needs at least 2 members")
-        if self.sample_size < 1:
-            raise UserError(f"option 'sample_size': {self.sample_size!r} is not allowed; give an integer >= 1")
 
 
 @register_strategy("regularized-evolution")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence
 
-from hostside.errors import UserError
+from hostside.options import setting
 from hostside.search.candidate import Candidate, Proposal
 from hostside.search.strategies.base import AskContext, Strategy, register_strategy
 from hostside.search.strategies.ea4cnn import fitness
@@ -23,22 +23,11 @@ NAME = "rs-cnn"
 
 @dataclass
 class RsCnnOptions:
-    generations: int = 20
-    epochs_per_generation: int = 1
-    initial_epochs: int = 1
-    k: float = 0.5
-    a_min: float = 0.8
-
-    def validate(self) -> None:
-        for key in ("generations", "epochs_per_generation"):
-            if getattr(self, key) < 1:
-                raise UserError(f"option {key!r}: {getattr(self, key)!r} is not allowed; give an integer >= 1")
-        if self.initial_epochs < 0:
-            raise UserError(f"option 'initial_epochs': {self.initial_epochs!r} is not allowed; give an integer >= 0")
-        if not self.k > 0:
-            raise UserError(f"option 'k': {self.k!r} is not allowed; give a positive number")
-        if not 0 <= self.a_min <= 1:
-            raise UserError(f"option 'a_min': {self.a_min!r} is not allowed; give a probability in [0, 1]")
+    generations: int = setting(20, "rounds of training", minimum=1)
+    epochs_per_generation: int = setting(1, "epochs per round", minimum=1)
+    initial_epochs: int = setting(1, "epochs before the first evaluation", minimum=0)
+    k: float = setting(0.5, "as for `ea4cnn`", minimum=0, above_minimum=True)
+    a_min: float = setting(0.8, "as for `ea4cnn`", minimum=0, maximum=1)
 
     @property
     def epochs(self) -> int:

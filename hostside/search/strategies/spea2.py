@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from hostside.errors import UserError
+from hostside.options import setting
 from hostside.search.candidate import Candidate, Proposal
 from hostside.search.strategies.base import AskContext, Strategy, register_strategy
 
@@ -44,24 +44,13 @@ FITNESSES = ("score", "spea")
 
 @dataclass
 class SPEA2Options:
-    #: N; 0 = the run's population.
-    archive_size: int = 0
-    #: G, the paper's maximum number of iterations (generation 0 included).
-    iterations: int = 8
-    crossover_rate: float = 0.9
-    #: ``"score"``: NeuroPower's Score = validation accuracy / params (the paper); ``"spea"``:
-    #: SPEA-II strength + density over the run's objectives.
-    fitness: str = "score"
-
-    def validate(self) -> None:
-        if self.archive_size < 0:
-            raise UserError(f"option 'archive_size': {self.archive_size!r} is not allowed; give 0 (= population) or more")
-        if self.iterations < 1:
-            raise UserError(f"option 'iterations': {self.iterations!r} is not allowed; give an integer >= 1")
-        if not 0 <= self.crossover_rate <= 1:
-            raise UserError(f"option 'crossover_rate': {self.crossover_rate!r} is not allowed; give a probability")
-        if self.fitness not in FITNESSES:
-            raise UserError(f"option 'fitness': {self.fitness!r} is not allowed; choose one of {', '.join(FITNESSES)}")
+    archive_size: int = setting(0, "N, the archive; 0 means the run's `population`", minimum=0)
+    iterations: int = setting(8, "G, the paper's maximum number of iterations (generation 0 included)", minimum=1)
+    crossover_rate: float = setting(0.9, "probability that a child comes from a one-point crossover",
+                                    minimum=0, maximum=1)
+    fitness: str = setting("score", "`\"score\"`: Score = validation accuracy / params (the paper's) drives the "
+                           "archive and the tournament; `\"spea\"`: SPEA-II strength + density over the objectives",
+                           choices=FITNESSES)
 
 
 def score(metrics: Dict[str, Any]) -> Optional[float]:

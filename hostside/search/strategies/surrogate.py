@@ -40,7 +40,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import Ridge
 
 from hostside.arch.ops.base import SpecError
-from hostside.errors import UserError
+from hostside.options import setting
 from hostside.metrics import hypervolume, non_dominated
 from hostside.search.candidate import Proposal
 from hostside.search.strategies.base import AskContext, Strategy, register_strategy
@@ -57,23 +57,13 @@ SAMPLE_TRIES = 50
 
 @dataclass
 class SurrogateOptions:
-    #: Random architectures before the first model (also the sample the reference point comes from).
-    initial: int = 10
-    trees: int = 30
-    #: Architectures scored per ask.
-    pool: int = 3000
-    #: Genes changed at most, around each front member, for the pool's local part.
-    radius: int = 2
-    #: Share of the pool drawn at random from the whole space, at least (random samples also
-    #: fill what the neighbourhoods of the front leave of the pool).
-    explore: float = 0.25
-
-    def validate(self) -> None:
-        for key, least in (("initial", 2), ("trees", 2), ("pool", 1), ("radius", 1)):
-            if getattr(self, key) < least:
-                raise UserError(f"option {key!r}: {getattr(self, key)!r} is not allowed; give an integer >= {least}")
-        if not 0 <= self.explore <= 1:
-            raise UserError(f"option 'explore': {self.explore!r} is not allowed; give a share in [0, 1]")
+    initial: int = setting(10, "random networks before the first model (also where the reference point comes from)",
+                           minimum=2)
+    trees: int = setting(30, "trees of the residual forest", minimum=2)
+    pool: int = setting(3000, "networks scored per ask", minimum=1)
+    radius: int = setting(2, "genes changed at most around each front member, for the pool's local part", minimum=1)
+    explore: float = setting(0.25, "least share of the pool drawn at random from the whole space",
+                             minimum=0, maximum=1)
 
 
 @register_strategy(NAME)

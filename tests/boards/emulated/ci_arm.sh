@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Emulated ARM boards (qemu-user) for the end-to-end tests in tests/arm.
+# Emulated ARM boards (qemu-user) for the end-to-end tests in tests/boards/emulated.
 #
 #   ci_arm.sh --prepare   prepare this machine and the board cache, run no tests. Exit 0: ready
 #                         (run pytest with HOSTSIDE_ARM=1). Exit 1: the one line on stdout is
 #                         why the ARM tests cannot run here (export it as
-#                         HOSTSIDE_ARM_SKIP_REASON; tests/arm/conftest.py skips with it, or
-#                         fails if it starts with "ARM rig broken").
-#   ci_arm.sh [ARGS]      prepare, then `pytest -m arm tests/arm ARGS`; where ARM cannot be
-#                         emulated, print why and exit 0.
+#                         HOSTSIDE_ARM_SKIP_REASON; tests/boards/emulated/conftest.py skips
+#                         with it, or fails if it starts with "ARM rig broken").
+#   ci_arm.sh [ARGS]      prepare, then `pytest -m arm tests/boards/emulated ARGS`; where ARM
+#                         cannot be emulated, print why and exit 0.
 #
 # Preparing means: qemu-user-static, binfmt-support and debootstrap installed; binfmt_misc
 # mounted and qemu-aarch64 / qemu-arm registered (without that every ARM program fails with
@@ -21,7 +21,7 @@
 # machine that can emulate ARM they must run. Progress goes to stderr.
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 python="${PYTHON:-python3}"
 binfmt=/proc/sys/fs/binfmt_misc
 prepare_only=0
@@ -44,7 +44,7 @@ broken() {
 }
 
 [ "$(uname -s)" = Linux ] || cannot_run "qemu-user emulation through binfmt_misc needs Linux (this is $(uname -s))"
-[ "$(id -u)" = 0 ] || cannot_run "emulated ARM boards need root (binfmt_misc, mounts, chroot); run tests/arm/ci_arm.sh as root"
+[ "$(id -u)" = 0 ] || cannot_run "emulated ARM boards need root (binfmt_misc, mounts, chroot); run tests/boards/emulated/ci_arm.sh as root"
 
 if ! command -v debootstrap >/dev/null || ! command -v update-binfmts >/dev/null \
     || ! [ -x /usr/bin/qemu-aarch64-static ] || ! [ -x /usr/bin/qemu-arm-static ]; then
@@ -73,6 +73,6 @@ echo "== emulated ARM boards: building or reusing ${HOSTSIDE_ARM_CACHE:-/var/cac
 if [ "$prepare_only" = 1 ]; then
     exit 0
 fi
-echo "== pytest -m arm tests/arm" >&2
+echo "== pytest -m arm tests/boards/emulated" >&2
 cd "$repo"
-HOSTSIDE_ARM=1 exec "$python" -m pytest -m arm tests/arm "$@"
+HOSTSIDE_ARM=1 exec "$python" -m pytest -m arm tests/boards/emulated "$@"

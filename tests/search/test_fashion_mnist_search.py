@@ -17,7 +17,7 @@ def test_tiny_search_on_a_fashion_subset(fashion_dir, fashion_calibration, tmp_p
         [sys.executable, "-m", "hostside.cli", "search", "--dataset", f"{fashion_dir}?subset=2000",
          "--budget", "2", "--population", "2", "--epochs", "1", "--final-epochs", "1", "--workers", "1",
          "--calibration", str(fashion_calibration),
-         "--objectives", "accuracy,measured_latency", "--out", str(run)],
+         "--objectives", "accuracy,latency_ms", "--out", str(run)],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

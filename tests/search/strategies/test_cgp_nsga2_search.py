@@ -15,7 +15,7 @@ def test_tiny_cgp_search_records_multiplier_energy_and_inherits_weights(tmp_path
     config = tmp_path / "cgp.toml"
     config.write_text(
         'dataset = "digits"\npopulation = 2\nbudget = 4\nepochs = 1\nfinal_epochs = 1\nworkers = 1\n'
-        'objectives = ["accuracy", "mult_energy"]\n\n[strategy]\nname = "cgp-nsga2"\ntrain_fraction = 0.3\n\n'
+        'objectives = ["accuracy", "mult_energy_mj"]\n\n[strategy]\nname = "cgp-nsga2"\ntrain_fraction = 0.3\n\n'
         '[space_options]\nrows = 2\ncols = 4\nlevels_back = 2\nmultipliers = ["mul8u_18DU", "mul8u_1JFF"]\n'
     )
     run = tmp_path / "run"

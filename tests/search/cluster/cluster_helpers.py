@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def cluster_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:

@@ -4,11 +4,14 @@ Each board variant is started once per session (``deploy/emulated/emulated_board
 a real ``sshd`` inside the emulated userland on a loopback port, and stopped at the end:
 its processes killed, its mounts gone with its private mount namespace.
 
-They run only when ``HOSTSIDE_ARM=1``, set after ``tests/arm/ci_arm.sh --prepare`` made
-binfmt_misc and the board cache ready (``scripts/test.sh`` does that). Otherwise they skip
+They run only when ``HOSTSIDE_ARM=1``, set after ``tests/boards/emulated/ci_arm.sh --prepare``
+made binfmt_misc and the board cache ready (``scripts/test.sh`` does that). Otherwise they skip
 with ``HOSTSIDE_ARM_SKIP_REASON``, or fail when that reason says the rig is broken: on a
 machine that can emulate ARM, CI must really run them. Once asked for, a board that cannot
 start is a failure, not a skip.
+
+``installed_board`` here (an emulated board, session-scoped) overrides the loopback-sshd one of
+tests/boards/conftest.py for the tests in this folder.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Callable, Dict, Iterator, List
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 BOARD_SCRIPT = REPO / "deploy" / "emulated" / "emulated_board.py"
 VARIANTS = ("arm64-bookworm", "armhf-trixie", "arm64-bullseye")
 #: Emulation makes a single inference take seconds; commands get generous limits.
@@ -119,7 +122,7 @@ def arm_rig() -> None:
     reason = os.environ.get("HOSTSIDE_ARM_SKIP_REASON", "")
     if reason.startswith("ARM rig broken"):
         pytest.fail(reason, pytrace=False)
-    pytest.skip(reason or "emulated ARM boards are not prepared; run tests/arm/ci_arm.sh as root (or set HOSTSIDE_ARM=1 after `ci_arm.sh --prepare`)")
+    pytest.skip(reason or "emulated ARM boards are not prepared; run tests/boards/emulated/ci_arm.sh as root (or set HOSTSIDE_ARM=1 after `ci_arm.sh --prepare`)")
 
 
 @pytest.fixture(scope="session")

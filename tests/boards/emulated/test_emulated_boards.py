@@ -24,7 +24,7 @@ from hostside.calibration.registry import CALIBRATION_DATA
 
 pytestmark = [pytest.mark.arm, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def write_small_model(path: Path) -> Path:

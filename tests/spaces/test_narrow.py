@@ -1,10 +1,12 @@
 """Narrow spaces: every configuration decodes, the fast (unvalidated) path builds exactly the
-validated network, and the SearchSpace operators stay within the limits."""
+validated network (and, with its interned attributes, the network parsed from its JSON), and
+the SearchSpace operators stay within the limits."""
 
 import numpy as np
 import pytest
 
 from hostside.arch.cost import analyze
+from hostside.arch.spec import ArchSpec
 from hostside.calibration.features import spec_features
 from hostside.errors import UserError
 from hostside.laws.law import Law
@@ -25,6 +27,18 @@ def test_trusted_specs_equal_validated_specs(family, shape):
         assert (fast.folded_convs, fast.frees) == (checked.folded_convs, checked.frees)
         assert fast.cost.to_dict() == analyze(checked).to_dict()
         assert spec_features(fast, 16) == spec_features(checked, 16)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_narrow_fast_builder_equals_the_parser(family):
+    """Nodes built with interned attributes equal the same networks parsed from their JSON."""
+    space = make_narrow(family, (3, 32, 32), 10)
+    for config in Law.uniform(space).sample(space, 8, np.random.default_rng(2)):
+        fast = space.spec(config)
+        parsed = ArchSpec.from_dict(fast.to_dict())
+        assert fast.content_hash() == parsed.content_hash()
+        assert fast.cost.to_dict() == parsed.cost.to_dict()
+        assert spec_features(fast, 16) == spec_features(parsed, 16)
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)

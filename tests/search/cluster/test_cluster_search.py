@@ -15,7 +15,7 @@ from typing import List
 import numpy as np
 import pytest
 
-from cluster_helpers import REPO, cluster_env
+from tests.search.cluster.cluster_helpers import REPO, cluster_env
 
 pytestmark = pytest.mark.slow
 

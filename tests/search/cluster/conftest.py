@@ -1,0 +1,14 @@
+"""Fixtures of the cluster tests: a real loopback Dask cluster."""
+
+import pytest
+
+from tests.search.cluster.cluster_helpers import LoopbackCluster
+
+
+@pytest.fixture
+def loopback_cluster(tmp_path):
+    cluster = LoopbackCluster(tmp_path)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
