@@ -348,6 +348,12 @@ class SearchConfig:
             raise UserError(f"{prefix}{exc}") from None
 
     @property
+    def measures_energy(self) -> bool:
+        """Whether a board result without an energy reading is of no use: an objective or a budget
+        reads it (they share the name ``energy_mj``)."""
+        return "energy_mj" in self.objectives or "energy_mj" in self.budgets
+
+    @property
     def board_names(self) -> List[str]:
         """``board`` may list several boards of one kind, comma-separated: they form a pool."""
         return split_list(self.board)

@@ -367,7 +367,7 @@ class SearchEngine:
         reused for every candidate of the same structure (now or measured before)."""
         if not rows:
             return
-        need_energy = "energy_mj" in self.config.objectives or "energy_mj" in self.config.budgets
+        need_energy = self.config.measures_energy
         results: Dict[str, Dict[str, Any]] = {}
         for row in rows:
             known = self.journal.measurement_of_arch(row["arch_hash"])

@@ -159,7 +159,7 @@ def _measure_finals(journal: Journal, config: SearchConfig, run_dir: Path, pool:
         return
     from hostside.safe_io import check_run_file
 
-    need_energy = "energy_mj" in config.objectives or "energy_mj" in config.budgets
+    need_energy = config.measures_energy
     # A resumed run measures files written before it stopped: each must be the one journaled.
     paths = [str(check_run_file(run_dir, f["onnx_path"], f.get("onnx_sha256"),
                                 f"final model {f['candidate_id']}'s ONNX file")) for f in finals]

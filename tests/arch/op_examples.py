@@ -1,7 +1,8 @@
 """The small network every registry-wide test (test_ops.py, test_op_registry.py) builds
 around one op's ``example``."""
 
-from typing import Any, Iterator, Mapping, Optional, Tuple
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Sequence, Tuple
 
 from hostside.arch.ops import REGISTRY
 from hostside.arch.ops.base import Op
@@ -40,3 +41,23 @@ def example_cases() -> Iterator[Tuple[str, str, Mapping[str, Any]]]:
         for key, attr in op.schema.items():
             if attr.kind == "bool" and key not in op.example:
                 yield f"{name}-{key}={str(not attr.default).lower()}", name, {**op.example, key: not attr.default}
+
+
+def assert_costs_agree(spec: ArchSpec, input_shape: Sequence[int], onnx_path: Path) -> None:
+    """The analytic cost, the torch module and the exported ONNX file of ``spec`` agree: params,
+    output shape at batch 2, outputs, deployed params and MACs."""
+    import torch
+
+    from hostside.arch.build import build_module, count_params
+    from hostside.arch.export import export_onnx
+    from hostside.arch.onnx_stats import onnx_stats
+
+    net = build_module(spec)
+    assert count_params(net) == spec.cost.params
+    with torch.no_grad():
+        assert tuple(net.eval()(torch.zeros(2, *input_shape)).shape) == (2, spec.num_classes)
+    report = export_onnx(net, onnx_path, check=True)
+    assert report.max_abs_diff < 1e-4
+    stats = onnx_stats(report.path)
+    assert stats["params"] == spec.cost.deployed_params
+    assert stats["macs"] == spec.cost.macs

@@ -63,7 +63,7 @@ def test_running_and_failed_candidates_are_trials_too():
     failed = Candidate(**{**records[1].__dict__, "id": 6, "status": "failed"})
     strategy = make_strategy("optuna:tpe", {}, settings())
     coder = GeneCoder(nb201, "optuna:tpe")
-    states = [strategy.trial_of(r, coder, False).state.name for r in (training, failed, records[2])]
+    states = [strategy.told(r, coder, False).state.name for r in (training, failed, records[2])]
     assert states == ["RUNNING", "FAIL", "COMPLETE"]
 
 

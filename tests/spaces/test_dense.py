@@ -4,14 +4,11 @@ for), optimizer and lr reaching training."""
 
 import numpy as np
 import pytest
-import torch
 
-from hostside.arch.build import build_module, count_params
-from hostside.arch.export import export_onnx
-from hostside.arch.onnx_stats import onnx_stats
 from hostside.errors import UserError
 from hostside.spaces import make_space
 from hostside.spaces.dense import GENES, OPTIMIZERS, TABLE_GENES
+from tests.arch.op_examples import assert_costs_agree
 
 G = {"left": "swish", "right": "relu", "condense_layers": 2, "fels": 16, "kernel": 3, "optimizer": "adamax"}
 
@@ -36,15 +33,8 @@ def test_every_fel_reads_all_earlier_maps_of_its_condense_layer():
 @pytest.mark.parametrize("genes", [G, {**G, "condense_layers": 4, "fels": 52, "kernel": 5, "left": "linear"}])
 def test_costs_equal_in_the_cost_model_torch_and_onnx(genes, tmp_path):
     spec = make_space("dense", (1, 8, 8), 10).decode(genes)
-    net = build_module(spec)
-    assert count_params(net) == spec.cost.params
-    with torch.no_grad():
-        assert tuple(net.eval()(torch.zeros(2, 1, 8, 8)).shape) == (2, 10)
-    report = export_onnx(net, tmp_path / "d.onnx", check=True)
-    assert report.max_abs_diff < 1e-4
-    stats = onnx_stats(report.path)
-    assert stats["params"] == spec.cost.deployed_params
-    assert stats["macs"] == spec.cost.macs
+    assert spec.num_classes == 10
+    assert_costs_agree(spec, (1, 8, 8), tmp_path / "d.onnx")
 
 
 def test_full_size_template_for_cifar_inputs():

@@ -132,12 +132,6 @@ class OptunaStrategy(Strategy):
             state = TrialState.FAIL if record.finished or record.evaluated else TrialState.RUNNING
         return Told(state, indices, values, system_attrs)
 
-    def trial_of(self, record: Candidate, coder: GeneCoder, constrained: bool,
-                 distributions: Optional[Dict[str, CategoricalDistribution]] = None) -> Optional[FrozenTrial]:
-        """The Optuna trial a record is, or None when its genotype is not one of these genes."""
-        told = self.told(record, coder, constrained)
-        return None if told is None else told.trial(coder, distributions or _distributions(coder))
-
     def ask(self, n: int, ctx: AskContext) -> List[Proposal]:
         coder = GeneCoder(ctx.space, self.name)
         constrained = bool(self.settings.budgets)

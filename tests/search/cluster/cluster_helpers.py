@@ -55,6 +55,13 @@ class LoopbackCluster:
         self.workers[name] = worker
         return worker
 
+    def start(self, *workers: str) -> None:
+        """A scheduler and the named workers, each its own process, once all have joined."""
+        self.start_scheduler()
+        for name in workers:
+            self.start_worker(name)
+        self.wait_for_workers(len(workers))
+
     def wait_for_workers(self, n: int, timeout_s: float = 90) -> None:
         from dask.distributed import Client
 

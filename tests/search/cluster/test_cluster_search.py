@@ -67,10 +67,7 @@ def _free_port() -> int:
 
 
 def test_search_on_two_workers_journals_every_training_once(loopback_cluster, digits_calibration, tmp_path):
-    loopback_cluster.start_scheduler()
-    loopback_cluster.start_worker("w1")
-    loopback_cluster.start_worker("w2")
-    loopback_cluster.wait_for_workers(2)
+    loopback_cluster.start("w1", "w2")
     run_dir = tmp_path / "run"
     search = _search(_search_args(loopback_cluster.address, run_dir, digits_calibration, budget=6))
     out, err = search.communicate(timeout=400)
@@ -84,10 +81,7 @@ def test_search_on_two_workers_journals_every_training_once(loopback_cluster, di
 
 
 def test_a_worker_killed_mid_training_costs_only_that_training(loopback_cluster, digits_calibration, tmp_path):
-    loopback_cluster.start_scheduler()
-    loopback_cluster.start_worker("w1")
-    loopback_cluster.start_worker("w2")
-    loopback_cluster.wait_for_workers(2)
+    loopback_cluster.start("w1", "w2")
     run_dir = tmp_path / "run"
     search = _search(_search_args(loopback_cluster.address, run_dir, digits_calibration, budget=4, epochs=6))
     _wait_for(lambda: sum(r["status"] == "training" for r in _rows(run_dir)) >= 2, search)
