@@ -6,9 +6,9 @@
 
 Five variants, each run with ``--seeds`` seeds at the same number of training epochs:
 EA3 (selection + mutation + crossover, speciation on: the full algorithm), EA3 with
-speciation off, EA1 (selection only), EA2 (selection + mutation, p_m = 0.8 as in the paper's
+speciation off, EA1 (selection only), EA2 (selection + mutation, mutation_rate = 0.8 as in the paper's
 ablation) and RS-CNN (|P| random networks trained once for all the epochs an EA lineage gets);
-the ablation's EA3 uses the paper's p_m = 0.5 there too. For each run the final network is the
+the ablation's EA3 uses the paper's mutation_rate = 0.5 there too. For each run the final network is the
 fittest of the last population (RS-CNN: of its networks), chosen on the fitness part; the table
 gives the mean and standard deviation over the seeds of its test accuracy (the paper's
 "validation" part, 15 %, evaluated once for that network and used in no choice) and its
@@ -50,10 +50,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hostside.search.strategies.ea4cnn import ABLATION_P_M, fitness  # noqa: E402 - after the path insert
 
 VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
-    "EA3": ("ea4cnn", {"ablation": "EA3", "p_m": ABLATION_P_M["EA3"]}),
-    "EA3 no speciation": ("ea4cnn", {"ablation": "EA3", "p_m": ABLATION_P_M["EA3"], "speciation": False}),
+    "EA3": ("ea4cnn", {"ablation": "EA3", "mutation_rate": ABLATION_P_M["EA3"]}),
+    "EA3 no speciation": ("ea4cnn", {"ablation": "EA3", "mutation_rate": ABLATION_P_M["EA3"], "speciation": False}),
     "EA1": ("ea4cnn", {"ablation": "EA1"}),
-    "EA2": ("ea4cnn", {"ablation": "EA2", "p_m": ABLATION_P_M["EA2"]}),
+    "EA2": ("ea4cnn", {"ablation": "EA2", "mutation_rate": ABLATION_P_M["EA2"]}),
     "RS-CNN": ("rs-cnn", {}),
 }
 
@@ -335,7 +335,7 @@ def write_report(path: Path, png: Path, results: List[Dict[str, Any]], args: arg
         f"({data['test_part']}; the paper's D_val, judged once for the chosen network, used in no choice).",
         "",
         f"**Settings.** |P| = {args.population}, G_max = {args.generations}, a_min = {args.a_min}, k = 0.5, "
-        f"p_c = 0.35, p_m = {ABLATION_P_M['EA3']} (EA3, both speciation settings) and {ABLATION_P_M['EA2']} (EA2), "
+        f"crossover_rate = 0.35, mutation_rate = {ABLATION_P_M['EA3']} (EA3, both speciation settings) and {ABLATION_P_M['EA2']} (EA2), "
         f"MO1..MO6 with the paper's probabilities, one epoch per training exercise, age_max = |P|/2; "
         f"RS-CNN trains |P| random networks for G_max + 1 epochs each, the same "
         f"{args.population * (args.generations + 1)} epochs per run as every EA variant. {seeds} seeds "

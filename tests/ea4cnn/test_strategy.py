@@ -59,8 +59,8 @@ def settings(population=4):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"p_c": 1.5}, "option 'p_c': 1.5 is not allowed; give a probability in [0, 1]"),
-    ({"p_m": -0.1}, "option 'p_m'"),
+    ({"crossover_rate": 1.5}, "option 'crossover_rate': 1.5 is not allowed; give a number in [0, 1]"),
+    ({"p_m": -0.1}, "option 'p_m' (now 'mutation_rate'): -0.1 is not allowed; give a number in [0, 1]"),
     ({"mo_probabilities": [0.5, 0.5, 0.1, 0, 0, 0]}, "sums to 1.1; the six probabilities must sum to 1"),
     ({"mo_probabilities": [1.0]}, "needs 6 values"),
     ({"mo_probabilities": [1.2, -0.2, 0, 0, 0, 0]}, "MO1 = 1.2 is not a probability"),
@@ -76,11 +76,11 @@ def test_bad_options_are_one_line(options, message):
 def test_paper_defaults():
     strategy = make_strategy("ea4cnn", {}, settings(population=8))
     o = strategy.options
-    assert (o.p_c, o.mutation_probability, o.mo_probabilities, o.k, o.a_min) == (
+    assert (o.crossover_rate, o.mutation_probability, o.mo_probabilities, o.k, o.a_min) == (
         0.35, 0.7, [0.41, 0.07, 0.03, 0.29, 0.10, 0.10], 0.5, 0.8)
-    # The ablation study's EA2 mutates with 0.8 unless p_m says otherwise.
+    # The ablation study's EA2 mutates with 0.8 unless mutation_rate says otherwise.
     assert make_strategy("ea4cnn", {"ablation": "EA2"}, settings()).options.mutation_probability == 0.8
-    assert make_strategy("ea4cnn", {"ablation": "EA2", "p_m": 0.3}, settings()).options.mutation_probability == 0.3
+    assert make_strategy("ea4cnn", {"ablation": "EA2", "mutation_rate": 0.3}, settings()).options.mutation_probability == 0.3
     assert o.epochs_per_generation == 1 and strategy.age_max == 4 and strategy.split_fractions == (0.10, 0.15)
 
 
@@ -155,7 +155,7 @@ def test_ablations_switch_operators_off():
 
 def test_fitness_drop_after_a_change_resets_the_age():
     space = Ea4cnnSpace((1, 8, 8), 10)
-    strategy = make_strategy("ea4cnn", {"p_m": 1.0, "p_c": 0.0, "generations": 1}, settings())
+    strategy = make_strategy("ea4cnn", {"mutation_rate": 1.0, "crossover_rate": 0.0, "generations": 1}, settings())
     # Every change makes the network worse than its parent: the accuracy falls below a_min.
     run = Run(strategy, space, lambda p: 0.95 if p.operator == "sample" else 0.5)
     run.generation(0)

@@ -89,6 +89,14 @@ def test_bad_options_are_one_line():
         make_strategy("optuna:nsga2", {"population_size": 1}, settings())
     with pytest.raises(UserError, match="n_startup_trials"):
         make_strategy("optuna:tpe", {"n_startup_trials": 0}, settings())
+    with pytest.raises(UserError, match=r"option 'crossover_prob' \(now 'crossover_rate'\): 2 is not allowed"):
+        make_strategy("optuna:nsga2", {"crossover_prob": 2}, settings())
+
+
+def test_optunas_own_names_still_work():
+    """Optuna users write ``crossover_prob`` and ``mutation_prob``; they reach the sampler."""
+    sampler = make_strategy("optuna:nsga2", {"crossover_prob": 0.3, "mutation_prob": 0.2}, settings())
+    assert (sampler.options.crossover_rate, sampler.options.gene_mutation_rate) == (0.3, 0.2)
 
 
 @pytest.mark.parametrize("name", SAMPLERS)

@@ -7,8 +7,8 @@ Algorithm 1 of the paper, over the engine's ask/tell:
    its weights; evaluated on the fitness split;
 2. each generation ``ask`` replays the population from the journal's records (stateless:
    ``population_at``), then builds ``population`` offspring: two-member tournaments pick the
-   parents a, b; with ``p_c`` one-point crossover gives a', b' (else copies); each child is
-   mutated with ``p_m`` by one of MO1..MO6 drawn with ``mo_probabilities``. Every child is
+   parents a, b; with ``crossover_rate`` one-point crossover gives a', b' (else copies); each child is
+   mutated with ``mutation_rate`` by one of MO1..MO6 drawn with ``mo_probabilities``. Every child is
    trained for ``epochs_per_generation`` epochs, starting from the weights it inherits by node
    id (crossover children from both parents, the front part's parent first), on a freshly
    shuffled training split (a new ``data_seed`` per exercise). An unchanged child is the
@@ -50,7 +50,7 @@ NAME = "ea4cnn"
 PAPER_MO_PROBABILITIES = [0.41, 0.07, 0.03, 0.29, 0.10, 0.10]
 ABLATIONS = ("EA1", "EA2", "EA3")
 #: p_mut of the main experiments (section 4) and of the ablation study (section 5.1: EA2 0.80,
-#: EA3 0.50); ``p_m`` unset takes 0.80 for EA2 and the main experiments' 0.7 for EA3, whose
+#: EA3 0.50); ``mutation_rate`` unset takes 0.80 for EA2 and the main experiments' 0.7 for EA3, whose
 #: ablation value ``benchmarks/ea4cnn.py`` sets explicitly.
 PAPER_P_M = 0.7
 ABLATION_P_M = {"EA2": 0.8, "EA3": 0.5}
@@ -62,9 +62,12 @@ AGE = f"{NAME}.age"
 @dataclass
 class Ea4cnnOptions:
     generations: int = setting(20, "G_max, generations of offspring after the initial population")
-    p_c: float = setting(0.35, "crossover probability")
-    p_m: Optional[float] = setting(None, "mutation probability per individual; unset means 0.7 (the paper's "
-                                   "EA1/EA3), 0.8 with `ablation = \"EA2\"`", default_text="unset")
+    crossover_rate: float = setting(0.35, "crossover probability (the paper's p_cross)", minimum=0, maximum=1,
+                                    aliases=("p_c",))
+    mutation_rate: Optional[float] = setting(None, "mutation probability per individual (the paper's p_mut); "
+                                             "unset means 0.7 (the paper's EA1/EA3), 0.8 with "
+                                             "`ablation = \"EA2\"`", default_text="unset", minimum=0, maximum=1,
+                                             aliases=("p_m",))
     mo_probabilities: List[float] = setting(default_factory=lambda: list(PAPER_MO_PROBABILITIES), help="probabilities "
                                             "of MO1 weight reset, MO2 add layer, MO3 remove layer, MO4 modify "
                                             "layer, MO5 change the head's width, MO6 change the learning rate (sum "
@@ -75,7 +78,7 @@ class Ea4cnnOptions:
                                   "as the paper literally does)")
     age_max: int = setting(0, "highest age (species); 0 means |P|/2")
     k: float = setting(0.5, "weight of the size term in the fitness a·(k/log(s_rel+1) + 1)")
-    a_min: float = setting(0.8, "accuracy below which the fitness is 0")
+    a_min: float = setting(0.8, "accuracy below which the fitness is 0", minimum=0, maximum=1)
     speciation: bool = setting(True, "replacement per age level (off: plain elitism)")
     ablation: str = setting("EA3", "`EA1` selection only, `EA2` + mutation, `EA3` + crossover (the full algorithm)")
     seed_model: Optional[str] = setting(None, "a trained ONNX model the initial population starts from "
@@ -88,12 +91,6 @@ class Ea4cnnOptions:
         for key in ("initial_epochs", "age_max"):
             if getattr(self, key) < 0:
                 raise UserError(f"option {key!r}: {getattr(self, key)!r} is not allowed; give an integer >= 0")
-        for key in ("p_c", "p_m", "a_min"):
-            value = getattr(self, key)
-            if value is None and key == "p_m":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise UserError(f"option {key!r}: {value!r} is not allowed; give a probability in [0, 1]")
         probabilities = self.mo_probabilities
         if len(probabilities) != 6:
             raise UserError(f"option 'mo_probabilities': {probabilities!r} needs 6 values, one for each of MO1..MO6")
@@ -112,8 +109,8 @@ class Ea4cnnOptions:
 
     @property
     def mutation_probability(self) -> float:
-        if self.p_m is not None:
-            return float(self.p_m)
+        if self.mutation_rate is not None:
+            return float(self.mutation_rate)
         return ABLATION_P_M["EA2"] if self.ablation == "EA2" else PAPER_P_M
 
     @property
@@ -322,7 +319,7 @@ class Ea4cnn(Strategy):
         rng, options = ctx.rng, self.options
         a, b = tournament(population, rng), tournament(population, rng)
         children = [(dict(a.genotype), [], (a.id,)), (dict(b.genotype), [], (b.id,))]
-        if options.use_crossover and a.id != b.id and rng.random() < options.p_c:
+        if options.use_crossover and a.id != b.id and rng.random() < options.crossover_rate:
             first, second = ctx.space.crossover_pair(a.genotype, b.genotype, rng)
             if (first, second) != (a.genotype, b.genotype):
                 children = [(first, ["crossover"], (a.id, b.id)), (second, ["crossover"], (b.id, a.id))]

@@ -66,20 +66,14 @@ class TPEOptions:
 
 @dataclass
 class NSGA2SamplerOptions:
-    population_size: int = setting(20, "Optuna's generation size")
-    crossover_prob: float = setting(0.9, "probability a child comes from a crossover")
-    swapping_prob: float = setting(0.5, "per-gene probability the uniform crossover takes the other parent's gene")
-    mutation_prob: Optional[float] = setting(None, "per-gene mutation probability; unset is Optuna's 1 / number of "
-                                             "genes", default_text="unset")
-
-    def validate(self) -> None:
-        if self.population_size < 2:
-            raise UserError(f"option 'population_size': {self.population_size!r} is not allowed; "
-                            f"give an integer >= 2")
-        for key in ("crossover_prob", "swapping_prob", "mutation_prob"):
-            value = getattr(self, key)
-            if value is not None and not 0 <= value <= 1:
-                raise UserError(f"option {key!r}: {value!r} is not allowed; give a probability in [0, 1]")
+    population_size: int = setting(20, "Optuna's generation size", minimum=2)
+    crossover_rate: float = setting(0.9, "probability a child comes from a crossover (Optuna's crossover_prob)",
+                                    minimum=0, maximum=1, aliases=("crossover_prob",))
+    swapping_prob: float = setting(0.5, "per-gene probability the uniform crossover takes the other parent's gene",
+                                   minimum=0, maximum=1)
+    gene_mutation_rate: Optional[float] = setting(None, "per-gene mutation probability (Optuna's mutation_prob); "
+                                                  "unset is Optuna's 1 / number of genes", default_text="unset",
+                                                  minimum=0, maximum=1, aliases=("mutation_prob",))
 
 
 @contextlib.contextmanager
@@ -292,8 +286,8 @@ class OptunaNSGA2(OptunaStrategy):
 
     def make_sampler(self, seed: int, constrained: bool) -> BaseSampler:
         o = self.options
-        return NSGAIISampler(population_size=o.population_size, crossover_prob=o.crossover_prob,
-                             swapping_prob=o.swapping_prob, mutation_prob=o.mutation_prob, seed=seed,
+        return NSGAIISampler(population_size=o.population_size, crossover_prob=o.crossover_rate,
+                             swapping_prob=o.swapping_prob, mutation_prob=o.gene_mutation_rate, seed=seed,
                              constraints_func=_constraints if constrained else None)
 
 
