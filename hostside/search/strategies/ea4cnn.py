@@ -61,7 +61,7 @@ AGE = f"{NAME}.age"
 
 @dataclass
 class Ea4cnnOptions:
-    generations: int = setting(20, "G_max, generations of offspring after the initial population")
+    generations: int = setting(20, "G_max, generations of offspring after the initial population", minimum=1)
     crossover_rate: float = setting(0.35, "crossover probability (the paper's p_cross)", minimum=0, maximum=1,
                                     aliases=("p_c",))
     mutation_rate: Optional[float] = setting(None, "mutation probability per individual (the paper's p_mut); "
@@ -73,11 +73,12 @@ class Ea4cnnOptions:
                                             "layer, MO5 change the head's width, MO6 change the learning rate (sum "
                                             "1)")
     epochs_per_generation: int = setting(1, "epochs each offspring (and survivor) trains per generation, from "
-                                         "inherited weights")
+                                         "inherited weights", minimum=1)
     initial_epochs: int = setting(1, "epochs of the initial population before its first evaluation (0: untrained, "
-                                  "as the paper literally does)")
-    age_max: int = setting(0, "highest age (species); 0 means |P|/2")
-    k: float = setting(0.5, "weight of the size term in the fitness a·(k/log(s_rel+1) + 1)")
+                                  "as the paper literally does)", minimum=0)
+    age_max: int = setting(0, "highest age (species); 0 means |P|/2", minimum=0)
+    k: float = setting(0.5, "weight of the size term in the fitness a·(k/log(s_rel+1) + 1)", minimum=0,
+                       above_minimum=True)
     a_min: float = setting(0.8, "accuracy below which the fitness is 0", minimum=0, maximum=1)
     speciation: bool = setting(True, "replacement per age level (off: plain elitism)")
     ablation: str = setting("EA3", "`EA1` selection only, `EA2` + mutation, `EA3` + crossover (the full algorithm)")
@@ -85,12 +86,6 @@ class Ea4cnnOptions:
                                         "(`--seed-model`)")
 
     def validate(self) -> None:
-        for key in ("generations", "epochs_per_generation"):
-            if getattr(self, key) < 1:
-                raise UserError(f"option {key!r}: {getattr(self, key)!r} is not allowed; give an integer >= 1")
-        for key in ("initial_epochs", "age_max"):
-            if getattr(self, key) < 0:
-                raise UserError(f"option {key!r}: {getattr(self, key)!r} is not allowed; give an integer >= 0")
         probabilities = self.mo_probabilities
         if len(probabilities) != 6:
             raise UserError(f"option 'mo_probabilities': {probabilities!r} needs 6 values, one for each of MO1..MO6")
@@ -100,8 +95,6 @@ class Ea4cnnOptions:
         if not math.isclose(sum(probabilities), 1.0, abs_tol=1e-6):
             raise UserError(f"option 'mo_probabilities': {probabilities!r} sums to {sum(probabilities):.6g}; "
                             f"the six probabilities must sum to 1")
-        if not (math.isfinite(self.k) and self.k > 0):
-            raise UserError(f"option 'k': {self.k!r} is not allowed; give a positive number")
         if self.ablation not in ABLATIONS:
             raise UserError(f"option 'ablation': {self.ablation!r} is not allowed; choose one of {', '.join(ABLATIONS)}")
         if self.seed_model is not None and not Path(self.seed_model).is_file():

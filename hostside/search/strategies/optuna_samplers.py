@@ -39,7 +39,6 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.storages import InMemoryStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from hostside.errors import UserError
 from hostside.options import setting
 from hostside.search.candidate import Candidate, Proposal
 from hostside.search.objectives import objective
@@ -54,14 +53,9 @@ CONSTRAINTS_KEY = "constraints"
 @dataclass
 class TPEOptions:
     multivariate: bool = setting(True, "model the genes jointly (Optuna's multivariate TPE)")
-    n_startup_trials: int = setting(10, "random trials before TPE takes over")
-    n_ei_candidates: int = setting(24, "candidates TPE scores per ask")
+    n_startup_trials: int = setting(10, "random trials before TPE takes over", minimum=1)
+    n_ei_candidates: int = setting(24, "candidates TPE scores per ask", minimum=1)
     constant_liar: bool = setting(True, "treat candidates still training as bad, so parallel asks spread out")
-
-    def validate(self) -> None:
-        for key in ("n_startup_trials", "n_ei_candidates"):
-            if getattr(self, key) < 1:
-                raise UserError(f"option {key!r}: {getattr(self, key)!r} is not allowed; give an integer >= 1")
 
 
 @dataclass
