@@ -3,7 +3,9 @@
 # Debian packages the tests need, each only when it is missing; installs the project with its
 # [dev] extra into the Python that runs this script (`python3` on PATH; .ci/run puts a fresh
 # virtual environment there); prepares the emulated ARM boards where this machine can emulate
-# ARM; runs pytest once. Extra arguments go to pytest. A pytest that collects no test fails.
+# ARM; runs pytest once, on one worker per core (HOSTSIDE_TEST_WORKERS overrides; 0 runs in this
+# process), each test file on one worker: a file's tests share its sshd and boards.
+# Extra arguments go to pytest. A pytest that collects no test fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -45,7 +47,8 @@ fi
 
 echo "== pytest"
 status=0
-python3 -m pytest "$@" || status=$?
+workers="${HOSTSIDE_TEST_WORKERS:-$(nproc)}"
+python3 -m pytest -n "$workers" --dist loadfile "$@" || status=$?
 if [ "$status" = 5 ]; then
     echo "scripts/test.sh: pytest collected no tests (arguments: ${*:-none}); a test run that tests nothing fails" >&2
     exit 1

@@ -23,6 +23,7 @@ on the board. When the control process cannot serve a request it answers
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -37,7 +38,7 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional
 
 from hostside.boards.inventory import BoardConfig
 from hostside.processes import process_alive
@@ -52,6 +53,8 @@ MAX_LINE_BYTES = 1 << 20
 CONNECT_TIMEOUT_S = 1.0
 #: How often a measurement in progress checks that its client is still there.
 CLIENT_POLL_S = 0.1
+#: The longest path a Unix socket address holds on Linux (``sun_path`` is 108 bytes with its NUL).
+UNIX_PATH_MAX_BYTES = 107
 
 
 def enabled() -> bool:
@@ -78,6 +81,22 @@ def socket_path(config: BoardConfig) -> Path:
     return control_dir() / f"{config.name}-{digest}.sock"
 
 
+@contextlib.contextmanager
+def _address(path: Path) -> Iterator[str]:
+    """An address for ``path`` that fits a Unix socket's ``sun_path``. A deep
+    ``$HOSTSIDE_HOME`` (a CI checkout, a test's tmp dir) makes the full path too long for
+    ``bind``/``connect``, and without this the control process could never start; the socket
+    is then reached through an open descriptor of its directory instead."""
+    if len(os.fsencode(path)) <= UNIX_PATH_MAX_BYTES:
+        yield str(path)
+        return
+    directory_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{directory_fd}/{path.name}"
+    finally:
+        os.close(directory_fd)
+
+
 # -- client side (the fresh `hostside measure` process; imports no paramiko) -------------------
 
 
@@ -90,7 +109,8 @@ def measure_via_control(config: BoardConfig, model: Path, options: Dict[str, Any
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(CONNECT_TIMEOUT_S)
-        sock.connect(str(path))
+        with _address(path) as address:
+            sock.connect(address)
     except OSError:
         return None
     try:
@@ -159,7 +179,8 @@ def _server_pid(path: Path) -> Optional[int]:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(CONNECT_TIMEOUT_S)
-            sock.connect(str(path))
+            with _address(path) as address:
+                sock.connect(address)
             creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     except (AttributeError, OSError):
         return None
@@ -273,7 +294,8 @@ def serve(name: str, path: Path) -> int:
     old_umask = os.umask(0o177)
     try:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(path))
+        with _address(path) as address:
+            listener.bind(address)
     finally:
         os.umask(old_umask)
     listener.listen(8)

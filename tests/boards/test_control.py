@@ -60,3 +60,22 @@ def test_a_board_without_a_daemon_is_measured_one_shot_through_the_control_proce
     assert second["error"] is None and second["host"]["path"] == "one-shot" and second["host"]["via_control"] is True
     assert second["host"]["upload_s"] == 0.0  # the first command left the model in the board's cache
     assert second["outputs"][0]["sha256"] == first["outputs"][0]["sha256"]
+
+
+def test_a_socket_deeper_than_sun_path_allows_is_bound_and_reached(tmp_path):
+    """A deep ``$HOSTSIDE_HOME`` (CI checkouts, pytest's tmp dirs under xdist) makes the socket's
+    full path longer than a Unix address holds; the control process must still be reachable."""
+    import socket
+
+    from hostside.boards import control
+
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 5)
+    deep.mkdir(parents=True)
+    path = deep / "loop-0123456789ab.sock"
+    assert len(os.fsencode(path)) > control.UNIX_PATH_MAX_BYTES
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        with control._address(path) as address:
+            listener.bind(address)
+        listener.listen(1)
+        assert path.exists()
+        assert control._server_pid(path) == os.getpid()  # connects through the same short address

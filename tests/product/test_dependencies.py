@@ -30,6 +30,7 @@ PROJECT = "hostside"
 #: library does not depend on: name -> what needs it.
 RUNTIME_ONLY = {
     "onnxscript": "torch.onnx.export(..., dynamo=True) in tests/arch",
+    "pytest-xdist": "scripts/test.sh (the suite runs on one pytest worker per core)",
 }
 
 
