@@ -121,20 +121,14 @@ def training_phase(run_dir: Path) -> Tuple[int, float]:
 
 def real(workers: int, budget: int, epochs: int, calibration: Path, strategy: str) -> Dict[str, float]:
     """Candidates trained per minute by a search on ``workers`` real local Dask workers."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    from hostside.search.loopback_cluster import LoopbackCluster, cluster_env
+
+    env = cluster_env()
     with tempfile.TemporaryDirectory() as tmp:
-        sched_file = Path(tmp) / "s.json"
-        procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                                   "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        cluster = LoopbackCluster(Path(tmp))
         try:
-            while not sched_file.is_file() or not sched_file.read_text().strip():
-                time.sleep(0.1)
-            address = json.loads(sched_file.read_text())["address"]
-            for i in range(workers):
-                procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
-                                               "1", "--no-nanny", "--no-dashboard", "--name", f"w{i}"], env=env,
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            cluster.start(*(f"w{i}" for i in range(workers)))
+            address = cluster.address
             started = time.perf_counter()
             subprocess.run([sys.executable, "-m", "hostside.cli", "search", "--strategy", strategy, "--policy", "steady-state",
                             "--cluster", address,
@@ -145,9 +139,7 @@ def real(workers: int, budget: int, epochs: int, calibration: Path, strategy: st
             trained, phase_s = training_phase(Path(tmp) / "run")
             return {"per_min": 60.0 * trained / phase_s, "phase_s": phase_s, "wall_s": wall_s}
         finally:
-            for p in procs:
-                p.kill()
-                p.wait()
+            cluster.close()
 
 
 def main() -> None:

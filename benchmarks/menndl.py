@@ -8,9 +8,8 @@
 One experiment, end to end, with the project's own commands:
 
 1. a real Dask cluster on loopback: ``dask scheduler`` and two ``dask worker`` processes
-   (separate processes, one thread each, free ports; the project's loopback helper
-   ``tests/search/cluster/cluster_helpers.py``, which starts them exactly as docs/cluster.md
-   tells a user to);
+   (separate processes, one thread each, free ports; ``hostside.search.loopback_cluster``,
+   which starts them exactly as docs/cluster.md tells a user to);
 2. ``hostside search --strategy menndl --cluster tcp://... --objectives
    val_accuracy,latency_ms,params``: MENNDL's asynchronous GA (steady-state, one child per freed
    worker slot), fitness = validation accuracy; the test split is used for nothing but the
@@ -53,9 +52,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "search" / "cluster"))
 
-from cluster_helpers import LoopbackCluster, cluster_env  # noqa: E402 - the project's loopback cluster
+from hostside.search.loopback_cluster import LoopbackCluster, cluster_env  # noqa: E402
 
 DEFAULT_DATASET = "/usr/share/datasets/fashion-mnist?subset=6000"
 DEFAULT_CALIBRATION = REPO / "hostside" / "calibration_data" / "amd-epyc-2c-x86_64-ort1.31.1-threads1" / "calibration.json"

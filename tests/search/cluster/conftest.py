@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.search.cluster.cluster_helpers import LoopbackCluster
+from hostside.search.loopback_cluster import LoopbackCluster
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ from typing import List
 import numpy as np
 import pytest
 
-from tests.search.cluster.cluster_helpers import REPO, cluster_env
+from hostside.search.loopback_cluster import cluster_env
+
+REPO = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.slow
 

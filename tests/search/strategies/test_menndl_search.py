@@ -7,10 +7,13 @@ import json
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.search.cluster.cluster_helpers import REPO, cluster_env
+from hostside.search.loopback_cluster import cluster_env
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.slow

@@ -1,5 +1,9 @@
 """A real Dask cluster on loopback: ``dask scheduler`` and ``dask worker`` as separate processes,
-started with Dask's own commands exactly as docs/cluster.md tells a user to."""
+started with Dask's own commands exactly as docs/cluster.md tells a user to.
+
+Why in the package: the cluster tests, the MENNDL experiment and the cluster scaling benchmark
+all need the same cluster, started the way a user starts one, and a user can try ``hostside
+search --cluster`` on one machine with it before renting nodes."""
 
 from __future__ import annotations
 
@@ -13,12 +17,17 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 
-REPO = Path(__file__).resolve().parents[3]
+#: The directory holding the ``hostside`` package: workers import it from there.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 60.0
 
 
 def cluster_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
-            **(extra or {})}
+    """The environment of the cluster's processes and of a search driving them: one thread per
+    worker (the workers are the parallelism), and workers that may start processes of their own
+    (the engine's training subprocesses)."""
+    return {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "OMP_NUM_THREADS": "1",
+            "DASK_DISTRIBUTED__WORKER__DAEMON": "False", **(extra or {})}
 
 
 class LoopbackCluster:
@@ -38,10 +47,12 @@ class LoopbackCluster:
              "--no-dashboard", "--scheduler-file", str(self.scheduler_file)],
             env=cluster_env(), stdout=subprocess.DEVNULL, stderr=open(self.root / "scheduler.log", "ab"),
             start_new_session=True)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + START_TIMEOUT_S
         while not self.scheduler_file.is_file() or not self.scheduler_file.read_text().strip():
-            assert self.scheduler.poll() is None, (self.root / "scheduler.log").read_text()
-            assert time.monotonic() < deadline, "dask scheduler did not start"
+            if self.scheduler.poll() is not None:
+                raise RuntimeError(f"dask scheduler exited: {(self.root / 'scheduler.log').read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dask scheduler did not start within {START_TIMEOUT_S:.0f} s")
             time.sleep(0.1)
         self.address = json.loads(self.scheduler_file.read_text())["address"]
         return self.address
