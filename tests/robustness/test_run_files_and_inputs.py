@@ -46,6 +46,14 @@ def tiny_run(tmp_path_factory) -> Path:
     return root / "run"
 
 
+def _another_network(run: Path, candidate_id: int) -> Path:
+    """A candidate's ONNX file of another network than ``candidate_id``'s: copied over that
+    candidate's final model it is certainly a different file (its own search-time file need not
+    be: re-trained on the same data with the same seed, the bytes can come out the same)."""
+    other = 2 if candidate_id == 1 else 1
+    return run / f"candidates/{other:05d}/model.onnx"
+
+
 @pytest.fixture
 def swapped_run(tiny_run, tmp_path) -> Path:
     """A copy of the run with candidate 2's network copied over candidate 1's ONNX file."""
@@ -76,7 +84,7 @@ def test_the_final_measurement_refuses_a_swapped_onnx_file(tiny_run, tmp_path):
     try:
         finals = journal.results("final")
         final = run / finals[0]["onnx_path"]
-        shutil.copyfile(run / SWAPPED, final)
+        shutil.copyfile(_another_network(run, finals[0]["candidate_id"]), final)
 
         class NoPool:
             def measure_many(self, *_args, **_kwargs):
@@ -91,8 +99,9 @@ def test_the_final_measurement_refuses_a_swapped_onnx_file(tiny_run, tmp_path):
 
 def test_the_report_marks_a_swapped_front_model(tiny_run, tmp_path):
     run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
-    final = json.loads((run / "pareto.json").read_text())[0]["onnx"]
-    shutil.copyfile(run / SWAPPED, run / final)
+    front_model = json.loads((run / "pareto.json").read_text())[0]
+    final = front_model["onnx"]
+    shutil.copyfile(_another_network(run, front_model["id"]), run / final)
     done = _cli(tmp_path, "runs", "show", run)
     assert done.returncode == 0, done.stderr
     lines = done.stderr.strip().splitlines()
