@@ -22,9 +22,11 @@ Targets: Cortex-A76 >= 95 % within ±10 % from 100 rows; Raspberry Pi 4 and Pixe
 
 ``--extrapolation`` instead measures NB201 networks on this machine (the project's own measuring
 code, ``local`` board), fits at 32x32 and predicts the same cells at 16x64 and 88x88 inputs
-(target >= 90 % within ±10 %); it needs a quiet machine.
+(target >= 90 % within ±10 %); it needs a quiet machine. ``--transfer-from CAL.json`` (a
+calibration of this machine, e.g. ``hostside calibrate --board local --quick``) adds that
+calibration rescaled from the 32x32 rows, and the calibration as it is.
 
-Run: python benchmarks/real_boards.py [--out DIR] [--draws 5] [--extrapolation [--count N]]
+Run: python benchmarks/real_boards.py [--out DIR] [--draws 5] [--extrapolation [--count N] [--transfer-from CAL.json]]
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -165,17 +167,22 @@ def real_boards(out: Path, draws: int) -> None:
 EXTRAPOLATION_SHAPES = ((3, 16, 64), (3, 88, 88))
 
 
-def extrapolation(out: Path, count: int) -> None:
+def extrapolation(out: Path, count: int, source: Optional[Path] = None) -> None:
     """Measure ``count`` NB201 cells at 32x32 and at each other shape on this machine; fit at
-    32x32 only and predict the others."""
+    32x32 only and predict the others. With ``source`` (a calibration of this machine over
+    mixed input sizes), the 32x32 rows also rescale its kernel groups (``--transfer-from``):
+    at one input size the per-operator and per-MAC costs of NB201 cells move together, so a
+    fit from scratch cannot tell them apart, while the source's split of them carries over."""
     from hostside.arch.nb201 import nb201_spec
     from hostside.boards.board import open_board
     from hostside.boards.pool import BoardPool
+    from hostside.calibration.artifact import load_calibration
     from hostside.calibration.calibrate import TARGET_COLUMN, protocol_kwargs
     from hostside.calibration.features import features_matrix
     from hostside.calibration.from_measurements import fit_measurements
     from hostside.calibration.measure import measure_suite
     from hostside.calibration.rules import board_runtime_isa, candidates_for
+    from hostside.calibration.transfer import fit_transfer
 
     print(f"load average {os.getloadavg()[0]:.2f} (figures need a quiet machine)")
     arch, _ = load_rows()
@@ -195,14 +202,20 @@ def extrapolation(out: Path, count: int) -> None:
 
         train_specs, train_ms = measured((3, 32, 32))
         fit = fit_measurements({n: features_matrix(train_specs, n) for n in names}, train_ms)
-        model = fit.models[fit.chosen]
-        print(f"fitted at 3x32x32 on {len(train_ms)} networks: {fit.rules.name}/{fit.chosen}")
+        models = {f"from scratch ({fit.rules.name}/{fit.chosen})": (fit.models[fit.chosen], fit.rules)}
+        if source is not None:
+            calibration = load_calibration(source)
+            transferred, _ = fit_transfer(calibration, features_matrix(train_specs, calibration.rules), train_ms)
+            models[f"transferred from {source.name}"] = (transferred, calibration.rules)
+            models[f"{source.name} as it is"] = (calibration.models[calibration.chosen], calibration.rules)
+        print(f"fitted at 3x32x32 on {len(train_ms)} networks")
         for shape in EXTRAPOLATION_SHAPES:
             specs, ms = measured(shape)
-            predicted = np.maximum(model.predict(features_matrix(specs, fit.rules)), 1e-6)
-            within, rho, tau = ranks(ms, predicted)
-            print(f"predicted at {'x'.join(map(str, shape))}: {within:.1%} within ±10 % (target >= 90 %), "
-                  f"Spearman {rho:.3f}, Kendall {tau:.3f}, {len(ms)} networks")
+            for name, (model, rules) in models.items():
+                predicted = np.maximum(model.predict(features_matrix(specs, rules)), 1e-6)
+                within, rho, tau = ranks(ms, predicted)
+                print(f"predicted at {'x'.join(map(str, shape))}, {name}: {within:.1%} within ±10 % "
+                      f"(target >= 90 %), Spearman {rho:.3f}, Kendall {tau:.3f}, {len(ms)} networks")
 
 
 def main() -> int:
@@ -214,6 +227,8 @@ def main() -> int:
     parser.add_argument("--extrapolation", action="store_true",
                         help="measure NB201 networks on this machine: fit at 32x32, predict 16x64 and 88x88")
     parser.add_argument("--count", type=int, default=60, help="networks per input shape with --extrapolation")
+    parser.add_argument("--transfer-from", type=Path, default=None, metavar="CAL.json",
+                        help="with --extrapolation: also rescale this calibration of this machine from the 32x32 rows")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     if args.out is None:
@@ -221,7 +236,7 @@ def main() -> int:
 
         args.out = hostside_home() / "real-boards"
     if args.extrapolation:
-        extrapolation(args.out, args.count)
+        extrapolation(args.out, args.count, args.transfer_from)
     else:
         real_boards(args.out, args.draws)
     return 0

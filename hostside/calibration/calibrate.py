@@ -18,9 +18,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from hostside.calibration.artifact import Calibration, build_body
+from hostside.calibration.kernel_probes import kernel_probes, probe_count
 from hostside.calibration.measure import (MIN_TIME_S, PROVENANCE_JSON, WARMUP, load_measured_specs, measure_suite,
                                           refresh_feature_columns, write_provenance)
-from hostside.calibration.suite import DEFAULT_SEED, DEFAULT_SIZE, QUICK_SIZE, calibration_suite
+from hostside.calibration.suite import (DEFAULT_INPUT_SHAPES, DEFAULT_SEED, DEFAULT_SIZE, QUICK_SIZE,
+                                        calibration_suite)
 from hostside.errors import UserError
 
 CALIBRATION_JSON = "calibration.json"
@@ -70,7 +72,8 @@ def calibrate(boards: Sequence[Any], out_dir: Path, threads: int = 1, quick: boo
     key = pool.check_same_kind()
     size = size or (QUICK_SIZE if quick else DEFAULT_SIZE)
     shapes = [tuple(input_shape)] if input_shape else None
-    specs = calibration_suite(size, seed, shapes) + [floor_probe(shapes[0] if shapes else (1, 8, 8))]
+    specs = (calibration_suite(size, seed, shapes) + [floor_probe(shapes[0] if shapes else (1, 8, 8))]
+             + kernel_probes(probe_count(size), seed, shapes or DEFAULT_INPUT_SHAPES))
     info = pool.boards[0].info()
     check_emulated(pool.boards[0], info, out_dir, allow_emulated)
     provenance = provenance_for(pool, key, info, threads, seed, size, shapes)
@@ -93,8 +96,10 @@ def calibrate(boards: Sequence[Any], out_dir: Path, threads: int = 1, quick: boo
         # Adaptive sampling: more models where the first fit errs most (nn-Meter's idea).
         extra = high_error_neighbours(fit_directory(out_dir, provenance), out_dir, refine, seed, shapes)
         provenance["refined_models"] = len(extra)
+        first = len(rows)  # progress goes on counting from the first round instead of restarting at 0
+        refine_progress = (lambda done, total: progress(first + done, first + total)) if progress else None
         rows += [r for r in measure_suite(extra, out_dir, lambda paths: pool.measure_many(paths, **kwargs),
-                                          ",".join(b.name for b in pool.boards), progress)
+                                          ",".join(b.name for b in pool.boards), refine_progress)
                  if r["spec_sha256"] in {s.content_hash() for s in extra}]
     session["load_average_after"] = list(os.getloadavg())
     provenance["measured_models"] = len(rows)

@@ -17,6 +17,7 @@ from hostside.arch.random_specs import random_spec
 from hostside.calibration import load_calibration
 from hostside.calibration.artifact import checksum
 from hostside.calibration.calibrate import CALIBRATION_JSON, calibrate
+from hostside.calibration.kernel_probes import probe_count
 from hostside.calibration.measure import CSV_COLUMNS, LATENCY_COLUMNS, MEASUREMENTS_CSV
 from hostside.errors import UserError
 
@@ -29,14 +30,16 @@ def _hostside(*args: str) -> subprocess.CompletedProcess:
 
 def test_calibration_writes_measurements_provenance_report_and_plot(tiny_calibration_dir: Path):
     rows = list(csv.DictReader((tiny_calibration_dir / MEASUREMENTS_CSV).open()))
-    assert len(rows) == TINY_SUITE + 1  # the suite and the floor probe
+    provenance = json.loads((tiny_calibration_dir / "provenance.json").read_text())
+    # the suite, the floor probe, the kernel probes and the refining round
+    assert len(rows) == TINY_SUITE + 1 + probe_count(TINY_SUITE) + provenance.get("refined_models", 0)
     assert [r["name"] for r in rows].count("floor-probe") == 1
+    assert sum(r["name"].startswith("probe-") for r in rows) == probe_count(TINY_SUITE)
     assert list(rows[0]) == list(CSV_COLUMNS)
     for row in rows:
         assert row["error"] == ""
         assert 0 < float(row["latency_min_ms"]) <= float(row["latency_median_ms"]) <= float(row["latency_p90_ms"])
         assert int(row["latency_runs"]) >= 10
-    provenance = json.loads((tiny_calibration_dir / "provenance.json").read_text())
     assert provenance["threads"] == 1 and provenance["board"]["name"] == "local"
     assert provenance["board"]["info"]["cpu_model"] == provenance["board"]["cpu_model"]
     session, = provenance["sessions"]

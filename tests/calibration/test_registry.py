@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from hostside.calibration.calibrate import CALIBRATION_JSON
+from hostside.calibration.kernel_probes import probe_count
 from hostside.calibration.registry import cache_dir, calibration_for_board, find_calibration
 
 
@@ -57,4 +58,5 @@ def test_calibration_for_board_measures_when_nothing_matches(hostside_home: Path
                                             roots=[cache_dir()])
         assert calibration.path == cache_dir() / f"{board.key}-threads1-quick" / CALIBRATION_JSON
     done, total = seen[-1]
-    assert done == total >= 12  # the 12 suite models, plus the per-inference floor probe
+    assert done == total >= 12 + 1 + probe_count(12)  # the suite, the floor probe, the kernel probes (and refining)
+    assert [t for _, t in seen] == sorted(t for _, t in seen)  # the refining round counts on, not from 0
