@@ -22,6 +22,7 @@ import numpy as np
 
 from hostside.arch.blocks import SpecBuilder
 from hostside.arch.spec import INPUT, ArchSpec, SpecError
+from hostside.calibration.suite import aligned_width
 
 Shape = Tuple[int, int, int]
 #: Probes per suite: as many as the suite has models, at most MAX_PROBES (a quick calibration
@@ -35,21 +36,12 @@ _NUM_CLASSES = 10
 _UNFUSED_ACTIVATIONS = ("elu", "selu", "sigmoid", "tanh", "silu", "hardswish", "relu6")
 
 
-def _width(rng: np.random.Generator, low: float, high: float) -> int:
-    """Log-uniform channels, mostly aligned to 4/8/16 as search spaces choose them."""
-    width = int(round(np.exp(rng.uniform(np.log(low), np.log(high)))))
-    if rng.random() < 0.6:
-        step = int(rng.choice([4, 8, 16]))
-        width = max(step, round(width / step) * step)
-    return max(2, width)
-
-
 def _depth(rng: np.random.Generator, low: int, high: int) -> int:
     return int(rng.integers(low, high + 1))
 
 
 def _depthwise(rng: np.random.Generator, b: SpecBuilder) -> str:
-    width, kernel = _width(rng, 8, 256), int(rng.choice([3, 3, 5]))
+    width, kernel = aligned_width(rng, 8, 256), int(rng.choice([3, 3, 5]))
     act = str(rng.choice(["relu", "relu6", "identity"]))
     x = b.conv_bn_act(INPUT, width, 1)
     for _ in range(_depth(rng, 2, 7)):
@@ -58,14 +50,14 @@ def _depthwise(rng: np.random.Generator, b: SpecBuilder) -> str:
 
 
 def _pointwise(rng: np.random.Generator, b: SpecBuilder) -> str:
-    x = b.conv_bn_act(INPUT, _width(rng, 4, 192), 3)
+    x = b.conv_bn_act(INPUT, aligned_width(rng, 4, 192), 3)
     for _ in range(_depth(rng, 2, 6)):
-        x = b.conv_bn_act(x, _width(rng, 4, 256), 1, act=str(rng.choice(["relu", "identity"])))
+        x = b.conv_bn_act(x, aligned_width(rng, 4, 256), 1, act=str(rng.choice(["relu", "identity"])))
     return x
 
 
 def _square(rng: np.random.Generator, b: SpecBuilder) -> str:
-    kernel, width = int(rng.choice([3, 5, 7])), _width(rng, 4, 128)
+    kernel, width = int(rng.choice([3, 5, 7])), aligned_width(rng, 4, 128)
     x = INPUT
     for _ in range(_depth(rng, 2, 5)):
         x = b.conv_bn_act(x, width, kernel)
@@ -73,13 +65,13 @@ def _square(rng: np.random.Generator, b: SpecBuilder) -> str:
 
 
 def _stem(rng: np.random.Generator, b: SpecBuilder) -> str:
-    return b.conv_bn_act(INPUT, _width(rng, 8, 256), int(rng.choice([1, 3, 5, 7])),
+    return b.conv_bn_act(INPUT, aligned_width(rng, 8, 256), int(rng.choice([1, 3, 5, 7])),
                          act=str(rng.choice(["relu", "identity"])))
 
 
 def _grouped(rng: np.random.Generator, b: SpecBuilder) -> str:
     groups = int(rng.choice([2, 4]))
-    width = groups * max(2, _width(rng, 8, 128) // groups)
+    width = groups * max(2, aligned_width(rng, 8, 128) // groups)
     x = b.conv_bn_act(INPUT, width, 3)
     for _ in range(_depth(rng, 2, 5)):
         x = b.conv_bn_act(x, width, int(rng.choice([1, 3])), groups=groups)
@@ -87,7 +79,7 @@ def _grouped(rng: np.random.Generator, b: SpecBuilder) -> str:
 
 
 def _activations(rng: np.random.Generator, b: SpecBuilder) -> str:
-    x = b.conv_bn_act(INPUT, _width(rng, 8, 128), 3, act="identity")
+    x = b.conv_bn_act(INPUT, aligned_width(rng, 8, 128), 3, act="identity")
     if rng.random() < 0.5:
         x = b.add("relu", x)
     for _ in range(_depth(rng, 2, 7)):
@@ -96,14 +88,14 @@ def _activations(rng: np.random.Generator, b: SpecBuilder) -> str:
 
 
 def _pools(rng: np.random.Generator, b: SpecBuilder) -> str:
-    x = b.conv_bn_act(INPUT, _width(rng, 8, 128), 3)
+    x = b.conv_bn_act(INPUT, aligned_width(rng, 8, 128), 3)
     for _ in range(_depth(rng, 2, 7)):
         x = b.pool(x, str(rng.choice(["max", "avg"])), kernel=3, stride=1, padding=1)
     return x
 
 
 def _adds(rng: np.random.Generator, b: SpecBuilder) -> str:
-    width = _width(rng, 8, 128)
+    width = aligned_width(rng, 8, 128)
     x = b.conv_bn_act(INPUT, width, 3)
     for _ in range(_depth(rng, 2, 5)):
         y = b.conv_bn_act(x, width, int(rng.choice([1, 3])), act=str(rng.choice(["relu", "identity"])))
@@ -112,9 +104,9 @@ def _adds(rng: np.random.Generator, b: SpecBuilder) -> str:
 
 
 def _concats(rng: np.random.Generator, b: SpecBuilder) -> str:
-    x = b.conv_bn_act(INPUT, _width(rng, 4, 64), 3)
+    x = b.conv_bn_act(INPUT, aligned_width(rng, 4, 64), 3)
     for _ in range(_depth(rng, 2, 4)):
-        x = b.merge("concat", [x, b.conv_bn_act(x, _width(rng, 4, 64), 1)])
+        x = b.merge("concat", [x, b.conv_bn_act(x, aligned_width(rng, 4, 64), 1)])
     return x
 
 
@@ -122,7 +114,7 @@ def _mlp(rng: np.random.Generator, b: SpecBuilder) -> Optional[str]:
     """Flatten and linear layers only; the classifier is part of the probe (no head)."""
     x = b.add("flatten", INPUT)
     for _ in range(_depth(rng, 1, 3)):
-        x = b.add("linear", x, out_features=_width(rng, 16, 2048))
+        x = b.add("linear", x, out_features=aligned_width(rng, 16, 2048))
         x = b.add(str(rng.choice(["relu", "relu", "sigmoid", "tanh"])), x)
     b.add("linear", x, out_features=_NUM_CLASSES)
     return None

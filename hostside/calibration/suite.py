@@ -64,7 +64,7 @@ class _Net(SpecBuilder):
         return self.to_dict(num_classes)
 
 
-def _width(rng: np.random.Generator, low: float = 4, high: float = 192) -> int:
+def aligned_width(rng: np.random.Generator, low: float = 4, high: float = 192) -> int:
     """A log-uniform channel count; most are rounded to a multiple of 4, 8 or 16 as search
     spaces choose them, because runtimes take other kernels for aligned channel counts
     (onnxruntime's blocked layout on x86) and the suite must cover both paths."""
@@ -77,7 +77,7 @@ def _width(rng: np.random.Generator, low: float = 4, high: float = 192) -> int:
 
 def _plain(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
     net = _Net(rng, shape)
-    x, size, width = INPUT, shape[1], _width(rng)
+    x, size, width = INPUT, shape[1], aligned_width(rng)
     for stage in range(int(rng.integers(1, 5))):
         for _ in range(int(rng.integers(1, 4))):
             x = net.conv(x, width, int(rng.choice([1, 3, 3, 5])))
@@ -91,7 +91,7 @@ def _plain(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: i
 def _depthwise(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
     net = _Net(rng, shape)
     net.act = str(rng.choice(["relu6", "relu", "hardswish"]))
-    width = _width(rng, 4, 96)
+    width = aligned_width(rng, 4, 96)
     x = net.conv(INPUT, width, 3, stride=2 if shape[1] >= 32 else 1)
     size = shape[1] // 2 if shape[1] >= 32 else shape[1]
     for _ in range(int(rng.integers(1, 7))):
@@ -111,7 +111,7 @@ def _depthwise(rng: np.random.Generator, shape: Tuple[int, int, int], num_classe
 def _residual(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
     net = _Net(rng, shape)
     net.use_bn = True
-    width = _width(rng, 4, 128)
+    width = aligned_width(rng, 4, 128)
     x = net.conv(INPUT, width, int(rng.choice([3, 5, 7])), stride=2 if shape[1] >= 48 else 1)
     size = shape[1] // 2 if shape[1] >= 48 else shape[1]
     for _ in range(int(rng.integers(1, 6))):
@@ -124,11 +124,11 @@ def _residual(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes
 
 def _inception(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes: int) -> Dict[str, Any]:
     net = _Net(rng, shape)
-    width = _width(rng, 4, 96)
+    width = aligned_width(rng, 4, 96)
     x = net.conv(INPUT, width, 3)
     size = shape[1]
     for _ in range(int(rng.integers(1, 4))):
-        b = _width(rng, 4, 96)
+        b = aligned_width(rng, 4, 96)
         five, pooled = rng.random() < 0.6, rng.random() < 0.6
         x = net.inception(x, branch1=b, branch3=(b, b), branch5=(max(b // 2, 2), b) if five else None,
                           pool_proj=b if pooled else None, act=net.act, bn=net.use_bn)
@@ -141,14 +141,14 @@ def _fc_heavy(rng: np.random.Generator, shape: Tuple[int, int, int], num_classes
     net = _Net(rng, shape)
     x = INPUT
     if rng.random() < 0.6:
-        x = net.conv(x, _width(rng, 2, 32), 3)
+        x = net.conv(x, aligned_width(rng, 2, 32), 3)
         if shape[1] >= 16:
             x = net.random_pool(x)
         if shape[1] >= 48:
             x = net.random_pool(x)
     x = net.add("flatten", x)
     for _ in range(int(rng.integers(1, 4))):
-        x = net.add("linear", x, out_features=_width(rng, 16, 2048), bias=True)
+        x = net.add("linear", x, out_features=aligned_width(rng, 16, 2048), bias=True)
         x = net.add(net.act, x)
         if rng.random() < 0.3:
             x = net.add("dropout", x, p=0.25)
